@@ -1,0 +1,1 @@
+"""lossbench: accuracy and speed of deep-learning losses against an mpmath reference."""

@@ -1,0 +1,63 @@
+"""Framework adapters, imported lazily: a framework that is missing (or disabled
+with LOSSBENCH_DISABLE=name,name) is listed as unavailable, never a crash."""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+from dataclasses import dataclass
+
+from harness.adapters.base import Adapter
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str
+    module: str
+    distributions: tuple[str, ...]  # pip names, first installed one gives the version
+
+
+FRAMEWORKS: dict[str, Framework] = {
+    "numpy": Framework("numpy", "harness.adapters.numpy_adapter", ("numpy",)),
+    "torch": Framework("torch", "harness.adapters.torch_adapter", ("torch",)),
+    "tensorflow": Framework("tensorflow", "harness.adapters.tensorflow_adapter", ("tensorflow", "tensorflow-cpu")),
+}
+
+
+class FrameworkUnavailable(RuntimeError):
+    pass
+
+
+_loaded: dict[str, Adapter] = {}
+_failed: dict[str, str] = {}
+
+
+def _disabled() -> set[str]:
+    return {n.strip() for n in os.environ.get("LOSSBENCH_DISABLE", "").split(",") if n.strip()}
+
+
+def load(name: str) -> Adapter:
+    """The adapter for ``name``; raises FrameworkUnavailable with the reason."""
+    if name not in FRAMEWORKS:
+        raise KeyError(f"unknown framework {name!r}; expected one of {', '.join(FRAMEWORKS)}")
+    if name in _disabled():
+        raise FrameworkUnavailable(f"framework {name} is disabled by LOSSBENCH_DISABLE")
+    if name in _failed:
+        raise FrameworkUnavailable(_failed[name])
+    if name not in _loaded:
+        try:
+            _loaded[name] = importlib.import_module(FRAMEWORKS[name].module).ADAPTER
+        except ImportError as exc:
+            _failed[name] = f"framework {name} is not available here ({exc})"
+            raise FrameworkUnavailable(_failed[name]) from None
+    return _loaded[name]
+
+
+def installed_version(name: str) -> str | None:
+    """Version from package metadata, without importing the framework."""
+    for dist in FRAMEWORKS[name].distributions:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None

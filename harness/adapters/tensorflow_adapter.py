@@ -1,0 +1,138 @@
+"""TensorFlow: Keras 3 loss classes where they exist (impl 'native'), composed
+from tf ops otherwise (impl 'composed').
+
+Keras computes a loss in the loss object's dtype, floatx (float32) unless told,
+casting its inputs to it. A float64 Keras user has to ask for float64, so the
+adapter does (dtype='float64'); float16 and bfloat16 inputs keep Keras's default
+upcast to float32, which is what mixed-precision training gets, and the result
+dtype reports it. Element-wise losses are given shape [N, 1]: Keras averages over
+the last axis before reducing, so this makes 'sum' and 'none' per element.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from harness.adapters.base import Adapter, Impl, Output  # noqa: E402
+
+_DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16, "float32": tf.float32, "float64": tf.float64}
+_KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}
+
+
+def _reduce(items: tf.Tensor, reduction: str) -> tf.Tensor:
+    if reduction == "mean":
+        return tf.reduce_mean(items)
+    if reduction == "sum":
+        return tf.reduce_sum(items)
+    return items
+
+
+def _keras(loss_class: type, elementwise: bool, target_fn: Any = None, **options: Any) -> Impl:
+    """A Keras loss called as users call it: loss(y_true, y_pred)."""
+
+    def impl(a: dict[str, Any], reduction: str, params: dict[str, float]) -> tf.Tensor:
+        prediction, target = a["input"], a["target"]
+        if target_fn is not None:
+            target = target_fn(prediction, target)
+        if elementwise:
+            prediction, target = tf.reshape(prediction, (-1, 1)), tf.reshape(target, (-1, 1))
+        dtype = "float64" if prediction.dtype == tf.float64 else None
+        keyword = {name: params[name] for name in options.get("params", ())}
+        flags = {k: v for k, v in options.items() if k != "params"}
+        loss = loss_class(reduction=_KERAS_REDUCTION[reduction], dtype=dtype, **keyword, **flags)
+        return loss(target, prediction)
+
+    return impl
+
+
+def _one_hot(scores: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    return tf.one_hot(classes, scores.shape[1], dtype=scores.dtype)
+
+
+def _smooth_l1(a: dict[str, Any], reduction: str, p: dict[str, float]) -> tf.Tensor:
+    d = tf.abs(a["input"] - a["target"])
+    beta = p["beta"]
+    return _reduce(tf.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
+
+
+def _nll(a: dict[str, Any], reduction: str, p: dict[str, float]) -> tf.Tensor:
+    return _reduce(-tf.gather(a["input"], a["target"], batch_dims=1), reduction)
+
+
+def _multi_margin(a: dict[str, Any], reduction: str, p: dict[str, float]) -> tf.Tensor:
+    s, t = a["input"], a["target"]
+    positive = tf.gather(s, t, batch_dims=1)[:, None]
+    margins = tf.nn.relu(p["margin"] - positive + s)
+    margins = tf.where(tf.cast(_one_hot(s, t), tf.bool), tf.zeros_like(margins), margins)
+    return _reduce(tf.reduce_sum(margins, axis=1) / s.shape[1], reduction)
+
+
+def _contrastive(a: dict[str, Any], reduction: str, p: dict[str, float]) -> tf.Tensor:
+    d = tf.norm(a["input"] - a["input2"], axis=1)
+    label = a["target"]
+    gap = tf.nn.relu(p["margin"] - d)
+    return _reduce((label * d * d + (1.0 - label) * gap * gap) / 2.0, reduction)
+
+
+NATIVE: dict[str, Impl] = {
+    "mse": _keras(keras.losses.MeanSquaredError, True),
+    "mae": _keras(keras.losses.MeanAbsoluteError, True),
+    "huber": _keras(keras.losses.Huber, True, params=("delta",)),
+    "log_cosh": _keras(keras.losses.LogCosh, True),
+    "bce": _keras(keras.losses.BinaryCrossentropy, True),
+    "bce_logits": _keras(keras.losses.BinaryCrossentropy, True, from_logits=True),
+    "cross_entropy": _keras(keras.losses.SparseCategoricalCrossentropy, False, from_logits=True),
+    "soft_cross_entropy": _keras(keras.losses.CategoricalCrossentropy, False, from_logits=True),
+    "kl_div": _keras(keras.losses.KLDivergence, False),
+    "hinge": _keras(keras.losses.Hinge, True),
+    "squared_hinge": _keras(keras.losses.SquaredHinge, True),
+    "categorical_hinge": _keras(keras.losses.CategoricalHinge, False, target_fn=_one_hot),
+}
+
+COMPOSED: dict[str, Impl] = {
+    "smooth_l1": _smooth_l1,
+    "nll": _nll,
+    "multi_margin": _multi_margin,
+    "contrastive": _contrastive,
+}
+
+
+class TensorFlowAdapter(Adapter):
+    name = "tensorflow"
+    impls = {"native": NATIVE, "composed": COMPOSED}
+
+    def version(self) -> str:
+        return f"{tf.__version__} (keras {keras.__version__})"
+
+    def devices(self) -> list[str]:
+        return ["cpu", "cuda"] if tf.config.list_physical_devices("GPU") else ["cpu"]
+
+    def to_native(self, array: np.ndarray, dtype: str | None, device: str) -> tf.Tensor:
+        if dtype is None:
+            return tf.constant(np.asarray(array, dtype=np.int64))
+        # Values are already representable in dtype, so the float64 detour is exact.
+        return tf.cast(tf.constant(np.asarray(array, dtype=np.float64)), _DTYPES[dtype])
+
+    def to_output(self, result: tf.Tensor) -> Output:
+        return Output(np.asarray(result.numpy()).astype(np.float64).reshape(-1), result.dtype.name)
+
+    def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
+        if loss != "log_cosh":
+            return None
+        if dtype == "float64":
+            return "keras LogCosh subtracts log(2.0) computed in float32, then cast to float64"
+        if dtype == "float32":
+            return "keras LogCosh computes x + softplus(-2x) - log(2), which cancels for small x"
+        return None
+
+    def context(self, device: str) -> Any:
+        return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")
+
+
+ADAPTER = TensorFlowAdapter()

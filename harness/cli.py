@@ -1,0 +1,285 @@
+"""The ``lossbench`` command line. Bad input of any kind ends with one line on
+stderr naming the problem and exit code 2; a framework that raises is reported
+as that framework's error (exit 1), never as a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from harness import adapters, registry
+from harness.adapters import FRAMEWORKS, FrameworkUnavailable
+from harness.evaluate import evaluate
+from harness.inputs import InputError, parse_json, prepare
+from harness.spec import DEVICES, DTYPES, REDUCTIONS, Case, Result
+from reference import escalation
+from reference.formats import FORMATS
+
+LIST_WHAT = ("losses", "frameworks", "dtypes", "devices")
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lossbench", description="Accuracy of deep-learning losses against an mpmath reference.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    listing = commands.add_parser("list", help="what this installation can evaluate")
+    listing.add_argument("what", nargs="?", choices=LIST_WHAT, help="one section (default: all)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    ev = commands.add_parser("eval", help="evaluate one loss on one input against the reference")
+    ev.add_argument("loss")
+    ev.add_argument("--framework", required=True, choices=list(FRAMEWORKS))
+    ev.add_argument("--impl", help="implementation (default: numpy 'stable', else the framework's only one)")
+    ev.add_argument("--dtype", required=True, choices=DTYPES)
+    ev.add_argument("--device", default="cpu", choices=DEVICES)
+    ev.add_argument("--reduction", default="mean", choices=REDUCTIONS)
+    ev.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="loss parameter, repeatable")
+    ev.add_argument("--input", required=True, metavar="JSON")
+    ev.add_argument("--target", required=True, metavar="JSON")
+    ev.add_argument("--arg", action="append", default=[], metavar="NAME=JSON", help="extra argument, repeatable")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _split_assignment(text: str, option: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"{option} expects NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, float]:
+    params = {}
+    for item in items:
+        name, text = _split_assignment(item, "--param")
+        try:
+            params[name] = float(text)
+        except ValueError:
+            raise UsageError(f"--param {name} needs a number, got {text!r}") from None
+    return params
+
+
+def _load_framework(name: str) -> adapters.Adapter:
+    try:
+        return adapters.load(name)
+    except FrameworkUnavailable as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
+    try:
+        spec = registry.get(args.loss)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    adapter = _load_framework(args.framework)
+    impls = adapter.impl_names(spec.name)
+    if not impls:
+        raise UsageError(f"{args.framework} has no implementation of {spec.name}")
+    impl = args.impl or ("stable" if "stable" in impls else impls[0])
+    if impl not in impls:
+        raise UsageError(f"{args.framework} has no impl {impl!r} for {spec.name} (impls: {', '.join(impls)})")
+    if args.device not in adapter.devices():
+        raise UsageError(f"device {args.device} is not available to {args.framework} here "
+                         f"(available: {', '.join(adapter.devices())})")
+    try:
+        params = spec.resolve_params(_parse_params(args.param))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    raw = {"input": parse_json(args.input, "--input"), "target": parse_json(args.target, "--target")}
+    for item in args.arg:
+        name, text = _split_assignment(item, "--arg")
+        if name in raw:
+            raise UsageError(f"argument {name!r} given twice")
+        raw[name] = parse_json(text, f"--arg {name}")
+    case = Case(spec.name, args.framework, impl, args.dtype, args.device, args.reduction, tuple(params.items()))
+    return case, raw
+
+
+def _number(value: float | None) -> float | str | None:
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _decimal(ref: escalation.RefValue) -> str:
+    """At least 25 significant digits (30 shown), or inf / -inf / nan."""
+    import mpmath
+
+    if not mpmath.isfinite(ref.value):
+        return str(_number(float(ref.value)))
+    return mpmath.nstr(ref.value, 30, strip_zeros=False, min_fixed=-5, max_fixed=30)
+
+
+def result_json(result: Result, version: str) -> dict[str, Any]:
+    case = result.case
+    per_item = case.reduction == "none"
+
+    def shaped(values: Sequence[Any]) -> Any:
+        if not values:
+            return None
+        return list(values) if per_item else values[0]
+
+    settled = [r.settled for r in result.reference]
+    return {
+        "loss": case.loss,
+        "framework": case.framework,
+        "framework_version": version,
+        "impl": case.impl,
+        "dtype": case.dtype,
+        "device": case.device,
+        "reduction": case.reduction,
+        "params": dict(case.params),
+        "value": shaped([_number(v) for v in result.values]),
+        "result_dtype": result.result_dtype,
+        "reference": shaped([_decimal(r) if r.settled else None for r in result.reference]),
+        "reference_float64": shaped([_number(float(r.value)) if r.settled else None for r in result.reference]),
+        "reference_rounded": shaped([_number(v) if r.settled else None
+                                     for v, r in zip(result.reference_rounded, result.reference)]),
+        "reference_status": shaped(["settled" if s else "unsettled" for s in settled]),
+        "reference_precision_bits": max(r.precision for r in result.reference),
+        "ulp_error": shaped(list(result.ulp_errors)),
+        "rel_error": shaped([_number(v) for v in result.rel_errors]),
+        "nonfinite": shaped(list(result.nonfinite)),
+        "error": result.error,
+    }
+
+
+def _format_float(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:.4g}" if isinstance(value, float) and abs(value) < 1e5 else repr(value)
+
+
+def _print_table(record: dict[str, Any]) -> None:
+    head = (f"{record['loss']}  {record['framework']} {record['framework_version']}  impl {record['impl']}  "
+            f"{record['dtype']} on {record['device']}  reduction {record['reduction']}")
+    if record["params"]:
+        head += "  " + " ".join(f"{k}={v:g}" for k, v in record["params"].items())
+    print(head)
+    if record["result_dtype"] not in (None, record["dtype"]):
+        print(f"  note: {record['framework']} returned {record['result_dtype']}, not {record['dtype']}")
+    if record["error"]:
+        print(f"  framework error: {record['error']}")
+    listed = record["reduction"] == "none"
+    columns = ("value", "reference", "reference_status", "ulp_error", "rel_error", "nonfinite")
+    rows = [[record[c] for c in columns]] if not listed else list(zip(*(record[c] or [None] * len(record["reference"])
+                                                                     for c in columns)))
+    titles = ("item", "value", "reference", "status", "ulp error", "rel error", "non-finite")
+    table = [titles] + [(str(i) if listed else "-", repr(r[0]) if isinstance(r[0], float) else str(r[0] or "-"),
+                         r[1] or "unsettled", r[2], _format_float(r[3]), _format_float(r[4]), r[5] or "-")
+                        for i, r in enumerate(rows)]
+    widths = [max(len(str(row[k])) for row in table) for k in range(len(titles))]
+    for row in table:
+        print("  " + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)))
+    print(f"  reference precision: {record['reference_precision_bits']} bits")
+
+
+def _command_eval(args: argparse.Namespace) -> int:
+    case, raw = _case_from_args(args)
+    arrays = prepare(registry.get(case.loss), raw, case.dtype)
+    result = evaluate(case, arrays)
+    record = result_json(result, adapters.load(case.framework).version())
+    if args.json:
+        print(json.dumps(record))
+    else:
+        _print_table(record)
+    return 1 if result.error else 0
+
+
+def _framework_rows() -> list[dict[str, Any]]:
+    rows = []
+    for name in FRAMEWORKS:
+        try:
+            adapter = adapters.load(name)
+        except FrameworkUnavailable as exc:
+            rows.append({"name": name, "available": False, "version": adapters.installed_version(name),
+                         "impls": [], "devices": [], "reason": str(exc)})
+            continue
+        rows.append({"name": name, "available": True, "version": adapter.version(),
+                     "impls": list(adapter.impls), "devices": adapter.devices(), "reason": None})
+    return rows
+
+
+def _listing(what: str) -> list[dict[str, Any]]:
+    if what == "losses":
+        return [{"name": s.name, "family": s.family, "layout": s.layout.value, "definition": s.definition,
+                 "args": {a.name: a.domain.value + (" (one per row)" if a.per_row else "") for a in s.args},
+                 "params": {p.name: p.default for p in s.params}} for s in registry.iter_losses()]
+    if what == "frameworks":
+        return _framework_rows()
+    if what == "dtypes":
+        return [{"name": f.name, "precision_bits": f.precision, "emin": f.emin, "emax": f.emax,
+                 "epsilon": 2.0 ** (1 - f.precision), "max": float(f.max_finite),
+                 "smallest_subnormal": float(f.smallest_subnormal)} for f in FORMATS.values()]
+    rows = _framework_rows()
+    return [{"name": device, "frameworks": [r["name"] for r in rows if device in r["devices"]]} for device in DEVICES]
+
+
+def _print_listing(what: str, rows: list[dict[str, Any]]) -> None:
+    print(f"{what}:")
+    for row in rows:
+        if what == "losses":
+            params = " ".join(f"{k}={v:g}" for k, v in row["params"].items())
+            print(f"  {row['name']:<20} {row['family']:<15} {row['layout']:<12} {row['definition']}"
+                  + (f"  [{params}]" if params else ""))
+        elif what == "frameworks":
+            state = (f"{row['version']}  impls: {', '.join(row['impls'])}  devices: {', '.join(row['devices'])}"
+                     if row["available"] else f"unavailable: {row['reason']}")
+            print(f"  {row['name']:<12} {state}")
+        elif what == "dtypes":
+            print(f"  {row['name']:<9} {row['precision_bits']:>2}-bit significand  eps {row['epsilon']:.3g}  "
+                  f"max {row['max']:.4g}  min subnormal {row['smallest_subnormal']:.3g}")
+        else:
+            print(f"  {row['name']:<5} {', '.join(row['frameworks']) or 'no framework sees this device'}")
+
+
+def _command_list(args: argparse.Namespace) -> int:
+    sections = [args.what] if args.what else list(LIST_WHAT)
+    listings = {what: _listing(what) for what in sections}
+    if args.json:
+        print(json.dumps(listings[args.what] if args.what else listings))
+    else:
+        for what, rows in listings.items():
+            _print_listing(what, rows)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _build_parser().parse_args(argv)
+        return {"list": _command_list, "eval": _command_eval}[args.command](args)
+    except (UsageError, InputError) as exc:
+        print(f"lossbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lossbench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  a bug must still not print a traceback at users
+        if os.environ.get("LOSSBENCH_DEBUG"):
+            raise
+        print(f"lossbench: internal error: {type(exc).__name__}: {exc} (set LOSSBENCH_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""One case, end to end: exact reference, framework call, metrics.
+
+The reference is computed first and independently of the framework, so a
+framework that raises still leaves an honest record (its error, beside the
+reference it should have matched).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+from collections.abc import Mapping
+
+import mpmath
+import numpy as np
+
+from harness import adapters, metrics, registry
+from harness.spec import Case, Layout, LossSpec, Result
+from reference import escalation
+from reference.escalation import RefValue
+from reference.exact import to_mpf_list
+from reference.formats import get_format, round_mpf
+
+
+def reference_items(spec: LossSpec, arrays: Mapping[str, np.ndarray]) -> list[tuple]:
+    """Per-item argument tuples of exact values, in the spec's argument order."""
+    exact = {a.name: (to_mpf_list(arrays[a.name]) if a.domain.is_float else [int(v) for v in arrays[a.name]])
+             for a in spec.args}
+    if spec.layout is Layout.ELEMENTWISE:
+        return list(zip(*(exact[a.name] for a in spec.args)))
+    rows, width = arrays["input"].shape
+    return [
+        tuple(exact[a.name][b] if a.per_row else exact[a.name][b * width:(b + 1) * width] for a in spec.args)
+        for b in range(rows)
+    ]
+
+
+def compute_reference(
+    spec: LossSpec, arrays: Mapping[str, np.ndarray], params: Mapping[str, float], reduction: str, dtype: str,
+    start_prec: int = escalation.START_PREC, max_prec: int = escalation.MAX_PREC,
+) -> list[RefValue]:
+    """The settled reference: one value per item for 'none', else a single value."""
+    formula = functools.partial(spec.reference, **{k: mpmath.mpf(v) for k, v in params.items()})
+    value = escalation.evaluate(formula, reference_items(spec, arrays), reduction,  # type: ignore[arg-type]
+                                get_format(dtype), start_prec, max_prec)
+    return value if isinstance(value, list) else [value]
+
+
+def evaluate(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
+    """Evaluate ``case`` on validated ``arrays`` (see harness.inputs.prepare)."""
+    spec = registry.get(case.loss)
+    params = dict(case.params)
+    refs = compute_reference(spec, arrays, params, case.reduction, case.dtype)
+    rounded = tuple(round_mpf(r.value, case.dtype) for r in refs)
+    adapter = adapters.load(case.framework)
+    try:
+        output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, params)
+    except Exception as exc:  # a framework failure is a result, not a crash
+        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return Result(case, (), None, tuple(refs), rounded, (), (), (), error=message)
+    values = tuple(float(v) for v in output.values)
+    if len(values) != len(refs):
+        error = f"framework returned {len(values)} values, the reference has {len(refs)}"
+        return Result(case, values, output.result_dtype, tuple(refs), rounded, (), (), (), error=error)
+    ulps, rels, classes = [], [], []
+    for value, ref in zip(values, refs):
+        cls = metrics.classify(value, ref.value, case.dtype)
+        honest = cls is None and ref.settled
+        classes.append(cls)
+        ulps.append(metrics.ulp_error(value, ref.value, case.dtype) if honest else None)
+        rels.append(metrics.relative_error(value, ref.value) if honest else None)
+    return Result(case, values, output.result_dtype, tuple(refs), rounded, tuple(ulps), tuple(rels), tuple(classes))
+
+
+def repro_command(case: Case, arrays: Mapping[str, np.ndarray]) -> str:
+    """A shell command that re-runs this case through the CLI."""
+    spec = registry.get(case.loss)
+    parts = ["lossbench", "eval", case.loss, "--framework", case.framework, "--impl", case.impl,
+             "--dtype", case.dtype, "--device", case.device, "--reduction", case.reduction]
+    for name, value in case.params:
+        parts += ["--param", f"{name}={value!r}"]
+    for a in spec.args:
+        data = json.dumps(_jsonable(arrays[a.name]))
+        if a.name in ("input", "target"):
+            parts += [f"--{a.name}", data]
+        else:
+            parts += ["--arg", f"{a.name}={data}"]
+    return shlex.join(parts + ["--json"])
+
+
+def _jsonable(array: np.ndarray) -> list:
+    if array.dtype.kind == "i":
+        return array.tolist()
+    return [_json_number(v) for v in array.ravel().tolist()] if array.ndim == 1 else [_jsonable(row) for row in array]
+
+
+def _json_number(value: float) -> float | str:
+    if value != value:
+        return "nan"
+    if value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    return value

@@ -1,0 +1,40 @@
+"""Probabilistic classification losses: binary, categorical and divergence."""
+from reference import formulas as mp
+
+from harness.registry import register
+from harness.spec import ArgSpec, Domain, Layout, LossSpec
+
+_CLASS_TARGET = ArgSpec("target", Domain.CLASS_INDEX, per_row=True)
+
+register(LossSpec(
+    "bce", "classification", "-(y log p + (1 - y) log(1 - p)), p = input",
+    Layout.ELEMENTWISE,
+    (ArgSpec("input", Domain.PROBABILITY), ArgSpec("target", Domain.PROBABILITY)),
+    mp.bce,
+))
+register(LossSpec(
+    "bce_logits", "classification", "bce(sigmoid(z), y), z = input (logits), exact",
+    Layout.ELEMENTWISE,
+    (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.PROBABILITY)),
+    mp.bce_logits,
+))
+register(LossSpec(
+    "cross_entropy", "classification", "logsumexp(z) - z_t, z = input row (logits), t = target class",
+    Layout.ROWWISE, (ArgSpec("input", Domain.REAL), _CLASS_TARGET), mp.cross_entropy,
+))
+register(LossSpec(
+    "soft_cross_entropy", "classification", "sum_c q_c (logsumexp(z) - z_c), q = target row",
+    Layout.ROWWISE,
+    (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.DISTRIBUTION)),
+    mp.soft_cross_entropy,
+))
+register(LossSpec(
+    "nll", "classification", "-l_t, l = input row (log-probabilities)",
+    Layout.ROWWISE, (ArgSpec("input", Domain.REAL), _CLASS_TARGET), mp.nll,
+))
+register(LossSpec(
+    "kl_div", "classification", "sum_c p_c log(p_c / q_c), q = input row, p = target row; batch mean",
+    Layout.ROWWISE,
+    (ArgSpec("input", Domain.DISTRIBUTION), ArgSpec("target", Domain.DISTRIBUTION)),
+    mp.kl_div,
+))

@@ -1,0 +1,16 @@
+"""Metric-learning losses on pairs of embeddings."""
+from reference import formulas as mp
+
+from harness.registry import register
+from harness.spec import ArgSpec, Domain, Layout, LossSpec, ParamSpec
+
+register(LossSpec(
+    "contrastive", "embedding",
+    "(l d^2 + (1 - l) max(0, margin - d)^2) / 2, d = |x1 - x2| per row; "
+    "x1 = input, x2 = input2, l = target in {0, 1}",
+    Layout.ROWWISE,
+    (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.BINARY_LABEL, per_row=True),
+     ArgSpec("input2", Domain.REAL)),
+    mp.contrastive,
+    params=(ParamSpec("margin", 1.0, minimum=0.0),),
+))

@@ -1,0 +1,22 @@
+"""Margin (hinge-type) losses on scores."""
+from reference import formulas as mp
+
+from harness.registry import register
+from harness.spec import ArgSpec, Domain, Layout, LossSpec, ParamSpec
+
+_SIGNED = (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.SIGN_LABEL))
+_CLASS_SCORES = (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.CLASS_INDEX, per_row=True))
+
+register(LossSpec("hinge", "margin", "max(0, 1 - y s), y in {-1, +1}", Layout.ELEMENTWISE, _SIGNED, mp.hinge))
+register(LossSpec(
+    "squared_hinge", "margin", "max(0, 1 - y s)^2, y in {-1, +1}", Layout.ELEMENTWISE, _SIGNED, mp.squared_hinge,
+))
+register(LossSpec(
+    "multi_margin", "margin", "sum_{j != t} max(0, margin - s_t + s_j) / C",
+    Layout.ROWWISE, _CLASS_SCORES, mp.multi_margin,
+    params=(ParamSpec("margin", 1.0),),
+))
+register(LossSpec(
+    "categorical_hinge", "margin", "max(0, 1 + max_{j != t} s_j - s_t)",
+    Layout.ROWWISE, _CLASS_SCORES, mp.categorical_hinge,
+))

@@ -1,0 +1,2 @@
+"""mpmath ground truth: exact inputs, canonical loss formulas, precision
+escalation, and correct rounding back to binary formats."""

@@ -1,0 +1,220 @@
+"""The CLI contract: `lossbench eval --json` fields, framework behaviour shown as
+it is, and bad input answered with one stderr line and exit code 2."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from harness import adapters
+from harness.cli import main
+
+REQUIRED_KEYS = {"loss", "framework", "impl", "dtype", "device", "reduction", "value", "result_dtype", "reference",
+                 "reference_float64", "ulp_error", "rel_error", "nonfinite"}
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def eval_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    code, out, err = run_cli(capsys, "eval", *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def _need(framework: str) -> None:
+    try:
+        adapters.load(framework)
+    except adapters.FrameworkUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def _significant_digits(decimal: str) -> int:
+    mantissa = decimal.lstrip("-").split("e")[0].replace(".", "").lstrip("0")
+    return len(mantissa)
+
+
+def test_torch_bce_clamps_log_at_minus_100(capsys: pytest.CaptureFixture[str]) -> None:
+    _need("torch")
+    record = eval_json(capsys, "bce", "--framework", "torch", "--dtype", "float32", "--input", "[0.0]",
+                       "--target", "[1.0]")
+    assert REQUIRED_KEYS <= set(record)
+    # torch documents that BCELoss clamps its log outputs to >= -100.
+    assert record["value"] == 100.0
+    assert record["reference"] == "inf" and record["reference_float64"] == "inf"
+    assert record["nonfinite"] == "missed_inf" and record["ulp_error"] is None
+    assert record["result_dtype"] == "float32" and record["impl"] == "native"
+
+
+def test_keras_bce_clips_probabilities_at_epsilon(capsys: pytest.CaptureFixture[str]) -> None:
+    _need("tensorflow")
+    import keras
+
+    record = eval_json(capsys, "bce", "--framework", "tensorflow", "--dtype", "float32", "--input", "[0.0]",
+                       "--target", "[1.0]")
+    # Keras documents clipping predictions to [epsilon, 1 - epsilon], epsilon = keras.config.epsilon().
+    assert math.isclose(record["value"], -math.log(keras.config.epsilon()), rel_tol=1e-6)
+    assert record["nonfinite"] == "missed_inf"
+
+
+def test_reduction_none_gives_lists(capsys: pytest.CaptureFixture[str]) -> None:
+    record = eval_json(capsys, "mse", "--framework", "numpy", "--impl", "naive", "--dtype", "float16",
+                       "--reduction", "none", "--input", "[0.1, 2, \"inf\"]", "--target", "[0, 0, 0]")
+    for key in ("value", "reference", "reference_float64", "ulp_error"):
+        assert isinstance(record[key], list) and len(record[key]) == 3, key
+    # 0.1 rounds to 0.0999755859375 in float16 before anything is computed.
+    assert record["reference_float64"][0] == 0.0999755859375**2
+    assert record["reference_float64"][1] == 4.0 and record["ulp_error"][1] == 0.0
+    assert record["value"][2] == "inf" and record["nonfinite"][2] == "expected_inf"
+    assert record["ulp_error"][2] is None
+
+
+def test_reference_has_25_significant_digits(capsys: pytest.CaptureFixture[str]) -> None:
+    record = eval_json(capsys, "cross_entropy", "--framework", "numpy", "--dtype", "float64",
+                       "--input", "[[1, 2, 3]]", "--target", "[0]")
+    assert _significant_digits(record["reference"]) >= 25
+    # logsumexp([1,2,3]) - 1 = 2 + log(1 + e^-1 + e^-2), to 25 digits (independent formula).
+    expected = 2 + math.log1p(math.exp(-1) + math.exp(-2))
+    assert math.isclose(float(record["reference"]), expected, rel_tol=1e-15)
+    assert record["reference_status"] == "settled"
+
+
+def test_params_and_extra_args_reach_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    record = eval_json(capsys, "huber", "--framework", "numpy", "--dtype", "float64", "--param", "delta=0.5",
+                       "--input", "[2.0]", "--target", "[0.0]")
+    assert record["params"] == {"delta": 0.5}
+    assert record["reference_float64"] == 0.5 * (2.0 - 0.25)  # delta (|d| - delta/2)
+    record = eval_json(capsys, "contrastive", "--framework", "numpy", "--dtype", "float64",
+                       "--input", "[[3, 0]]", "--arg", "input2=[[0, 4]]", "--target", "[1]")
+    assert record["reference_float64"] == 12.5  # d = 5, l d^2 / 2
+
+
+def test_escalated_reference_reports_its_precision(capsys: pytest.CaptureFixture[str]) -> None:
+    eps = 2.0**-30
+    record = eval_json(capsys, "kl_div", "--framework", "numpy", "--dtype", "float64",
+                       "--input", json.dumps([[0.5 + eps, 0.5 - eps]]), "--target", "[[0.5, 0.5]]")
+    assert record["reference_precision_bits"] > 160
+
+
+def test_framework_error_is_reported_with_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    _need("torch")
+    code, out, _ = run_cli(capsys, "eval", "multi_margin", "--framework", "torch", "--dtype", "float16",
+                           "--input", "[[1, 2, 3]]", "--target", "[0]", "--json")
+    record = json.loads(out)
+    assert code == 1
+    assert "not implemented for 'Half'" in record["error"] and record["value"] is None
+    assert record["reference"] is not None
+
+
+def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "eval", "hinge", "--framework", "numpy", "--dtype", "bfloat16",
+                           "--input", "[0.5, -2]", "--target", "[1, 1]", "--reduction", "none")
+    assert code == 0
+    assert "ulp error" in out and "reference" in out and len(out.splitlines()) >= 4
+
+
+def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "list", "--json")
+    listing = json.loads(out)
+    assert code == 0
+    assert {row["name"] for row in listing["frameworks"]} == set(adapters.FRAMEWORKS)
+    assert {row["name"] for row in listing["dtypes"]} == {"float16", "bfloat16", "float32", "float64"}
+    assert all(row["version"] for row in listing["frameworks"] if row["available"])
+    assert "cpu" in {row["name"] for row in listing["devices"]}
+    assert len(listing["losses"]) >= 16
+
+
+BASE = ["eval", "mse", "--framework", "numpy", "--dtype", "float32"]
+BAD_INPUTS = {
+    "unknown loss": (["eval", "nosuch", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
+                      "--target", "[1]"], "unknown loss 'nosuch'"),
+    "unknown framework": (["eval", "mse", "--framework", "jax", "--dtype", "float32", "--input", "[1]",
+                           "--target", "[1]"], "invalid choice: 'jax'"),
+    "unknown impl": (["eval", "mse", "--framework", "torch", "--impl", "naive", "--dtype", "float32",
+                      "--input", "[1]", "--target", "[1]"], "no impl 'naive'"),
+    "unknown dtype": (["eval", "mse", "--framework", "numpy", "--dtype", "float8", "--input", "[1]",
+                       "--target", "[1]"], "invalid choice: 'float8'"),
+    "unknown device": (BASE + ["--device", "tpu", "--input", "[1]", "--target", "[1]"], "invalid choice: 'tpu'"),
+    "missing option": (["eval", "mse", "--framework", "numpy", "--input", "[1]", "--target", "[1]"], "--dtype"),
+    "malformed JSON": (BASE + ["--input", "[1, 2", "--target", "[1, 2]"], "--input is not valid JSON"),
+    "non-numeric value": (BASE + ["--input", "[\"one\"]", "--target", "[1]"], "must hold numbers"),
+    "ragged list": (["eval", "cross_entropy", "--framework", "numpy", "--dtype", "float32",
+                     "--input", "[[1, 2], [3]]", "--target", "[0, 0]"], "ragged"),
+    "shape mismatch": (BASE + ["--input", "[1, 2]", "--target", "[1]"], "does not match input shape"),
+    "probability above 1": (["eval", "bce", "--framework", "numpy", "--dtype", "float32", "--input", "[1.5]",
+                             "--target", "[1]"], "must be probabilities in [0, 1]"),
+    "negative soft target": (["eval", "soft_cross_entropy", "--framework", "numpy", "--dtype", "float32",
+                              "--input", "[[1, 2]]", "--target", "[[-0.5, 1.5]]"], "probabilities in [0, 1]"),
+    "hinge label 0": (["eval", "hinge", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
+                       "--target", "[0]"], "labels in {-1, +1}"),
+    "contrastive label 2": (["eval", "contrastive", "--framework", "numpy", "--dtype", "float32",
+                             "--input", "[[1, 2]]", "--arg", "input2=[[1, 2]]", "--target", "[2]"],
+                            "labels in {0, 1}"),
+    "class index out of range": (["eval", "cross_entropy", "--framework", "numpy", "--dtype", "float32",
+                                  "--input", "[[1, 2, 3]]", "--target", "[3]"], "class index 3 out of range"),
+    "negative class index": (["eval", "nll", "--framework", "numpy", "--dtype", "float32",
+                              "--input", "[[-1, -2]]", "--target", "[-1]"], "out of range"),
+    "fractional class index": (["eval", "cross_entropy", "--framework", "numpy", "--dtype", "float32",
+                                "--input", "[[1, 2, 3]]", "--target", "[0.5]"], "integer class indices"),
+    "wrong target count": (["eval", "cross_entropy", "--framework", "numpy", "--dtype", "float32",
+                            "--input", "[[1, 2], [3, 4]]", "--target", "[0]"], "one value per row"),
+    "missing extra arg": (["eval", "contrastive", "--framework", "numpy", "--dtype", "float32",
+                           "--input", "[[1, 2]]", "--target", "[1]"], "needs argument 'input2'"),
+    "unknown extra arg": (BASE + ["--input", "[1]", "--target", "[1]", "--arg", "weight=[1]"],
+                          "no argument 'weight'"),
+    "unknown param": (BASE + ["--input", "[1]", "--target", "[1]", "--param", "delta=1"], "no parameter 'delta'"),
+    "bad param value": (["eval", "huber", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
+                         "--target", "[1]", "--param", "delta=-1"], "delta must be > 0"),
+    "param not a number": (["eval", "huber", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
+                            "--target", "[1]", "--param", "delta=big"], "needs a number"),
+    "param without value": (BASE + ["--input", "[1]", "--target", "[1]", "--param", "delta"], "NAME=VALUE"),
+    "empty input": (BASE + ["--input", "[]", "--target", "[]"], "is empty"),
+    "unknown list section": (["list", "gpus"], "invalid choice: 'gpus'"),
+}
+
+
+@pytest.mark.parametrize("argv, message", list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("lossbench: error: "), err
+    assert message in err
+
+
+def test_unavailable_framework(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOSSBENCH_DISABLE", "tensorflow")
+    code, _, err = run_cli(capsys, "eval", "mse", "--framework", "tensorflow", "--dtype", "float32",
+                           "--input", "[1]", "--target", "[1]")
+    assert code == 2 and "tensorflow is disabled" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unavailable_device(capsys: pytest.CaptureFixture[str]) -> None:
+    _need("torch")
+    if "cuda" in adapters.load("torch").devices():
+        pytest.skip("this machine has a CUDA device")
+    code, _, err = run_cli(capsys, "eval", "mse", "--framework", "torch", "--dtype", "float32", "--device", "cuda",
+                           "--input", "[1]", "--target", "[1]")
+    assert code == 2 and "device cuda is not available to torch" in err
+
+
+def test_real_process_prints_no_traceback() -> None:
+    env = dict(os.environ, LOSSBENCH_DISABLE="torch,tensorflow")
+    proc = subprocess.run([sys.executable, "-m", "harness", "eval", "bce", "--framework", "numpy", "--dtype",
+                           "float32", "--input", "[2.0]", "--target", "[1]"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = subprocess.run([sys.executable, "-m", "harness", "eval", "bce", "--framework", "numpy", "--dtype",
+                           "float32", "--input", "[0.25]", "--target", "[1]", "--json"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0
+    record = json.loads(proc.stdout)
+    assert re.fullmatch(r"1\.386294361119890618834464242.*", record["reference"])  # -log(1/4) = 2 log 2

@@ -1,0 +1,69 @@
+"""The registry and the adapters agree: every loss is implemented everywhere it
+should be, and no adapter implements a loss that is not registered."""
+from __future__ import annotations
+
+import pytest
+
+from harness import adapters, registry
+from harness.spec import ArgSpec, Case, Domain, Layout, LossSpec, ParamSpec
+from reference import formulas
+
+CORE_LOSSES = {"mse", "mae", "huber", "smooth_l1", "log_cosh", "bce", "bce_logits", "cross_entropy",
+               "soft_cross_entropy", "nll", "kl_div", "hinge", "squared_hinge", "multi_margin",
+               "categorical_hinge", "contrastive"}
+
+
+def test_core_catalog_is_registered() -> None:
+    assert CORE_LOSSES <= set(registry.names())
+
+
+@pytest.mark.parametrize("framework", list(adapters.FRAMEWORKS))
+def test_adapters_cover_the_registry(framework: str) -> None:
+    adapter = adapters.load(framework)
+    for table in adapter.impls.values():
+        assert set(table) <= set(registry.names()), "implementation of an unregistered loss"
+    for name in registry.names():
+        impls = adapter.impl_names(name)
+        if framework == "numpy":
+            assert impls == ["naive", "stable"], name
+        else:
+            assert len(impls) == 1, f"{framework} should have exactly one impl of {name}: {impls}"
+
+
+def test_spec_validation() -> None:
+    args = (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.REAL))
+    with pytest.raises(ValueError, match="first two arguments"):
+        LossSpec("x", "f", "", Layout.ELEMENTWISE, args[::-1], formulas.mse)
+    with pytest.raises(ValueError, match="per-row"):
+        LossSpec("x", "f", "", Layout.ELEMENTWISE, (args[0], ArgSpec("target", Domain.REAL, per_row=True)),
+                 formulas.mse)
+    with pytest.raises(ValueError, match="one per row"):
+        ArgSpec("target", Domain.CLASS_INDEX)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register(registry.get("mse"))
+
+
+def test_params_are_validated() -> None:
+    huber = registry.get("huber")
+    assert huber.resolve_params({}) == {"delta": 1.0}
+    assert huber.resolve_params({"delta": 0.5}) == {"delta": 0.5}
+    with pytest.raises(ValueError, match="delta must be > 0"):
+        huber.resolve_params({"delta": 0.0})
+    with pytest.raises(ValueError, match="no parameter 'beta'"):
+        huber.resolve_params({"beta": 1.0})
+    with pytest.raises(ValueError, match="finite"):
+        ParamSpec("m", 1.0).validate(float("nan"))
+
+
+def test_case_validation() -> None:
+    with pytest.raises(ValueError, match="unknown dtype"):
+        Case("mse", "numpy", "naive", "float8")
+    with pytest.raises(ValueError, match="unknown reduction"):
+        Case("mse", "numpy", "naive", "float32", reduction="max")
+
+
+def test_disabled_framework_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOSSBENCH_DISABLE", "tensorflow")
+    with pytest.raises(adapters.FrameworkUnavailable, match="disabled"):
+        adapters.load("tensorflow")
+    assert adapters.load("numpy").name == "numpy"
