@@ -166,7 +166,7 @@ def _format_float(value: Any) -> str:
         return "-"
     if isinstance(value, str):
         return value
-    return f"{value:.4g}" if isinstance(value, float) and abs(value) < 1e5 else repr(value)
+    return f"{value:.4g}"
 
 
 def _print_table(record: dict[str, Any]) -> None:
