@@ -4,18 +4,26 @@ as that framework's error (exit 1), never as a traceback."""
 from __future__ import annotations
 
 import argparse
+import csv
+import functools
 import json
 import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
+
+from tqdm import tqdm
 
 from harness import adapters, registry
 from harness.adapters import FRAMEWORKS, FrameworkUnavailable
 from harness.evaluate import evaluate
 from harness.inputs import InputError, parse_json, prepare
-from harness.spec import DEVICES, DTYPES, REDUCTIONS, Case, Result
+from harness.refsets import ReferenceCache
+from harness.spec import ALL_REGIMES, DEVICES, DTYPES, REDUCTIONS, Case, Result
+from harness.store import DEFAULT_DB, StoreError, open_store
+from harness.sweep import DEFAULT_CELL_TIMEOUT, SweepConfig, default_config, run_sweep
 from reference import escalation
 from reference.formats import FORMATS
 
@@ -51,7 +59,41 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--target", required=True, metavar="JSON")
     ev.add_argument("--arg", action="append", default=[], metavar="NAME=JSON", help="extra argument, repeatable")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sw = commands.add_parser("sweep", help="measure many cells into the results store (resumable)")
+    grid = sw.add_mutually_exclusive_group()
+    grid.add_argument("--quick", dest="full", action="store_false", help="sizes 10..1e5, width 10 (default)")
+    grid.add_argument("--full", dest="full", action="store_true", help="sizes 10..1e7, widths 10 and 1000")
+    sw.add_argument("--loss", nargs="+", action="extend", metavar="L")
+    sw.add_argument("--framework", nargs="+", action="extend", metavar="F", choices=list(FRAMEWORKS))
+    sw.add_argument("--impl", nargs="+", action="extend", metavar="I")
+    sw.add_argument("--dtype", nargs="+", action="extend", metavar="D", choices=DTYPES)
+    sw.add_argument("--device", nargs="+", action="extend", metavar="D", choices=DEVICES)
+    sw.add_argument("--regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES)
+    sw.add_argument("--sizes", nargs="+", action="extend", metavar="N", type=_positive_int)
+    sw.add_argument("--seeds", type=_positive_int, default=1, metavar="K", help="seeds 0..K-1 (default 1)")
+    sw.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="N",
+                    help="worker processes (default: one per core)")
+    sw.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S",
+                    help=f"per-cell time limit in seconds (default {DEFAULT_CELL_TIMEOUT:g})")
+    sw.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sw.set_defaults(full=False)
+
+    res = commands.add_parser("results", help="export stored cells, one record per cell")
+    res.add_argument("--db", type=Path, default=DEFAULT_DB)
+    res.add_argument("--format", choices=("table", "csv", "json"), default="table")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0 or value != float(text):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _split_assignment(text: str, option: str) -> tuple[str, str]:
@@ -263,16 +305,110 @@ def _command_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_config(args: argparse.Namespace) -> SweepConfig:
+    defaults = default_config(quick=not args.full)
+    known = registry.names()
+    for loss in args.loss or ():
+        if loss not in known:
+            raise UsageError(f"unknown loss {loss!r}; run 'lossbench list losses'")
+    if args.impl:
+        impls = {"naive", "stable", "native", "composed"}
+        for impl in args.impl:
+            if impl not in impls:
+                raise UsageError(f"unknown impl {impl!r}; expected one of {', '.join(sorted(impls))}")
+    if args.cell_timeout <= 0:
+        raise UsageError("--cell-timeout must be positive")
+    frameworks = tuple(dict.fromkeys(args.framework or defaults["frameworks"]))
+    for name in args.framework or ():
+        if name in _disabled_frameworks():
+            raise UsageError(f"framework {name} is disabled by LOSSBENCH_DISABLE")
+    return SweepConfig(
+        losses=tuple(dict.fromkeys(args.loss or defaults["losses"])),
+        frameworks=frameworks,
+        impls=tuple(dict.fromkeys(args.impl)) if args.impl else None,
+        dtypes=tuple(dict.fromkeys(args.dtype or defaults["dtypes"])),
+        devices=tuple(dict.fromkeys(args.device or defaults["devices"])),
+        regimes=tuple(dict.fromkeys(args.regime)) if args.regime else None,
+        sizes=tuple(sorted(set(args.sizes or defaults["sizes"]))),
+        widths=defaults["widths"],
+        seeds=args.seeds, jobs=args.jobs, cell_timeout=args.cell_timeout,
+    )
+
+
+def _disabled_frameworks() -> set[str]:
+    return {n.strip() for n in os.environ.get("LOSSBENCH_DISABLE", "").split(",") if n.strip()}
+
+
+def _command_sweep(args: argparse.Namespace) -> int:
+    config = _sweep_config(args)
+    progress = None if args.no_progress else functools.partial(tqdm, file=sys.stderr, mininterval=1.0)
+    cache = ReferenceCache(args.db.parent / "refcache")
+    try:
+        with open_store(args.db) as store:
+            report = run_sweep(config, store, cache, progress)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    for name, reason in report.unavailable.items():
+        print(f"skipped {name}: {reason}")
+    if report.planned == 0:
+        raise UsageError("the filters select no cell (check --framework, --impl, --device and --regime)")
+    statuses = ", ".join(f"{n} {k}" for k, n in sorted(report.statuses.items())) or "nothing new"
+    print(f"run {report.run_id}: {report.planned} cells planned, {report.skipped} already stored, "
+          f"{report.stored} stored now ({statuses})")
+    print(f"reference: {report.reference_sets} input sets ({report.reference_cached} from cache) in "
+          f"{report.reference_seconds:.1f} s; cells in {report.cell_seconds:.1f} s; store {args.db}")
+    return 0
+
+
+RESULT_COLUMNS = ("loss", "framework", "impl", "dtype", "device", "regime", "size", "status", "result_dtype",
+                  "max_ulp", "p99_ulp", "median_ulp", "reduced_ulp", "unexpected_nonfinite", "error")
+
+
+def _command_results(args: argparse.Namespace) -> int:
+    if not args.db.exists():
+        raise UsageError(f"no results store at {args.db}; run 'lossbench sweep' first")
+    try:
+        with open_store(args.db) as store:
+            rows = list(store.cells())
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(rows))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["loss"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = [RESULT_COLUMNS] + [tuple(_format_cell(r[c]) for c in RESULT_COLUMNS) for r in rows]
+        widths = [max(len(row[k]) for row in table) for k in range(len(RESULT_COLUMNS))]
+        for row in table:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _format_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)[:60]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
-        return {"list": _command_list, "eval": _command_eval}[args.command](args)
+        commands = {"list": _command_list, "eval": _command_eval, "sweep": _command_sweep,
+                    "results": _command_results}
+        return commands[args.command](args)
     except (UsageError, InputError) as exc:
         print(f"lossbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lossbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head and the like
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # noqa: BLE001  a bug must still not print a traceback at users
         if os.environ.get("LOSSBENCH_DEBUG"):
             raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import mpmath
+import numpy as np
 
 from reference.formats import BinaryFormat, get_format, mpf_ulp_exponent, round_mpf
 
@@ -65,3 +66,67 @@ def relative_error(result: float, reference: mpmath.mpf) -> float:
         return 0.0 if not diff else math.inf
     with mpmath.workprec(64):
         return float(diff / abs(reference))
+
+
+# --- vectorised forms for sweeps ------------------------------------------------
+# The reference comes as float64 pairs (hi, lo), hi + lo within 2**-106 of the
+# exact value, plus its correctly rounded value in the dtype; results are float64
+# arrays holding the framework's values exactly.
+
+_CLASS_CODES = (None, *NONFINITE_CLASSES)
+
+
+def classify_many(values: np.ndarray, ref_hi: np.ndarray, ref_rounded: np.ndarray) -> np.ndarray:
+    """Index into (None, *NONFINITE_CLASSES) per element; 0 means both finite."""
+    codes = np.zeros(values.shape, dtype=np.int8)
+    value_nan, ref_nan = np.isnan(values), np.isnan(ref_hi)
+    value_inf, ref_inf = np.isinf(values), np.isinf(ref_hi)
+
+    def mark(mask: np.ndarray, name: str) -> None:
+        codes[mask & (codes == 0)] = _CLASS_CODES.index(name)
+
+    mark(ref_nan & value_nan, EXPECTED_NAN)
+    mark(ref_nan, MISSED_NAN)
+    mark(value_nan, SPURIOUS_NAN)
+    mark(ref_inf & value_inf & (np.sign(values) == np.sign(ref_hi)), EXPECTED_INF)
+    mark(ref_inf & value_inf, WRONG_SIGN_INF)
+    mark(ref_inf, MISSED_INF)
+    mark(value_inf & (values == ref_rounded), EXPECTED_INF)
+    mark(value_inf, SPURIOUS_INF)
+    return codes
+
+
+def class_names(codes: np.ndarray) -> list[str | None]:
+    return [_CLASS_CODES[c] for c in codes]
+
+
+def count_classes(codes: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(codes, minlength=len(_CLASS_CODES))
+    return {name: int(counts[i]) for i, name in enumerate(_CLASS_CODES) if name is not None}
+
+
+def _binades(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """floor(log2 |hi + lo|) of non-zero finite references."""
+    mantissa, exponent = np.frexp(hi)
+    binade = exponent - 1
+    # hi rounded up onto a power of two when the exact value lies just below it.
+    below = (np.abs(mantissa) == 0.5) & (lo != 0) & (np.sign(lo) != np.sign(hi))
+    return binade - below
+
+
+def ulp_errors(values: np.ndarray, hi: np.ndarray, lo: np.ndarray, fmt: BinaryFormat | str) -> np.ndarray:
+    """|value - ref| / ulp_fmt(ref) for finite pairs (nan elsewhere)."""
+    fmt = _fmt(fmt)
+    with np.errstate(all="ignore"):
+        binade = np.where(hi == 0, fmt.emin, _binades(hi, lo))
+        k = np.clip(binade, fmt.emin, fmt.emax) - fmt.precision + 1
+        diff = np.abs((values - hi) - lo)  # values - hi is exact when close (Sterbenz)
+        errors = np.ldexp(diff, -k)
+    return np.where(np.isfinite(values) & np.isfinite(hi), errors, np.nan)
+
+
+def relative_errors(values: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        diff = np.abs((values - hi) - lo)
+        rel = np.where(hi == 0, np.where(diff == 0, 0.0, np.inf), diff / np.abs(hi))
+    return np.where(np.isfinite(values) & np.isfinite(hi), rel, np.nan)

@@ -1,40 +1,190 @@
-"""Seeded input generators. Values are drawn, then put into the target dtype,
-so every generated value is exactly representable there; the same seed gives
-bit-identical inputs on every machine."""
+"""Seeded input regimes. Values are drawn, then put into the target dtype, so
+every value is exactly representable there, and the same seed gives
+bit-identical inputs on every machine.
+
+Items (elements of element-wise losses, rows of row-wise ones) are drawn in
+blocks seeded by (seed, loss, regime, dtype, block), so the input of size n is
+a prefix of the input of any larger size: references and caches are shared
+across sizes.
+
+- typical:       standard-normal reals, uniform probabilities, random labels
+- wide:          magnitudes log-uniform over the dtype's whole exponent range
+                 (subnormals to the top binade), both signs
+- saturated:     logits |z| log-uniform in [10, 1e4]; probabilities within 1e-3
+                 of 0 or 1, down to the dtype's smallest subnormal
+- near_overflow: magnitudes log-uniform in [2 ln(max), sqrt(max)/2], where exp
+                 overflows and sums of squares overflow while the loss is finite
+- cancellation:  the input a few ulps (1-4) from the target (or from the
+                 target's score, or from the other embedding)
+- edge:          0, +-1, +-inf, nan, +-max, +-min normal, +-smallest subnormal;
+                 probabilities 0, 1, the neighbours of 0 and 1, 0.5, nan
+"""
 from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
 
 import numpy as np
 
 from harness.adapters.numpy_adapter import DTYPES
+from harness.spec import ALL_REGIMES as REGIMES
 from harness.spec import ArgSpec, Domain, Layout, LossSpec
+from reference.formats import FORMATS
 
-DEFAULT_WIDTH = 10  # classes / features per row for row-wise losses
+BLOCK = 256  # items per seeded block
+WIDTHS_QUICK = (10,)
+WIDTHS_FULL = (10, 1000)
+
+Generator = Callable[[Domain, tuple[int, ...], np.random.Generator, str], np.ndarray]
 
 
 def _in_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
-    return values.astype(DTYPES[dtype]).astype(np.float64)
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float64).astype(DTYPES[dtype]).astype(np.float64)
 
 
-def _typical_arg(arg: ArgSpec, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
-    rows = shape[0]
+def _log_uniform(rng: np.random.Generator, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
+    return np.exp(rng.uniform(math.log(low), math.log(high), shape))
+
+
+def _signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.choice([-1.0, 1.0], size=shape)
+
+
+def _labels(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    return rng.choice([-1.0, 1.0] if domain is Domain.SIGN_LABEL else [0.0, 1.0], size=shape)
+
+
+def _rows_sum_to_one(weights: np.ndarray) -> np.ndarray:
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def _typical(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
+    if domain is Domain.REAL:
+        return _in_dtype(rng.standard_normal(shape), dtype)
+    if domain is Domain.PROBABILITY:
+        return _in_dtype(rng.uniform(0.0, 1.0, shape), dtype)
+    if domain is Domain.DISTRIBUTION:
+        return _in_dtype(_rows_sum_to_one(rng.uniform(0.05, 1.0, shape)), dtype)
+    return _labels(domain, shape, rng)
+
+
+def _wide(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
+    fmt = FORMATS[dtype]
+    tiny, top = float(fmt.smallest_subnormal), float(fmt.max_finite)
+    if domain is Domain.REAL:
+        return _in_dtype(_signs(rng, shape) * _log_uniform(rng, tiny, top, shape), dtype)
+    if domain is Domain.PROBABILITY:
+        return _in_dtype(_log_uniform(rng, tiny, 1.0, shape), dtype)
+    if domain is Domain.DISTRIBUTION:
+        return _in_dtype(_rows_sum_to_one(_log_uniform(rng, 2.0**-60, 1.0, shape)), dtype)
+    return _labels(domain, shape, rng)
+
+
+def _saturated(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
+    tiny = float(FORMATS[dtype].smallest_subnormal)
+    if domain is Domain.REAL:
+        return _in_dtype(_signs(rng, shape) * _log_uniform(rng, 10.0, 1e4, shape), dtype)
+    if domain is Domain.PROBABILITY:
+        near = _log_uniform(rng, tiny, 1e-3, shape)
+        return _in_dtype(np.where(rng.random(shape) < 0.5, near, 1.0 - near), dtype)
+    if domain is Domain.DISTRIBUTION:
+        weights = _log_uniform(rng, tiny, 1e-3, shape)
+        hot = rng.integers(0, shape[-1], size=shape[:-1])
+        np.put_along_axis(weights, hot[..., None], 1.0, axis=-1)
+        return _in_dtype(_rows_sum_to_one(weights), dtype)
+    return _labels(domain, shape, rng)
+
+
+def _near_overflow(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
+    top = float(FORMATS[dtype].max_finite)
+    if domain is Domain.REAL:
+        return _in_dtype(_signs(rng, shape) * _log_uniform(rng, 2 * math.log(top), math.sqrt(top) / 2, shape), dtype)
+    return _typical(domain, shape, rng, dtype)
+
+
+def _edge(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
+    fmt = FORMATS[dtype]
+    tiny, top, normal = float(fmt.smallest_subnormal), float(fmt.max_finite), 2.0**fmt.emin
+    if domain is Domain.REAL:
+        specials = [0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, top, -top, normal, -normal, tiny, -tiny]
+    elif domain in (Domain.PROBABILITY, Domain.DISTRIBUTION):
+        below_one = 1.0 - 2.0**-fmt.precision
+        specials = [0.0, 1.0, tiny, normal, below_one, 0.5, math.nan]
+    else:
+        return _labels(domain, shape, rng)
+    return np.asarray(specials)[rng.integers(0, len(specials), size=shape)]
+
+
+def _nudge(values: np.ndarray, rng: np.random.Generator, dtype: str) -> np.ndarray:
+    """Each value moved 1 to 4 ulps of ``dtype`` up or down."""
+    kind = DTYPES[dtype]
+    moved = values.astype(kind)
+    steps = rng.integers(1, 5, size=values.shape)
+    direction = np.where(rng.random(values.shape) < 0.5, -np.inf, np.inf).astype(kind)
+    for step in range(1, 5):
+        moved = np.where(steps >= step, np.nextafter(moved, direction), moved)
+    return moved.astype(np.float64)
+
+
+_GENERATORS: dict[str, Generator] = {
+    "typical": _typical, "wide": _wide, "saturated": _saturated,
+    "near_overflow": _near_overflow, "cancellation": _typical, "edge": _edge,
+}
+
+
+def _cancel(spec: LossSpec, arrays: dict[str, np.ndarray], rng: np.random.Generator, dtype: str) -> None:
+    """Move the input to within a few ulps of what it is compared against."""
+    target_arg = spec.arg("target")
+    x = arrays["input"]
+    if "input2" in arrays:
+        arrays["input2"] = _nudge(x, rng, dtype)
+    elif target_arg.domain is Domain.CLASS_INDEX:
+        rows = np.arange(x.shape[0])
+        arrays["input"] = _nudge(np.repeat(x[rows, arrays["target"]][:, None], x.shape[1], axis=1), rng, dtype)
+    elif target_arg.domain is Domain.SIGN_LABEL:
+        arrays["input"] = arrays["target"] * _nudge(np.ones_like(x), rng, dtype)
+    elif spec.arg("input").domain is target_arg.domain or target_arg.domain is Domain.REAL:
+        arrays["input"] = _nudge(arrays["target"], rng, dtype)
+    if spec.arg("input").domain in (Domain.PROBABILITY, Domain.DISTRIBUTION):
+        arrays["input"] = np.clip(arrays["input"], 0.0, 1.0)
+
+
+def _block_rng(spec: LossSpec, dtype: str, regime: str, seed: int, block: int, width: int) -> np.random.Generator:
+    key = [seed, block, width, zlib.crc32(spec.name.encode()), REGIMES.index(regime), list(DTYPES).index(dtype)]
+    return np.random.default_rng(key)
+
+
+def _arg_block(arg: ArgSpec, spec: LossSpec, regime: str, rng: np.random.Generator, dtype: str,
+               items: int, width: int) -> np.ndarray:
     if arg.domain is Domain.CLASS_INDEX:
-        return rng.integers(0, shape[1], size=rows)
-    count = (rows,) if arg.per_row else shape
-    if arg.domain is Domain.REAL:
-        return _in_dtype(rng.standard_normal(count), dtype)
-    if arg.domain is Domain.PROBABILITY:
-        return _in_dtype(rng.uniform(0.0, 1.0, count), dtype)
-    if arg.domain is Domain.DISTRIBUTION:
-        weights = rng.uniform(0.05, 1.0, count)
-        return _in_dtype(weights / weights.sum(axis=-1, keepdims=True), dtype)
-    if arg.domain is Domain.SIGN_LABEL:
-        return rng.choice([-1.0, 1.0], size=count)
-    return rng.choice([0.0, 1.0], size=count)
+        return rng.integers(0, width, size=items)
+    shape = (items,) if arg.per_row or spec.layout is Layout.ELEMENTWISE else (items, width)
+    return _GENERATORS[regime](arg.domain, shape, rng, dtype)
 
 
-def typical(spec: LossSpec, dtype: str, size: int, seed: int = 0, width: int = DEFAULT_WIDTH) -> dict[str, np.ndarray]:
-    """Standard-normal reals, uniform probabilities, random labels; ``size`` is the
-    total number of input elements (rounded down to whole rows of ``width``)."""
-    rng = np.random.default_rng([seed, size, sum(map(ord, spec.name))])
-    shape = (size,) if spec.layout is Layout.ELEMENTWISE else (max(size // width, 1), width)
-    return {a.name: _typical_arg(a, shape, rng, dtype) for a in spec.args}
+def items_for(spec: LossSpec, size: int, width: int) -> int:
+    """Number of items (elements or rows) of an input of ``size`` elements."""
+    return size if spec.layout is Layout.ELEMENTWISE else max(size // width, 1)
+
+
+def generate(spec: LossSpec, dtype: str, regime: str, seed: int, size: int,
+             width: int = WIDTHS_QUICK[0]) -> dict[str, np.ndarray]:
+    """Inputs of ``size`` elements for ``spec`` in ``regime``, as float64 arrays holding
+    dtype values (int64 for class indices)."""
+    if regime not in spec.regimes:
+        raise ValueError(f"{spec.name} does not use regime {regime!r} (regimes: {', '.join(spec.regimes)})")
+    items = items_for(spec, size, width)
+    blocks = []
+    for b in range(-(-items // BLOCK)):
+        rng = _block_rng(spec, dtype, regime, seed, b, width)
+        arrays = {a.name: _arg_block(a, spec, regime, rng, dtype, BLOCK, width) for a in spec.args}
+        if regime == "cancellation":
+            _cancel(spec, arrays, rng, dtype)
+        blocks.append(arrays)
+    return {a.name: np.concatenate([blk[a.name] for blk in blocks])[:items] for a in spec.args}
+
+
+def typical(spec: LossSpec, dtype: str, size: int, seed: int = 0, width: int = WIDTHS_QUICK[0]) -> dict[str, np.ndarray]:
+    return generate(spec, dtype, "typical", seed, size, width)

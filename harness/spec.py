@@ -11,6 +11,7 @@ from typing import Any
 DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
+ALL_REGIMES: tuple[str, ...] = ("typical", "wide", "saturated", "near_overflow", "cancellation", "edge")
 
 
 class Layout(str, Enum):
@@ -88,10 +89,14 @@ class LossSpec:
     args: tuple[ArgSpec, ...]
     reference: Callable[..., Any]
     params: tuple[ParamSpec, ...] = ()
+    regimes: tuple[str, ...] = ALL_REGIMES
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"bad loss name {self.name!r}")
+        unknown_regimes = set(self.regimes) - set(ALL_REGIMES)
+        if unknown_regimes or not self.regimes:
+            raise ValueError(f"{self.name}: regimes must be a non-empty subset of {ALL_REGIMES}")
         names = [a.name for a in self.args]
         if names[:2] != ["input", "target"]:
             raise ValueError(f"{self.name}: the first two arguments must be 'input' and 'target'")

@@ -1,9 +1,12 @@
 """Precision escalation: a reference value is accepted only once it is settled.
 
-An item (or a reduction over items) is evaluated at p bits and at 2p bits. It is
-settled when both evaluations round to the same float64 and to the same value in
-the target format, and differ by far less than a float64 ulp; otherwise p is
-doubled. Past ``max_prec`` the value is reported unsettled, never guessed.
+Each item is evaluated at p bits and at 2p bits. It is settled when both
+evaluations round to the same float64 and to the same value in the target
+format, and differ by far less than a float64 ulp; otherwise p is doubled for
+that item. Past ``max_prec`` the value is reported unsettled, never guessed.
+Formulas marked exact need one evaluation. A reduction (mean or sum of any
+prefix of the items) is settled the same way, from the items' last two levels;
+if those disagree the whole reduction is escalated.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any, Literal
 import mpmath
 
 from reference.formats import FORMATS, BinaryFormat, mpf_ulp_exponent, round_mpf
-from reference.formulas import exact_sum
+from reference.formulas import exact_sum, is_exact
 
 Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS: tuple[Reduction, ...] = ("mean", "sum", "none")
@@ -23,6 +26,9 @@ START_PREC = 80
 MAX_PREC = 5120
 # How far below a float64 ulp two evaluations must agree (2**-AGREEMENT_BITS ulp).
 AGREEMENT_BITS = 8
+_FLOAT64 = FORMATS["float64"]
+
+Formula = Callable[..., mpmath.mpf]
 
 
 @dataclass(frozen=True)
@@ -34,81 +40,103 @@ class RefValue:
     precision: int
 
 
+@dataclass(frozen=True)
+class SettledItems:
+    """Per-item references plus each item's previous-level value, from which the
+    reduction of any prefix can be settled without recomputing the items."""
+
+    refs: list[RefValue]
+    previous: list[mpmath.mpf]
+
+
 def agree(low: mpmath.mpf, high: mpmath.mpf, fmt: BinaryFormat) -> bool:
     """Whether two evaluations of the same quantity settle it for ``fmt``."""
+    if low._mpf_ == high._mpf_ and mpmath.isfinite(high):
+        return True
     if mpmath.isnan(low) or mpmath.isnan(high):
         return bool(mpmath.isnan(low) and mpmath.isnan(high))
     if mpmath.isinf(low) or mpmath.isinf(high):
         return low == high
-    float64 = FORMATS["float64"]
-    if round_mpf(low, float64) != round_mpf(high, float64) or round_mpf(low, fmt) != round_mpf(high, fmt):
-        return False
     gap = abs(mpmath.fsub(low, high, exact=True))
-    return gap <= mpmath.ldexp(1, mpf_ulp_exponent(high, float64) - AGREEMENT_BITS)
+    if gap > mpmath.ldexp(1, mpf_ulp_exponent(high, _FLOAT64) - AGREEMENT_BITS):
+        return False
+    return round_mpf(low, _FLOAT64) == round_mpf(high, _FLOAT64) and round_mpf(low, fmt) == round_mpf(high, fmt)
 
 
-def _reduce(values: Sequence[mpmath.mpf], reduction: Reduction) -> mpmath.mpf:
+def reduce_values(values: Sequence[mpmath.mpf], reduction: Reduction) -> mpmath.mpf:
     total = exact_sum(values)
     return total / len(values) if reduction == "mean" else total
 
 
+def settle_items(
+    formula: Formula, items: Sequence[tuple[Any, ...]], fmt: BinaryFormat,
+    start_prec: int = START_PREC, max_prec: int = MAX_PREC,
+) -> SettledItems:
+    """Escalate item by item: only the items that have not settled are recomputed."""
+
+    def at(prec: int, indices: Sequence[int]) -> dict[int, mpmath.mpf]:
+        with mpmath.workprec(prec):
+            return {i: formula(*items[i]) for i in indices}
+
+    if is_exact(formula):
+        values = at(start_prec, range(len(items)))
+        return SettledItems([RefValue(values[i], True, start_prec) for i in range(len(items))],
+                            [values[i] for i in range(len(items))])
+    refs: list[RefValue | None] = [None] * len(items)
+    previous: list[mpmath.mpf | None] = [None] * len(items)
+    pending = list(range(len(items)))
+    prec = start_prec
+    low = at(prec, pending)
+    while pending and prec * 2 <= max_prec:
+        prec *= 2
+        high = at(prec, pending)
+        still = []
+        for i in pending:
+            if agree(low[i], high[i], fmt):
+                refs[i], previous[i] = RefValue(high[i], True, prec), low[i]
+            else:
+                still.append(i)
+        pending, low = still, high
+    for i in pending:
+        refs[i], previous[i] = RefValue(low[i], False, prec), low[i]
+    return SettledItems([r for r in refs if r is not None], [p for p in previous if p is not None])
+
+
+def settle_reduction(
+    formula: Formula, items: Sequence[tuple[Any, ...]], settled: SettledItems, count: int,
+    reduction: Reduction, fmt: BinaryFormat, max_prec: int = MAX_PREC,
+) -> RefValue:
+    """Mean or sum of the first ``count`` items, settled from the items' two levels,
+    or by escalating the whole reduction when those disagree."""
+    refs = settled.refs[:count]
+    if not all(r.settled for r in refs):
+        prec = max(r.precision for r in refs)
+        with mpmath.workprec(prec):
+            return RefValue(reduce_values([r.value for r in refs], reduction), False, prec)
+    prec = max(r.precision for r in refs)
+    with mpmath.workprec(prec // 2):
+        low = reduce_values(settled.previous[:count], reduction)
+    with mpmath.workprec(prec):
+        high = reduce_values([r.value for r in refs], reduction)
+    while not agree(low, high, fmt):
+        if prec * 2 > max_prec:
+            return RefValue(high, False, prec)
+        prec *= 2
+        low = high
+        with mpmath.workprec(prec):
+            high = reduce_values([formula(*item) for item in items[:count]], reduction)
+    return RefValue(high, True, prec)
+
+
 def evaluate(
-    formula: Callable[..., mpmath.mpf],
-    items: Sequence[tuple[Any, ...]],
-    reduction: Reduction,
-    fmt: BinaryFormat,
-    start_prec: int = START_PREC,
-    max_prec: int = MAX_PREC,
+    formula: Formula, items: Sequence[tuple[Any, ...]], reduction: Reduction, fmt: BinaryFormat,
+    start_prec: int = START_PREC, max_prec: int = MAX_PREC,
 ) -> RefValue | list[RefValue]:
     """Settled reference of ``formula`` over ``items`` (argument tuples of exact mpf /
     int values). Returns one RefValue per item for reduction 'none', else one."""
     if not items:
         raise ValueError("the reference needs at least one item")
-
-    def at(prec: int, indices: Sequence[int]) -> list[mpmath.mpf]:
-        with mpmath.workprec(prec):
-            return [formula(*items[i]) for i in indices]
-
+    settled = settle_items(formula, items, fmt, start_prec, max_prec)
     if reduction == "none":
-        return _escalate_items(at, len(items), fmt, start_prec, max_prec)
-
-    def reduced(prec: int) -> mpmath.mpf:
-        with mpmath.workprec(prec):
-            return _reduce(at(prec, range(len(items))), reduction)
-
-    prec = start_prec
-    low = reduced(prec)
-    while prec * 2 <= max_prec:
-        prec *= 2
-        high = reduced(prec)
-        if agree(low, high, fmt):
-            return RefValue(high, True, prec)
-        low = high
-    return RefValue(low, False, prec)
-
-
-def _escalate_items(
-    at: Callable[[int, Sequence[int]], list[mpmath.mpf]],
-    count: int,
-    fmt: BinaryFormat,
-    start_prec: int,
-    max_prec: int,
-) -> list[RefValue]:
-    """Escalate item by item: only the items that have not settled are recomputed."""
-    results: list[RefValue | None] = [None] * count
-    pending = list(range(count))
-    prec = start_prec
-    low = dict(zip(pending, at(prec, pending)))
-    while pending and prec * 2 <= max_prec:
-        prec *= 2
-        high = dict(zip(pending, at(prec, pending)))
-        still = []
-        for i in pending:
-            if agree(low[i], high[i], fmt):
-                results[i] = RefValue(high[i], True, prec)
-            else:
-                still.append(i)
-        pending, low = still, high
-    for i in pending:
-        results[i] = RefValue(low[i], False, prec)
-    return [r for r in results if r is not None]
+        return settled.refs
+    return settle_reduction(formula, items, settled, len(items), reduction, fmt, max_prec)

@@ -109,6 +109,11 @@ def round_mpf(x: mpmath.mpf, fmt: BinaryFormat | str) -> float:
         if mpmath.isinf(x):
             return -math.inf if sign else math.inf
         return 0.0  # mpmath has no signed zero
+    binade = mpf_binade(x)
+    if binade > fmt.emax:
+        return -math.inf if sign else math.inf
+    if binade < fmt.emin - fmt.precision:  # below half the smallest subnormal
+        return -0.0 if sign else 0.0
     k = mpf_ulp_exponent(x, fmt)
     if exp >= k:
         n = man << (exp - k)

@@ -9,13 +9,18 @@ then only see honest rounding, never two precisions agreeing on a wrong zero.
 Every function is a plain scalar function of its arguments, so analytic
 derivatives can sit beside each one.
 
+Formulas marked ``@exact`` compute each item without any rounding, so one
+evaluation settles it. Terms far below the working precision are not computed
+(they cannot change a rounded result, and exp(-1e300) alone costs mpmath a
+1000-bit argument reduction); escalation still compares two precisions.
+
 Non-finite inputs follow extended-real arithmetic (inf - inf and 0 * inf are
 nan), except that a term whose weight (label, probability) is exactly zero
 contributes zero, the usual 0 log 0 = 0 convention.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import mpmath
 from mpmath.libmp import libmpf
@@ -26,6 +31,21 @@ ONE = mpf(1)
 
 
 # --- exact building blocks -------------------------------------------------
+
+def exact(formula: Callable[..., mpf]) -> Callable[..., mpf]:
+    """Mark a formula whose items are computed with no rounding at all."""
+    formula.exact = True  # type: ignore[attr-defined]
+    return formula
+
+
+def is_exact(formula: Callable[..., mpf]) -> bool:
+    return bool(getattr(getattr(formula, "func", formula), "exact", False))
+
+
+def _guard_log() -> mpf:
+    """ln(2**(prec + 16)): exp(-t) below 2**-(prec+16) of something is below working precision."""
+    return (mpmath.mp.prec + 16) * mpmath.ln2
+
 
 def sub(a: mpf, b: mpf) -> mpf:
     """a - b without rounding."""
@@ -38,6 +58,16 @@ def add(a: mpf, b: mpf) -> mpf:
 
 def mul(a: mpf, b: mpf) -> mpf:
     return mpmath.fmul(a, b, exact=True)
+
+
+def neg(a: mpf) -> mpf:
+    """-a without rounding (unary minus on an mpf rounds to the working precision)."""
+    return mpmath.fneg(a, exact=True)
+
+
+def absolute(a: mpf) -> mpf:
+    """|a| without rounding (abs() on an mpf rounds to the working precision)."""
+    return neg(a) if a < 0 else a
 
 
 def half(a: mpf) -> mpf:
@@ -72,6 +102,8 @@ def softplus(t: mpf) -> mpf:
     """log(1 + exp(t)) with no overflow and no cancellation."""
     if mpmath.isnan(t):
         return t
+    if t > _guard_log():
+        return t  # log1p(exp(-t)) < 2**-(prec+16) * t
     return max_or_zero(t) + mpmath.log1p(mpmath.exp(-abs(t)))
 
 
@@ -91,38 +123,50 @@ def logsumexp_minus(z: Sequence[mpf]) -> list[mpf]:
         return [lse - v for v in z]
     top = max(range(len(z)), key=lambda k: z[k])
     m = z[top]
-    tail = mpmath.log1p(exact_sum([mpmath.exp(sub(v, m)) for k, v in enumerate(z) if k != top]))
+    gaps = [sub(v, m) for k, v in enumerate(z) if k != top]
+    if not gaps:
+        return [ZERO]
+    # Terms 2**-(prec+16) below the largest tail term cannot reach the result.
+    cutoff = max(gaps) - _guard_log()
+    tail = mpmath.log1p(exact_sum([mpmath.exp(g) for g in gaps if g >= cutoff]))
     return [sub(m, v) + tail for v in z]
 
 
 # --- element-wise losses: f(input, target, **params) ----------------------
 
+@exact
 def mse(x: mpf, y: mpf) -> mpf:
     d = sub(x, y)
     return mul(d, d)
 
 
+@exact
 def mae(x: mpf, y: mpf) -> mpf:
-    return abs(sub(x, y))
+    return absolute(sub(x, y))
 
 
+@exact
 def huber(x: mpf, y: mpf, delta: mpf) -> mpf:
-    d = abs(sub(x, y))
+    d = absolute(sub(x, y))
     if d <= delta:
         return half(mul(d, d))
     return mul(delta, sub(d, half(delta)))
 
 
 def smooth_l1(x: mpf, y: mpf, beta: mpf) -> mpf:
-    d = abs(sub(x, y))
+    d = absolute(sub(x, y))
     if d < beta:
         return half(mul(d, d)) / beta
     return sub(d, half(beta))
 
 
 def log_cosh(x: mpf, y: mpf) -> mpf:
+    d = absolute(sub(x, y))
+    if mpmath.isfinite(d) and d > _guard_log():
+        # log cosh d = d - log 2 + log1p(exp(-2d)), the last term below precision.
+        return d - mpmath.ln2
     # log cosh d = log1p(cosh d - 1) = log1p(2 sinh(d/2)^2): no cancellation at small d.
-    s = mpmath.sinh(half(sub(x, y)))
+    s = mpmath.sinh(half(d))
     return mpmath.log1p(2 * s * s)
 
 
@@ -132,13 +176,19 @@ def bce(p: mpf, y: mpf) -> mpf:
 
 def bce_logits(z: mpf, y: mpf) -> mpf:
     # -(y log sigmoid(z) + (1-y) log(1 - sigmoid(z))) = y softplus(-z) + (1-y) softplus(z)
-    return weighted(y, softplus(-z)) + weighted(sub(ONE, y), softplus(z))
+    one_minus_y = sub(ONE, y)
+    if mpmath.isfinite(z) and y != 0 and one_minus_y != 0 and abs(z) > 1100 + _guard_log():
+        # The small term is below exp(-|z|), the large one above 2**-1074 |z|: below precision.
+        return y * softplus(-z) if z < 0 else one_minus_y * softplus(z)
+    return weighted(y, softplus(-z)) + weighted(one_minus_y, softplus(z))
 
 
+@exact
 def hinge(s: mpf, y: mpf) -> mpf:
     return max_or_zero(sub(ONE, mul(y, s)))
 
 
+@exact
 def squared_hinge(s: mpf, y: mpf) -> mpf:
     h = hinge(s, y)
     return mul(h, h)
@@ -154,8 +204,9 @@ def soft_cross_entropy(z: Sequence[mpf], q: Sequence[mpf]) -> mpf:
     return exact_sum([weighted(qc, lc) for qc, lc in zip(q, logsumexp_minus(z))])
 
 
+@exact
 def nll(log_probs: Sequence[mpf], t: int) -> mpf:
-    return -log_probs[t]
+    return neg(log_probs[t])
 
 
 def _kl_term(q: mpf, p: mpf) -> mpf:
@@ -178,6 +229,7 @@ def multi_margin(s: Sequence[mpf], t: int, margin: mpf) -> mpf:
     return exact_sum(terms) / len(s)
 
 
+@exact
 def categorical_hinge(s: Sequence[mpf], t: int) -> mpf:
     others = [sj for j, sj in enumerate(s) if j != t]
     if any(mpmath.isnan(v) for v in others):

@@ -5,12 +5,15 @@ from harness.registry import register
 from harness.spec import ArgSpec, Domain, Layout, LossSpec
 
 _CLASS_TARGET = ArgSpec("target", Domain.CLASS_INDEX, per_row=True)
+# Losses of probabilities only: no intermediate can overflow, so no near_overflow regime.
+_PROBABILITY_REGIMES = ("typical", "wide", "saturated", "cancellation", "edge")
 
 register(LossSpec(
     "bce", "classification", "-(y log p + (1 - y) log(1 - p)), p = input",
     Layout.ELEMENTWISE,
     (ArgSpec("input", Domain.PROBABILITY), ArgSpec("target", Domain.PROBABILITY)),
     mp.bce,
+    regimes=_PROBABILITY_REGIMES,
 ))
 register(LossSpec(
     "bce_logits", "classification", "bce(sigmoid(z), y), z = input (logits), exact",
@@ -37,4 +40,5 @@ register(LossSpec(
     Layout.ROWWISE,
     (ArgSpec("input", Domain.DISTRIBUTION), ArgSpec("target", Domain.DISTRIBUTION)),
     mp.kl_div,
+    regimes=_PROBABILITY_REGIMES,
 ))

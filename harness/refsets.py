@@ -1,0 +1,245 @@
+"""Reference values for a whole input set, shared and cached.
+
+An input set is (loss, params, dtype, regime, seed, width); its inputs of any
+size are prefixes of one seeded stream, so the items of the largest size are
+settled once and every smaller size's mean and sum come from exact prefix sums.
+Every framework and implementation evaluated on the set reads the same
+reference. Results are cached on disk, keyed by the set's content and by a hash
+of the reference and regime code, so a rerun computes nothing and a changed
+formula never serves a stale value.
+
+Each reference number is stored as a float64 pair (hi, lo) with hi + lo within
+2**-106 of the exact value (enough for vectorised ULP metrics), plus its
+correctly rounded value in the set's dtype and whether it settled.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mpmath
+import numpy as np
+from mpmath.libmp import libmpf
+
+from harness import regimes, registry
+from harness.evaluate import reference_items
+from reference import escalation, formats
+from reference.escalation import RefValue
+
+REDUCED = ("mean", "sum")
+CHUNK = 2000  # items per parallel reference task
+_FIELDS = ("hi", "lo", "rounded", "settled", "precision")
+_CODE_FILES = ("reference/formulas.py", "reference/escalation.py", "reference/formats.py",
+               "reference/exact.py", "harness/regimes.py")
+
+
+@functools.cache
+def code_version() -> str:
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for name in _CODE_FILES:
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class InputSet:
+    loss: str
+    params: tuple[tuple[str, float], ...]
+    dtype: str
+    regime: str
+    seed: int
+    width: int
+
+    def key(self) -> str:
+        content = json.dumps([self.loss, self.params, self.dtype, self.regime, self.seed, self.width, code_version()])
+        return hashlib.sha256(content.encode()).hexdigest()[:24]
+
+    def inputs(self, size: int) -> dict[str, np.ndarray]:
+        return regimes.generate(registry.get(self.loss), self.dtype, self.regime, self.seed, size, self.width)
+
+    def items(self, size: int) -> int:
+        return regimes.items_for(registry.get(self.loss), size, self.width)
+
+
+@dataclass(frozen=True)
+class RefArrays:
+    """Reference numbers as arrays: hi + lo ~ exact value, rounded = in the set's dtype."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+    rounded: np.ndarray
+    settled: np.ndarray
+    precision: np.ndarray
+
+    def __getitem__(self, index: slice | int) -> RefArrays:
+        return RefArrays(*(np.atleast_1d(a[index]) for a in (self.hi, self.lo, self.rounded, self.settled,
+                                                             self.precision)))
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+
+@dataclass(frozen=True)
+class SetReference:
+    items: RefArrays
+    reduced: dict[tuple[int, str], RefArrays]  # (size, reduction) -> one value
+
+
+def split(value: mpmath.mpf) -> tuple[float, float]:
+    """(hi, lo): hi the correctly rounded float64, lo the float64 of the remainder."""
+    hi = formats.round_mpf(value, "float64")
+    if not mpmath.isfinite(value) or not np.isfinite(hi):
+        return hi, 0.0
+    return hi, formats.round_mpf(mpmath.fsub(value, mpmath.mpf(hi), exact=True), "float64")
+
+
+def to_arrays(refs: Sequence[RefValue], dtype: str) -> RefArrays:
+    pairs = [split(r.value) for r in refs]
+    return RefArrays(
+        hi=np.array([p[0] for p in pairs]), lo=np.array([p[1] for p in pairs]),
+        rounded=np.array([formats.round_mpf(r.value, dtype) for r in refs]),
+        settled=np.array([r.settled for r in refs], dtype=bool),
+        precision=np.array([r.precision for r in refs], dtype=np.int32),
+    )
+
+
+def _formula(inputset: InputSet) -> Callable[..., mpmath.mpf]:
+    spec = registry.get(inputset.loss)
+    return functools.partial(spec.reference, **{k: mpmath.mpf(v) for k, v in inputset.params})
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Items [start, stop) of a set's input of ``size``; ``boundaries`` are the item
+    counts of the sizes being reduced (prefix ends)."""
+
+    inputset: InputSet
+    size: int
+    start: int
+    stop: int
+    boundaries: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    task: ChunkTask
+    arrays: RefArrays
+    precision: int  # the highest item precision in the chunk
+    all_settled: bool
+    # Exact (unrounded) sums of the items' last two levels from ``start`` up to each
+    # boundary inside the chunk and up to ``stop``: (previous level, final level).
+    partial_sums: dict[int, tuple[mpmath.mpf, mpmath.mpf]]
+
+
+def chunk_tasks(inputset: InputSet, sizes: Sequence[int]) -> list[ChunkTask]:
+    largest = max(sizes)
+    count = inputset.items(largest)
+    boundaries = tuple(sorted({inputset.items(s) for s in sizes}))
+    return [ChunkTask(inputset, largest, a, min(a + CHUNK, count), boundaries) for a in range(0, count, CHUNK)]
+
+
+def _exact_total(values: Sequence[mpmath.mpf]) -> mpmath.mpf:
+    return mpmath.mp.make_mpf(libmpf.mpf_sum([v._mpf_ for v in values], 0))
+
+
+def settle_chunk(task: ChunkTask) -> ChunkResult:
+    """Settle one chunk of items (runs in a worker)."""
+    inputset = task.inputset
+    spec = registry.get(inputset.loss)
+    arrays = {k: v[task.start:task.stop] for k, v in inputset.inputs(task.size).items()}
+    items = reference_items(spec, arrays)
+    settled = escalation.settle_items(_formula(inputset), items, formats.get_format(inputset.dtype))
+    values = [r.value for r in settled.refs]
+    ends = [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]
+    sums = {b: (_exact_total(settled.previous[:b - task.start]), _exact_total(values[:b - task.start])) for b in ends}
+    return ChunkResult(task, to_arrays(settled.refs, inputset.dtype), max(r.precision for r in settled.refs),
+                       all(r.settled for r in settled.refs), sums)
+
+
+def assemble(inputset: InputSet, sizes: Sequence[int], chunks: Sequence[ChunkResult]) -> SetReference:
+    """Concatenate chunk references and settle every size's mean and sum from the
+    exact partial sums; a reduction whose two levels disagree is escalated."""
+    chunks = sorted(chunks, key=lambda c: c.task.start)
+    fmt = formats.get_format(inputset.dtype)
+    items = RefArrays(*(np.concatenate([getattr(c.arrays, f) for c in chunks]) for f in _FIELDS))
+    reduced = {}
+    for size in sorted(set(sizes)):
+        n = inputset.items(size)
+        low, high = mpmath.mpf(0), mpmath.mpf(0)
+        precision, settled = 0, True
+        for c in chunks:
+            if c.task.start >= n:
+                break
+            end = min(n, c.task.stop)
+            part_low, part_high = c.partial_sums[end]
+            low, high = mpmath.fadd(low, part_low, exact=True), mpmath.fadd(high, part_high, exact=True)
+            precision, settled = max(precision, c.precision), settled and c.all_settled
+        for reduction in REDUCED:
+            ref = _settle_sum(inputset, size, n, low, high, precision, settled, reduction, fmt)
+            reduced[(size, reduction)] = to_arrays([ref], inputset.dtype)
+    return SetReference(items, reduced)
+
+
+def _settle_sum(inputset: InputSet, size: int, n: int, low: mpmath.mpf, high: mpmath.mpf, precision: int,
+                settled: bool, reduction: str, fmt: formats.BinaryFormat) -> RefValue:
+    def finish(total: mpmath.mpf, prec: int) -> mpmath.mpf:
+        with mpmath.workprec(prec):
+            return total / n if reduction == "mean" else +total
+
+    high_value = finish(high, precision)
+    if not settled:
+        return RefValue(high_value, False, precision)
+    if escalation.agree(finish(low, precision // 2), high_value, fmt):
+        return RefValue(high_value, True, precision)
+    # The sum cancels: escalate the whole reduction from the items.
+    items = reference_items(registry.get(inputset.loss), inputset.inputs(size))
+    return escalation.evaluate(_formula(inputset), items, reduction, fmt, start_prec=precision)  # type: ignore[return-value]
+
+
+def compute(inputset: InputSet, sizes: Sequence[int]) -> SetReference:
+    """The set's reference, computed in this process."""
+    return assemble(inputset, sizes, [settle_chunk(t) for t in chunk_tasks(inputset, sizes)])
+
+
+class ReferenceCache:
+    """Set references on disk, one .npz per input set."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def path(self, inputset: InputSet) -> Path:
+        return self.directory / f"{inputset.loss}-{inputset.dtype}-{inputset.regime}-{inputset.key()}.npz"
+
+    def has(self, inputset: InputSet, sizes: Sequence[int]) -> bool:
+        path = self.path(inputset)
+        if not path.exists():
+            return False
+        with np.load(path) as data:
+            return set(sizes) <= {int(s) for s in data["sizes"]}
+
+    @staticmethod
+    def read(path: Path) -> SetReference:
+        with np.load(path) as data:
+            items = RefArrays(*(data[f"items_{f}"] for f in _FIELDS))
+            reduced = {(int(s), r): RefArrays(*(data[f"{r}_{f}"][[i]] for f in _FIELDS))
+                       for i, s in enumerate(data["sizes"]) for r in REDUCED}
+        return SetReference(items, reduced)
+
+    def save(self, inputset: InputSet, ref: SetReference) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        sizes = sorted({s for s, _ in ref.reduced})
+        data = {f"items_{f}": getattr(ref.items, f) for f in _FIELDS}
+        for r in REDUCED:
+            for f in _FIELDS:
+                data[f"{r}_{f}"] = np.concatenate([getattr(ref.reduced[(s, r)], f) for s in sizes])
+        path = self.path(inputset)
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(partial, sizes=np.array(sizes), **data)
+        os.replace(partial, path)  # atomic: a killed run never leaves half a file
+

@@ -1,0 +1,161 @@
+"""SQLite results store: a versioned schema, one row per run and one per cell.
+
+A cell is unique by what was measured (loss, params, framework and its version,
+impl, dtype, device, regime, size, width, seed), so a rerun of the same
+configuration finds what is already stored, and a sweep killed at any point and
+rerun ends with every cell exactly once.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = Path("reports/results.sqlite")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    ended REAL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    environment TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    loss TEXT NOT NULL, params TEXT NOT NULL, framework TEXT NOT NULL, framework_version TEXT NOT NULL,
+    impl TEXT NOT NULL, dtype TEXT NOT NULL, device TEXT NOT NULL, regime TEXT NOT NULL,
+    size INTEGER NOT NULL, width INTEGER NOT NULL, seed INTEGER NOT NULL,
+    status TEXT NOT NULL, error TEXT, result_dtype TEXT,
+    items INTEGER, items_measured INTEGER,
+    max_ulp REAL, p99_ulp REAL, median_ulp REAL, max_rel REAL,
+    nonfinite TEXT, unexpected_nonfinite INTEGER,
+    reduced_value REAL, reduced_reference REAL, reduced_ulp REAL, reduced_rel REAL, reduced_nonfinite TEXT,
+    ref_unsettled INTEGER, seconds REAL, created REAL NOT NULL,
+    UNIQUE (loss, params, framework, framework_version, impl, dtype, device, regime, size, width, seed)
+);
+"""
+
+
+@dataclass(frozen=True)
+class CellKey:
+    loss: str
+    params: str  # canonical JSON
+    framework: str
+    framework_version: str
+    impl: str
+    dtype: str
+    device: str
+    regime: str
+    size: int
+    width: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class CellRow:
+    """One measured cell. ``status`` is ok, error (the framework raised), timeout,
+    or crashed (the worker died); metrics are null unless status is ok.
+    Element metrics summarise reduction 'none' over settled, finite items;
+    ``reduced_*`` is the mean against the mean's own reference."""
+
+    key: CellKey
+    status: str
+    error: str | None = None
+    result_dtype: str | None = None
+    items: int | None = None
+    items_measured: int | None = None
+    max_ulp: float | None = None
+    p99_ulp: float | None = None
+    median_ulp: float | None = None
+    max_rel: float | None = None
+    nonfinite: str | None = None  # JSON counts per class
+    unexpected_nonfinite: int | None = None
+    reduced_value: float | None = None
+    reduced_reference: float | None = None
+    reduced_ulp: float | None = None
+    reduced_rel: float | None = None
+    reduced_nonfinite: str | None = None
+    ref_unsettled: int | None = None
+    seconds: float | None = None
+
+
+_KEY_COLUMNS = [f.name for f in fields(CellKey)]
+_ROW_COLUMNS = [f.name for f in fields(CellRow) if f.name != "key"]
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(_SCHEMA)
+        found = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if found is None:
+            with self.db:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(found[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {found[0]}, this lossbench reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def start_run(self, config: dict[str, Any], environment: dict[str, Any]) -> int:
+        with self.db:
+            cur = self.db.execute("INSERT INTO runs (started, status, config, environment) VALUES (?, 'running', ?, ?)",
+                                  (time.time(), json.dumps(config, sort_keys=True), json.dumps(environment)))
+        return int(cur.lastrowid)
+
+    def end_run(self, run_id: int, status: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE runs SET ended = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
+
+    def existing_keys(self) -> set[CellKey]:
+        rows = self.db.execute(f"SELECT {', '.join(_KEY_COLUMNS)} FROM cells")
+        return {CellKey(*row) for row in rows}
+
+    def add_cells(self, run_id: int, rows: Iterable[CellRow]) -> int:
+        """Insert rows (a cell already stored is left as it is); returns how many were new."""
+        columns = ["run_id", *_KEY_COLUMNS, *_ROW_COLUMNS, "created"]
+        sql = f"INSERT OR IGNORE INTO cells ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        now = time.time()
+        values = [(run_id, *asdict(r.key).values(), *(getattr(r, c) for c in _ROW_COLUMNS), now) for r in rows]
+        with self.db:
+            before = self.db.total_changes
+            self.db.executemany(sql, values)
+            return self.db.total_changes - before
+
+    def cells(self) -> Iterator[dict[str, Any]]:
+        cur = self.db.execute(f"SELECT run_id, {', '.join(_KEY_COLUMNS)}, {', '.join(_ROW_COLUMNS)} FROM cells "
+                              "ORDER BY loss, framework, impl, dtype, device, regime, size, width, seed")
+        names = [d[0] for d in cur.description]
+        for row in cur:
+            yield dict(zip(names, row))
+
+    def runs(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT id, started, ended, status, config, environment FROM runs ORDER BY id")
+        return [{"id": r[0], "started": r[1], "ended": r[2], "status": r[3], "config": json.loads(r[4]),
+                 "environment": json.loads(r[5])} for r in cur]
+
+
+@contextmanager
+def open_store(path: Path | str) -> Iterator[Store]:
+    store = Store(path)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -1,0 +1,353 @@
+"""Sweeps: every selected cell measured against its shared reference.
+
+The parent process plans, schedules and stores; frameworks run only in worker
+processes (spawned, so TensorFlow and torch never share a forked state). A cell
+that raises becomes an error row, one that overruns the per-cell limit a
+timeout row, and one whose worker dies a crashed row; the sweep goes on. Rows
+are committed as they arrive, and cells already in the store are skipped, so a
+killed sweep rerun with the same configuration completes without losing or
+duplicating anything.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import adapters, metrics, registry
+from harness.refsets import ChunkResult, InputSet, ReferenceCache, RefArrays, SetReference, assemble, chunk_tasks, settle_chunk
+from harness.spec import DTYPES, Layout
+from harness.store import CellKey, CellRow, Store
+from harness.workers import Failure, WorkerPool
+
+QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
+FULL_SIZES = (*QUICK_SIZES, 1_000_000, 10_000_000)
+QUICK_WIDTHS = (10,)
+FULL_WIDTHS = (10, 1000)
+DEFAULT_CELL_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    losses: tuple[str, ...]
+    frameworks: tuple[str, ...]
+    impls: tuple[str, ...] | None
+    dtypes: tuple[str, ...]
+    devices: tuple[str, ...]
+    regimes: tuple[str, ...] | None  # None: every regime each loss declares
+    sizes: tuple[int, ...]
+    widths: tuple[int, ...]
+    seeds: int = 1
+    jobs: int = 1
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CellTask:
+    inputset: InputSet
+    size: int
+    framework: str
+    framework_version: str
+    impl: str
+    device: str
+    reference_path: str
+    timeout: float
+
+    def key(self) -> CellKey:
+        s = self.inputset
+        return CellKey(s.loss, json.dumps(dict(s.params), sort_keys=True), self.framework, self.framework_version,
+                       self.impl, s.dtype, self.device, s.regime, self.size, s.width, s.seed)
+
+
+@dataclass
+class SweepReport:
+    run_id: int
+    planned: int
+    skipped: int
+    stored: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    reference_sets: int = 0
+    reference_cached: int = 0
+    reference_seconds: float = 0.0
+    cell_seconds: float = 0.0
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+# --- worker side -----------------------------------------------------------------
+
+def describe_frameworks(names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What each framework offers here (runs in a worker so the parent imports none)."""
+    info: dict[str, dict[str, Any]] = {}
+    for name in names:
+        try:
+            adapter = adapters.load(name)
+        except adapters.FrameworkUnavailable as exc:
+            info[name] = {"available": False, "reason": str(exc)}
+            continue
+        info[name] = {"available": True, "version": adapter.version(), "devices": adapter.devices(),
+                      "impls": {loss: adapter.impl_names(loss) for loss in registry.names()},
+                      "device_names": _device_names(name, adapter.devices())}
+    return info
+
+
+def _device_names(framework: str, devices: list[str]) -> dict[str, str]:
+    names = {"cpu": platform.processor() or platform.machine()}
+    if "cuda" in devices and framework == "torch":
+        import torch
+
+        names["cuda"] = torch.cuda.get_device_name(0)
+    return names
+
+
+class CellTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise CellTimeout()
+
+
+@functools.lru_cache(maxsize=8)
+def _reference(path: str) -> SetReference:
+    return ReferenceCache.read(Path(path))
+
+
+def _summary(values: np.ndarray, ref: RefArrays, dtype: str) -> dict[str, Any]:
+    codes = metrics.classify_many(values, ref.hi, ref.rounded)
+    measured = (codes == 0) & ref.settled
+    ulps = metrics.ulp_errors(values, ref.hi, ref.lo, dtype)[measured]
+    rels = metrics.relative_errors(values, ref.hi, ref.lo)[measured]
+    counts = metrics.count_classes(codes)
+    expected = counts[metrics.EXPECTED_INF] + counts[metrics.EXPECTED_NAN]
+    return {
+        "items_measured": int(measured.sum()),
+        "max_ulp": float(ulps.max()) if ulps.size else None,
+        "p99_ulp": float(np.percentile(ulps, 99)) if ulps.size else None,
+        "median_ulp": float(np.median(ulps)) if ulps.size else None,
+        "max_rel": float(rels.max()) if rels.size else None,
+        "nonfinite": json.dumps({k: v for k, v in counts.items() if v}),
+        "unexpected_nonfinite": int(sum(counts.values()) - expected),
+    }
+
+
+def run_cell(task: CellTask) -> CellRow:
+    """Measure one cell (runs in a worker)."""
+    started = time.perf_counter()
+    key = task.key()
+    s = task.inputset
+    try:
+        spec = registry.get(s.loss)
+        adapter = adapters.load(task.framework)
+        arrays = s.inputs(task.size)
+        reference = _reference(task.reference_path)
+        count = s.items(task.size)
+        params = dict(s.params)
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, task.timeout)
+        try:
+            per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params)
+            mean = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "mean", params)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    except CellTimeout:
+        return CellRow(key, "timeout", error=f"exceeded the {task.timeout:g} s cell limit",
+                       seconds=time.perf_counter() - started)
+    except Exception as exc:  # the framework raised: a result, not a crash
+        text = str(exc).strip().splitlines()
+        return CellRow(key, "error", error=f"{type(exc).__name__}: {text[0] if text else ''}",
+                       seconds=time.perf_counter() - started)
+    items_ref = reference.items[:count]
+    if per_item.values.shape != (count,) or mean.values.shape != (1,):
+        return CellRow(key, "error", result_dtype=per_item.result_dtype, seconds=time.perf_counter() - started,
+                       error=f"framework returned {per_item.values.shape[0]} values for {count} items")
+    element = _summary(per_item.values, items_ref, s.dtype)
+    reduced_ref = reference.reduced[(task.size, "mean")]
+    reduced = mean.values
+    reduced_code = metrics.classify_many(reduced, reduced_ref.hi, reduced_ref.rounded)
+    reduced_ok = reduced_code[0] == 0 and bool(reduced_ref.settled[0])
+    return CellRow(
+        key, "ok", result_dtype=per_item.result_dtype, items=count, **element,
+        reduced_value=float(reduced[0]), reduced_reference=float(reduced_ref.hi[0]),
+        reduced_ulp=float(metrics.ulp_errors(reduced, reduced_ref.hi, reduced_ref.lo, s.dtype)[0]) if reduced_ok else None,
+        reduced_rel=float(metrics.relative_errors(reduced, reduced_ref.hi, reduced_ref.lo)[0]) if reduced_ok else None,
+        reduced_nonfinite=metrics.class_names(reduced_code)[0],
+        ref_unsettled=int((~items_ref.settled).sum() + (~reduced_ref.settled).sum()),
+        seconds=time.perf_counter() - started,
+    )
+
+
+# --- parent side -----------------------------------------------------------------
+
+def environment(info: dict[str, dict[str, Any]], config: SweepConfig, threads: int) -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "jobs": config.jobs,
+        "threads_per_worker": threads,
+        "frameworks": {name: {k: v for k, v in d.items() if k != "impls"} for name, d in info.items()},
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def input_sets(config: SweepConfig) -> list[InputSet]:
+    sets = []
+    for loss in config.losses:
+        spec = registry.get(loss)
+        params = tuple(spec.resolve_params({}).items())
+        widths = config.widths if spec.layout is Layout.ROWWISE else (1,)
+        chosen = [r for r in spec.regimes if config.regimes is None or r in config.regimes]
+        for dtype in config.dtypes:
+            for regime in chosen:
+                for seed in range(config.seeds):
+                    sets.extend(InputSet(loss, params, dtype, regime, seed, w) for w in widths)
+    return sets
+
+
+def sizes_for(inputset: InputSet, config: SweepConfig) -> list[int]:
+    """Sizes of this set: whole rows only, at least one row."""
+    return [n for n in config.sizes if n >= inputset.width]
+
+
+def plan(config: SweepConfig, info: dict[str, dict[str, Any]], cache: ReferenceCache) -> list[CellTask]:
+    tasks = []
+    for inputset in input_sets(config):
+        for size in sizes_for(inputset, config):
+            for framework in config.frameworks:
+                fw = info[framework]
+                if not fw["available"]:
+                    continue
+                for impl in fw["impls"].get(inputset.loss, []):
+                    if config.impls is not None and impl not in config.impls:
+                        continue
+                    for device in config.devices:
+                        if device in fw["devices"]:
+                            tasks.append(CellTask(inputset, size, framework, fw["version"], impl, device,
+                                                  str(cache.path(inputset)), config.cell_timeout))
+    return tasks
+
+
+# Grace beyond the in-worker limit before a stuck worker (inside C code) is killed,
+# generous because a fresh worker first imports its framework.
+HARD_LIMIT_GRACE = 120.0
+
+
+def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
+              progress: Callable[..., Any] | None = None) -> SweepReport:
+    """Run (or resume) a sweep. ``progress(total=, desc=, unit=)`` returns an object
+    with update(n) and close(), like tqdm."""
+    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    run_id = None
+    with WorkerPool(config.jobs, threads) as pool:
+        try:
+            ((_, info),) = list(pool.run(describe_frameworks, [config.frameworks]))
+            if isinstance(info, Failure):
+                raise RuntimeError(f"could not start a worker: {info.message}")
+            run_id = store.start_run(config.describe(), environment(info, config, threads))
+            tasks = plan(config, info, cache)
+            done = store.existing_keys()
+            pending = [t for t in tasks if t.key() not in done]
+            report = SweepReport(run_id, len(tasks), len(tasks) - len(pending), 0,
+                                 unavailable={n: d["reason"] for n, d in info.items() if not d["available"]})
+            started = time.perf_counter()
+            failed_sets = _references(pending, config, cache, pool, report, progress)
+            report.reference_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            _cells(pending, failed_sets, pool, store, report, progress)
+            report.cell_seconds = time.perf_counter() - started
+            store.end_run(run_id, "complete")
+            return report
+        except BaseException:
+            if run_id is not None:
+                store.end_run(run_id, "interrupted")
+            raise
+
+
+def _references(pending: list[CellTask], config: SweepConfig, cache: ReferenceCache, pool: WorkerPool,
+                report: SweepReport, progress: Callable[..., Any] | None) -> dict[InputSet, str]:
+    """Compute every missing set reference, chunks of all sets in parallel; returns
+    the sets whose reference failed, with why."""
+    needed = {t.inputset: sizes_for(t.inputset, config) for t in pending}
+    missing = {s: sizes for s, sizes in needed.items() if not cache.has(s, sizes)}
+    report.reference_sets, report.reference_cached = len(needed), len(needed) - len(missing)
+    chunks = [c for s, sizes in missing.items() for c in chunk_tasks(s, sizes)]
+    remaining = Counter(c.inputset for c in chunks)
+    results: dict[InputSet, list[ChunkResult]] = {s: [] for s in missing}
+    failed: dict[InputSet, str] = {}
+    bar = progress(total=len(chunks), desc="reference", unit="chunk") if progress else None
+    for chunk, outcome in pool.run(settle_chunk, chunks, lambda c: 3600.0):
+        s = chunk.inputset
+        if isinstance(outcome, Failure):
+            failed[s] = f"reference failed ({outcome.kind}): {outcome.message}"
+        else:
+            results[s].append(outcome)
+        remaining[s] -= 1
+        if remaining[s] == 0 and s not in failed:
+            cache.save(s, assemble(s, missing[s], results.pop(s)))
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    return failed
+
+
+def _cells(pending: list[CellTask], failed_sets: dict[InputSet, str], pool: WorkerPool, store: Store,
+           report: SweepReport, progress: Callable[..., Any] | None) -> None:
+    runnable = [t for t in pending if t.inputset not in failed_sets]
+    _store(store, report, [CellRow(t.key(), "error", error=failed_sets[t.inputset])
+                           for t in pending if t.inputset in failed_sets], None)
+    bar = progress(total=len(runnable), desc="cells", unit="cell") if progress else None
+    batch: list[CellRow] = []
+    last_commit = time.monotonic()
+    for task, outcome in pool.run(run_cell, runnable, lambda t: t.timeout + HARD_LIMIT_GRACE):
+        if isinstance(outcome, Failure):
+            outcome = CellRow(task.key(), outcome.kind, error=outcome.message)
+        batch.append(outcome)
+        if len(batch) >= 64 or time.monotonic() - last_commit > 1.0:
+            _store(store, report, batch, bar)
+            batch, last_commit = [], time.monotonic()
+    _store(store, report, batch, bar)
+    if bar:
+        bar.close()
+
+
+def _store(store: Store, report: SweepReport, rows: list[CellRow], bar: Any) -> None:
+    if not rows:
+        return
+    report.stored += store.add_cells(report.run_id, rows)
+    for row in rows:
+        report.statuses[row.status] = report.statuses.get(row.status, 0) + 1
+    if bar:
+        bar.update(len(rows))
+
+
+def default_config(quick: bool = True) -> dict[str, Any]:
+    return {
+        "losses": tuple(registry.names()), "frameworks": tuple(adapters.FRAMEWORKS), "impls": None,
+        "dtypes": DTYPES, "devices": ("cpu",), "regimes": None,
+        "sizes": QUICK_SIZES if quick else FULL_SIZES, "widths": QUICK_WIDTHS if quick else FULL_WIDTHS,
+    }

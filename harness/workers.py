@@ -1,0 +1,138 @@
+"""A small process pool that knows which task each worker holds.
+
+concurrent.futures cannot say which task killed a worker; here each worker gets
+one task at a time over its own pipe, so a worker that dies (segfault, OOM kill)
+or overruns its hard limit costs exactly the task it held: the parent reports it
+and starts a fresh worker. Workers are spawned, never forked, so framework state
+is never shared.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing import get_context
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A task that produced no result: ``kind`` is 'crashed', 'timeout' or 'error'."""
+
+    kind: str
+    message: str
+
+
+def _worker_loop(conn: Connection, threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        function, task = message
+        try:
+            conn.send((True, function(task)))
+        except Exception as exc:  # noqa: BLE001  reported to the parent as this task's failure
+            conn.send((False, f"{type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    def __init__(self, threads: int) -> None:
+        context = get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_loop, args=(child, threads), daemon=True)
+        self.process.start()
+        child.close()
+        self.task: Any = None
+        self.deadline = 0.0
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+        self.conn.close()
+
+
+class WorkerPool:
+    def __init__(self, jobs: int, threads: int = 1) -> None:
+        self.jobs = max(1, jobs)
+        self.threads = threads
+        self.workers: list[_Worker] = []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop(kill=worker.task is not None)
+        self.workers = []
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self.threads)
+        self.workers.append(worker)
+        return worker
+
+    def run(self, function: Callable[[Any], Any], tasks: Iterable[Any],
+            hard_limit: Callable[[Any], float] = lambda task: float("inf")) -> Iterator[tuple[Any, Any]]:
+        """Yield (task, result or Failure) as tasks finish, in any order."""
+        queue = list(tasks)
+        queue.reverse()
+        while len(self.workers) < min(self.jobs, len(queue)):
+            self._spawn()
+        busy: dict[Connection, _Worker] = {}
+
+        def assign(worker: _Worker) -> None:
+            worker.task = queue.pop()
+            worker.deadline = time.monotonic() + hard_limit(worker.task)
+            worker.conn.send((function, worker.task))
+            busy[worker.conn] = worker
+
+        for worker in self.workers:
+            if queue:
+                assign(worker)
+        while busy:
+            ready = wait(list(busy) + [w.process.sentinel for w in busy.values()], timeout=1.0)
+            for worker in list(busy.values()):
+                outcome: Any = None
+                if worker.conn in ready:
+                    try:
+                        ok, payload = worker.conn.recv()
+                        outcome = payload if ok else Failure("error", payload)
+                    except (EOFError, OSError):
+                        outcome = Failure("crashed", "the worker process died while running this task")
+                elif worker.process.sentinel in ready or not worker.process.is_alive():
+                    outcome = Failure("crashed", f"the worker process died (exit code {worker.process.exitcode})")
+                elif time.monotonic() > worker.deadline:
+                    outcome = Failure("timeout", "the worker did not answer within the hard time limit; killed")
+                if outcome is None:
+                    continue
+                task = worker.task
+                del busy[worker.conn]
+                worker.task = None
+                if isinstance(outcome, Failure) and outcome.kind in ("crashed", "timeout"):
+                    worker.stop(kill=True)
+                    self.workers.remove(worker)
+                    worker = self._spawn() if queue else worker
+                if queue and worker in self.workers:
+                    assign(worker)
+                yield task, outcome
