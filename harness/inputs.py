@@ -112,23 +112,28 @@ def prepare(spec: LossSpec, raw: dict[str, Any], dtype: str) -> dict[str, np.nda
         what = f"{spec.name} {a.name}"
         arrays[a.name] = round_values(raw[a.name], dtype, what) if a.domain.is_float else class_indices(raw[a.name], what)
 
-    x = arrays["input"]
-    if spec.layout is Layout.ROWWISE:
-        if x.ndim == 1:
-            x = arrays["input"] = x[None, :]
-            for a in spec.args[1:]:
-                if not a.per_row:
-                    arrays[a.name] = arrays[a.name].reshape(1, -1)
-        if x.ndim != 2:
-            raise InputError(f"{spec.name}: input must be a [batch, classes] matrix, got shape {x.shape}")
-    for a in spec.args[1:]:
-        expected = (x.shape[0],) if a.per_row else x.shape
-        got = arrays[a.name].reshape(-1).shape if a.per_row else arrays[a.name].shape
-        if got != expected:
-            raise InputError(f"{spec.name}: {a.name} shape {arrays[a.name].shape} does not match input shape {x.shape}"
-                             + (" (one value per row expected)" if a.per_row else ""))
+    if spec.layout is Layout.ROWWISE and arrays["input"].ndim == 1:
+        arrays["input"] = arrays["input"][None, :]
+        for a in spec.args[1:]:
+            if not a.per_row:
+                arrays[a.name] = arrays[a.name].reshape(1, -1)
+    for a in spec.args:
         if a.per_row:
             arrays[a.name] = arrays[a.name].reshape(-1)
+    validate(spec, arrays)
+    return arrays
+
+
+def validate(spec: LossSpec, arrays: dict[str, np.ndarray]) -> None:
+    """Shapes and domains of ready arrays (row-wise input [B, C]); raises InputError."""
+    x = arrays["input"]
+    if spec.layout is Layout.ROWWISE and x.ndim != 2:
+        raise InputError(f"{spec.name}: input must be a [batch, classes] matrix, got shape {x.shape}")
+    for a in spec.args[1:]:
+        expected = (x.shape[0],) if a.per_row else x.shape
+        if arrays[a.name].shape != expected:
+            raise InputError(f"{spec.name}: {a.name} shape {arrays[a.name].shape} does not match input shape {x.shape}"
+                             + (" (one value per row expected)" if a.per_row else ""))
         if a.domain is Domain.CLASS_INDEX:
             t = arrays[a.name]
             bad = (t < 0) | (t >= x.shape[1])
@@ -137,4 +142,3 @@ def prepare(spec: LossSpec, raw: dict[str, Any], dtype: str) -> dict[str, np.nda
         else:
             _check_domain(spec, a.name, a.domain, arrays[a.name])
     _check_domain(spec, "input", spec.args[0].domain, x)
-    return arrays

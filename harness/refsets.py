@@ -152,7 +152,8 @@ def settle_chunk(task: ChunkTask) -> ChunkResult:
     """Settle one chunk of items (runs in a worker)."""
     inputset = task.inputset
     spec = registry.get(inputset.loss)
-    arrays = {k: v[task.start:task.stop] for k, v in inputset.inputs(task.size).items()}
+    arrays = regimes.generate_items(spec, inputset.dtype, inputset.regime, inputset.seed, task.start, task.stop,
+                                    inputset.width)
     items = reference_items(spec, arrays)
     settled = escalation.settle_items(_formula(inputset), items, formats.get_format(inputset.dtype))
     values = [r.value for r in settled.refs]

@@ -173,17 +173,24 @@ def generate(spec: LossSpec, dtype: str, regime: str, seed: int, size: int,
              width: int = WIDTHS_QUICK[0]) -> dict[str, np.ndarray]:
     """Inputs of ``size`` elements for ``spec`` in ``regime``, as float64 arrays holding
     dtype values (int64 for class indices)."""
+    return generate_items(spec, dtype, regime, seed, 0, items_for(spec, size, width), width)
+
+
+def generate_items(spec: LossSpec, dtype: str, regime: str, seed: int, start: int, stop: int,
+                   width: int) -> dict[str, np.ndarray]:
+    """Items [start, stop) of the seeded stream (only the blocks covering them are drawn)."""
     if regime not in spec.regimes:
         raise ValueError(f"{spec.name} does not use regime {regime!r} (regimes: {', '.join(spec.regimes)})")
-    items = items_for(spec, size, width)
+    first = start // BLOCK
     blocks = []
-    for b in range(-(-items // BLOCK)):
+    for b in range(first, -(-stop // BLOCK)):
         rng = _block_rng(spec, dtype, regime, seed, b, width)
         arrays = {a.name: _arg_block(a, spec, regime, rng, dtype, BLOCK, width) for a in spec.args}
         if regime == "cancellation":
             _cancel(spec, arrays, rng, dtype)
         blocks.append(arrays)
-    return {a.name: np.concatenate([blk[a.name] for blk in blocks])[:items] for a in spec.args}
+    offset = start - first * BLOCK
+    return {a.name: np.concatenate([blk[a.name] for blk in blocks])[offset:offset + stop - start] for a in spec.args}
 
 
 def typical(spec: LossSpec, dtype: str, size: int, seed: int = 0, width: int = WIDTHS_QUICK[0]) -> dict[str, np.ndarray]:

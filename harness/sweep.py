@@ -125,6 +125,12 @@ def _reference(path: str) -> SetReference:
     return ReferenceCache.read(Path(path))
 
 
+@functools.lru_cache(maxsize=4)
+def _inputs(inputset: InputSet, size: int) -> dict[str, np.ndarray]:
+    """Cells of one set and size run one after another: generate their input once."""
+    return inputset.inputs(size)
+
+
 def _summary(values: np.ndarray, ref: RefArrays, dtype: str) -> dict[str, Any]:
     codes = metrics.classify_many(values, ref.hi, ref.rounded)
     measured = (codes == 0) & ref.settled
@@ -151,7 +157,7 @@ def run_cell(task: CellTask) -> CellRow:
     try:
         spec = registry.get(s.loss)
         adapter = adapters.load(task.framework)
-        arrays = s.inputs(task.size)
+        arrays = _inputs(s, task.size)
         reference = _reference(task.reference_path)
         count = s.items(task.size)
         params = dict(s.params)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import mpmath
 
-from reference.formats import FORMATS, BinaryFormat, mpf_ulp_exponent, round_mpf
+from reference.formats import FORMATS, BinaryFormat, is_midpoint, mpf_ulp_exponent, round_mpf
 from reference.formulas import exact_sum, is_exact
 
 Reduction = Literal["mean", "sum", "none"]
@@ -60,7 +60,12 @@ def agree(low: mpmath.mpf, high: mpmath.mpf, fmt: BinaryFormat) -> bool:
     gap = abs(mpmath.fsub(low, high, exact=True))
     if gap > mpmath.ldexp(1, mpf_ulp_exponent(high, _FLOAT64) - AGREEMENT_BITS):
         return False
-    return round_mpf(low, _FLOAT64) == round_mpf(high, _FLOAT64) and round_mpf(low, fmt) == round_mpf(high, fmt)
+    rounded = round_mpf(high, _FLOAT64)
+    if round_mpf(low, _FLOAT64) != rounded:
+        return False
+    # Both lie within half a float64 ulp of `rounded`, so a rounding boundary of the
+    # narrower format can lie between them only if `rounded` is one.
+    return not is_midpoint(rounded, fmt) or round_mpf(low, fmt) == round_mpf(high, fmt)
 
 
 def reduce_values(values: Sequence[mpmath.mpf], reduction: Reduction) -> mpmath.mpf:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import mpmath
+from mpmath.libmp import to_float
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,15 @@ def mpf_binade(x: mpmath.mpf) -> int:
     return exp + bitcount - 1
 
 
+def is_midpoint(value: float, fmt: BinaryFormat) -> bool:
+    """Whether a float64 lies exactly halfway between two neighbours of ``fmt``."""
+    if fmt.precision >= 53 or not math.isfinite(value) or value == 0:
+        return False
+    k = fmt.ulp_exponent(math.frexp(value)[1] - 1)
+    twice = math.ldexp(value, 1 - k)  # value / (ulp / 2), exact
+    return twice == int(twice) and int(twice) % 2 == 1
+
+
 def mpf_ulp_exponent(x: mpmath.mpf, fmt: BinaryFormat) -> int:
     """Exponent k such that 2**k is the spacing of ``fmt`` at the finite value ``x``
     (the smallest subnormal spacing at zero)."""
@@ -110,6 +120,8 @@ def round_mpf(x: mpmath.mpf, fmt: BinaryFormat | str) -> float:
             return -math.inf if sign else math.inf
         return 0.0  # mpmath has no signed zero
     binade = mpf_binade(x)
+    if fmt.precision == 53 and -1022 <= binade <= 1022:
+        return to_float(x._mpf_, rnd="n")  # normal range: round to 53 bits (ties even), exact ldexp
     if binade > fmt.emax:
         return -math.inf if sign else math.inf
     if binade < fmt.emin - fmt.precision:  # below half the smallest subnormal

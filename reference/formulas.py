@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import mpmath
-from mpmath.libmp import libmpf
+from mpmath.libmp import libelefun, libmpf
 
 mpf = mpmath.mpf
 ZERO = mpf(0)
@@ -91,6 +91,18 @@ def weighted(weight: mpf, value: mpf) -> mpf:
     return ZERO if weight == 0 else weight * value
 
 
+def log(x: mpf) -> mpf:
+    """mpmath.log without its generic wrapper (hot in the sweeps); nan below 0."""
+    if x < 0 or mpmath.isnan(x):
+        return mpmath.nan
+    return mpmath.mp.make_mpf(libelefun.mpf_log(x._mpf_, mpmath.mp.prec, "n"))
+
+
+def exp(x: mpf) -> mpf:
+    """mpmath.exp without its generic wrapper (hot in the sweeps)."""
+    return mpmath.mp.make_mpf(libelefun.mpf_exp(x._mpf_, mpmath.mp.prec, "n"))
+
+
 def max_or_zero(a: mpf) -> mpf:
     """max(0, a), nan propagating."""
     if mpmath.isnan(a):
@@ -104,32 +116,34 @@ def softplus(t: mpf) -> mpf:
         return t
     if t > _guard_log():
         return t  # log1p(exp(-t)) < 2**-(prec+16) * t
-    return max_or_zero(t) + mpmath.log1p(mpmath.exp(-abs(t)))
+    return max_or_zero(t) + mpmath.log1p(exp(-abs(t)))
 
 
 def _all_finite(values: Sequence[mpf]) -> bool:
     return all(mpmath.isfinite(v) for v in values)
 
 
-def logsumexp_minus(z: Sequence[mpf]) -> list[mpf]:
-    """[logsumexp(z) - z_c for every c], each accurate to the working precision.
+def logsumexp_minus(z: Sequence[mpf], classes: Sequence[int] | None = None) -> list[mpf]:
+    """[logsumexp(z) - z_c for c in classes (default: all)], each accurate to the
+    working precision.
 
     With m = max(z) attained at k*, logsumexp(z) - z_c = (m - z_c) +
     log1p(sum_{k != k*} exp(z_k - m)): both parts are non-negative, so nothing
     cancels. Non-finite rows use the literal formula.
     """
+    wanted = range(len(z)) if classes is None else classes
     if not _all_finite(z):
         lse = mpmath.log(exact_sum([mpmath.exp(v) for v in z]))
-        return [lse - v for v in z]
-    top = max(range(len(z)), key=lambda k: z[k])
+        return [lse - z[c] for c in wanted]
+    top = max(range(len(z)), key=z.__getitem__)
     m = z[top]
     gaps = [sub(v, m) for k, v in enumerate(z) if k != top]
     if not gaps:
-        return [ZERO]
+        return [ZERO for _ in wanted]
     # Terms 2**-(prec+16) below the largest tail term cannot reach the result.
     cutoff = max(gaps) - _guard_log()
-    tail = mpmath.log1p(exact_sum([mpmath.exp(g) for g in gaps if g >= cutoff]))
-    return [sub(m, v) + tail for v in z]
+    tail = mpmath.log1p(exact_sum([exp(g) for g in gaps if g >= cutoff]))
+    return [sub(m, z[c]) + tail for c in wanted]
 
 
 # --- element-wise losses: f(input, target, **params) ----------------------
@@ -171,7 +185,8 @@ def log_cosh(x: mpf, y: mpf) -> mpf:
 
 
 def bce(p: mpf, y: mpf) -> mpf:
-    return -(weighted(y, mpmath.log(p)) + weighted(sub(ONE, y), mpmath.log1p(-p)))
+    # log(1 - p) of the exact 1 - p: mpmath's log keeps full relative accuracy near 1.
+    return -(weighted(y, log(p)) + weighted(sub(ONE, y), log(sub(ONE, p))))
 
 
 def bce_logits(z: mpf, y: mpf) -> mpf:
@@ -197,7 +212,7 @@ def squared_hinge(s: mpf, y: mpf) -> mpf:
 # --- row-wise losses: f(input_row, target, [extra], **params) --------------
 
 def cross_entropy(z: Sequence[mpf], t: int) -> mpf:
-    return logsumexp_minus(z)[t]
+    return logsumexp_minus(z, (t,))[0]
 
 
 def soft_cross_entropy(z: Sequence[mpf], q: Sequence[mpf]) -> mpf:

@@ -1,5 +1,7 @@
 """Framework adapters, imported lazily: a framework that is missing (or disabled
-with LOSSBENCH_DISABLE=name,name) is listed as unavailable, never a crash."""
+with LOSSBENCH_DISABLE=name,name) is listed as unavailable, never a crash.
+LOSSBENCH_ADAPTERS=name=module,... adds adapters kept outside this package (the
+module defines ADAPTER); child processes inherit it like everything else here."""
 from __future__ import annotations
 
 import importlib
@@ -22,6 +24,11 @@ FRAMEWORKS: dict[str, Framework] = {
     "torch": Framework("torch", "harness.adapters.torch_adapter", ("torch",)),
     "tensorflow": Framework("tensorflow", "harness.adapters.tensorflow_adapter", ("tensorflow", "tensorflow-cpu")),
 }
+
+
+for _entry in filter(None, (e.strip() for e in os.environ.get("LOSSBENCH_ADAPTERS", "").split(","))):
+    _name, _, _module = _entry.partition("=")
+    FRAMEWORKS[_name.strip()] = Framework(_name.strip(), _module.strip(), ())
 
 
 class FrameworkUnavailable(RuntimeError):

@@ -1,0 +1,51 @@
+"""A framework that misbehaves on purpose, loaded through LOSSBENCH_ADAPTERS by
+the sweep tests: each impl fails in one way a real framework can."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import numpy as np
+
+from harness.adapters.base import Adapter, Output
+
+
+def _ok(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
+    items = (a["input"] - a["target"]) ** 2
+    return items if reduction == "none" else np.asarray(items.mean())
+
+
+def _raises(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
+    raise RuntimeError("deliberate failure inside the framework")
+
+
+def _crashes(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+def _hangs(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
+    time.sleep(3600)
+    raise AssertionError("unreachable")
+
+
+class FaultyAdapter(Adapter):
+    name = "faulty"
+    impls = {"ok": {"mse": _ok}, "raises": {"mse": _raises}, "crashes": {"mse": _crashes}, "hangs": {"mse": _hangs}}
+
+    def version(self) -> str:
+        return "0"
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def to_native(self, array: np.ndarray, dtype: str | None, device: str) -> np.ndarray:
+        return np.asarray(array, dtype=np.float64)
+
+    def to_output(self, result: np.ndarray) -> Output:
+        return Output(np.asarray(result, dtype=np.float64).reshape(-1), "float64")
+
+
+ADAPTER = FaultyAdapter()
