@@ -96,14 +96,38 @@ def split(value: mpmath.mpf) -> tuple[float, float]:
     hi = formats.round_mpf(value, "float64")
     if not mpmath.isfinite(value) or not np.isfinite(hi):
         return hi, 0.0
-    return hi, formats.round_mpf(mpmath.fsub(value, mpmath.mpf(hi), exact=True), "float64")
+    remainder = libmpf.mpf_sub(value._mpf_, libmpf.from_float(hi))  # exact
+    return hi, formats.round_mpf(mpmath.mp.make_mpf(remainder), "float64")
+
+
+def round_pairs(hi: np.ndarray, lo: np.ndarray, dtype: str) -> np.ndarray:
+    """Correct rounding of the values hi + lo into ``dtype``, vectorised.
+
+    hi is rounded once into the format (scale by the format's spacing, rint with
+    ties to even, scale back); where hi lies exactly on a rounding boundary of the
+    format, lo decides the direction, as the exact value would.
+    """
+    fmt = formats.get_format(dtype)
+    if fmt.precision == 53:
+        return hi.copy()
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(hi) & (hi != 0)
+        binade = np.frexp(np.where(finite, hi, 1.0))[1] - 1
+        k = np.clip(binade, fmt.emin, fmt.emax) - fmt.precision + 1
+        scaled = np.ldexp(hi, -k)
+        steps = np.rint(scaled)
+        tie = np.abs(scaled - np.trunc(scaled)) == 0.5
+        steps = np.where(tie & (lo > 0), np.ceil(scaled), np.where(tie & (lo < 0), np.floor(scaled), steps))
+        rounded = np.ldexp(steps, k)
+        rounded = np.where(np.abs(rounded) > float(fmt.max_finite), np.copysign(np.inf, hi), rounded)
+    return np.where(finite, rounded, hi)
 
 
 def to_arrays(refs: Sequence[RefValue], dtype: str) -> RefArrays:
     pairs = [split(r.value) for r in refs]
+    hi, lo = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     return RefArrays(
-        hi=np.array([p[0] for p in pairs]), lo=np.array([p[1] for p in pairs]),
-        rounded=np.array([formats.round_mpf(r.value, dtype) for r in refs]),
+        hi=hi, lo=lo, rounded=round_pairs(hi, lo, dtype),
         settled=np.array([r.settled for r in refs], dtype=bool),
         precision=np.array([r.precision for r in refs], dtype=np.int32),
     )

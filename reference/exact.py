@@ -10,14 +10,11 @@ from collections.abc import Iterable
 
 import mpmath
 import numpy as np
-
-# 64 bits cover any float64 significand; mpf values keep their exact value
-# when the working precision changes later.
-_CONVERSION_PREC = 64
+from mpmath.libmp import from_float
 
 
 def to_mpf_list(values: np.ndarray | Iterable[float]) -> list[mpmath.mpf]:
     """Flattened exact mpf copies of a float array of any of the four formats."""
     as_float64 = np.asarray(values).astype(np.float64).ravel()
-    with mpmath.workprec(_CONVERSION_PREC):
-        return [mpmath.mpf(float(v)) for v in as_float64]
+    make = mpmath.mp.make_mpf
+    return [make(from_float(v)) for v in as_float64.tolist()]

@@ -98,6 +98,16 @@ def log(x: mpf) -> mpf:
     return mpmath.mp.make_mpf(libelefun.mpf_log(x._mpf_, mpmath.mp.prec, "n"))
 
 
+def log1p(u: mpf) -> mpf:
+    """log(1 + u) as the log of the exact 1 + u (mpmath's log keeps full relative
+    accuracy near 1, and is several times faster than mpmath.log1p). Below
+    2**-(prec+8), log1p(u) = u to working precision (and 1 + u would not fit)."""
+    sign, man, exponent, bitcount = u._mpf_
+    if man and exponent + bitcount < -(mpmath.mp.prec + 8):
+        return +u
+    return log(add(ONE, u))
+
+
 def exp(x: mpf) -> mpf:
     """mpmath.exp without its generic wrapper (hot in the sweeps)."""
     return mpmath.mp.make_mpf(libelefun.mpf_exp(x._mpf_, mpmath.mp.prec, "n"))
@@ -116,7 +126,7 @@ def softplus(t: mpf) -> mpf:
         return t
     if t > _guard_log():
         return t  # log1p(exp(-t)) < 2**-(prec+16) * t
-    return max_or_zero(t) + mpmath.log1p(exp(-abs(t)))
+    return max_or_zero(t) + log1p(exp(-abs(t)))
 
 
 def _all_finite(values: Sequence[mpf]) -> bool:
@@ -127,9 +137,10 @@ def logsumexp_minus(z: Sequence[mpf], classes: Sequence[int] | None = None) -> l
     """[logsumexp(z) - z_c for c in classes (default: all)], each accurate to the
     working precision.
 
-    With m = max(z) attained at k*, logsumexp(z) - z_c = (m - z_c) +
+    With m = max(z) attained at k*, logsumexp(z) - z_c = (m - z_c) + tail, tail =
     log1p(sum_{k != k*} exp(z_k - m)): both parts are non-negative, so nothing
-    cancels. Non-finite rows use the literal formula.
+    cancels. The tail is not computed where it is provably below the working
+    precision of an exact, larger m - z_c. Non-finite rows use the literal formula.
     """
     wanted = range(len(z)) if classes is None else classes
     if not _all_finite(z):
@@ -140,10 +151,20 @@ def logsumexp_minus(z: Sequence[mpf], classes: Sequence[int] | None = None) -> l
     gaps = [sub(v, m) for k, v in enumerate(z) if k != top]
     if not gaps:
         return [ZERO for _ in wanted]
-    # Terms 2**-(prec+16) below the largest tail term cannot reach the result.
-    cutoff = max(gaps) - _guard_log()
-    tail = mpmath.log1p(exact_sum([exp(g) for g in gaps if g >= cutoff]))
-    return [sub(m, z[c]) + tail for c in wanted]
+    largest_gap = max(gaps)
+    heads = [sub(m, z[c]) for c in wanted]
+    guard = _guard_log()
+    needed = [True] * len(heads)
+    if largest_gap < -2 * guard:
+        # tail <= C exp(largest_gap): skip it where it is below precision of the head.
+        with mpmath.workprec(32):
+            log_tail_bound = largest_gap + mpmath.log(len(z)) + 1
+            needed = [not head or log_tail_bound > mpmath.log(head) - guard for head in heads]
+        if not any(needed):
+            return heads
+    cutoff = largest_gap - guard  # terms this far below the largest cannot reach the tail
+    tail = log1p(exact_sum([exp(g) for g in gaps if g >= cutoff]))
+    return [head + tail if need else head for head, need in zip(heads, needed)]
 
 
 # --- element-wise losses: f(input, target, **params) ----------------------
@@ -181,7 +202,7 @@ def log_cosh(x: mpf, y: mpf) -> mpf:
         return d - mpmath.ln2
     # log cosh d = log1p(cosh d - 1) = log1p(2 sinh(d/2)^2): no cancellation at small d.
     s = mpmath.sinh(half(d))
-    return mpmath.log1p(2 * s * s)
+    return log1p(2 * s * s)
 
 
 def bce(p: mpf, y: mpf) -> mpf:
@@ -192,10 +213,13 @@ def bce(p: mpf, y: mpf) -> mpf:
 def bce_logits(z: mpf, y: mpf) -> mpf:
     # -(y log sigmoid(z) + (1-y) log(1 - sigmoid(z))) = y softplus(-z) + (1-y) softplus(z)
     one_minus_y = sub(ONE, y)
-    if mpmath.isfinite(z) and y != 0 and one_minus_y != 0 and abs(z) > 1100 + _guard_log():
-        # The small term is below exp(-|z|), the large one above 2**-1074 |z|: below precision.
-        return y * softplus(-z) if z < 0 else one_minus_y * softplus(z)
-    return weighted(y, softplus(-z)) + weighted(one_minus_y, softplus(z))
+    if not mpmath.isfinite(z):
+        return weighted(y, softplus(-z)) + weighted(one_minus_y, softplus(z))
+    # softplus(+-z) = relu(+-z) + log1p(exp(-|z|)): one shared, non-negative term.
+    linear = mul(one_minus_y, z) if z > 0 else mul(y, neg(z))
+    if linear and abs(z) > 1100 + _guard_log():
+        return linear  # log1p(exp(-|z|)) < exp(-|z|) is below precision against >= 2**-1074 |z|
+    return linear + log1p(exp(-abs(z)))
 
 
 @exact
@@ -230,7 +254,7 @@ def _kl_term(q: mpf, p: mpf) -> mpf:
     if q == 0:
         return mpmath.inf
     # log(p/q) = log1p((p - q)/q): accurate when p and q are close.
-    return p * mpmath.log1p(sub(p, q) / q)
+    return p * log1p(sub(p, q) / q)
 
 
 def kl_div(q: Sequence[mpf], p: Sequence[mpf]) -> mpf:

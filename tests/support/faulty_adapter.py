@@ -17,6 +17,11 @@ def _ok(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarr
     return items if reduction == "none" else np.asarray(items.mean())
 
 
+def _slow(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
+    time.sleep(0.02)
+    return _ok(a, reduction, params)
+
+
 def _raises(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
     raise RuntimeError("deliberate failure inside the framework")
 
@@ -33,7 +38,8 @@ def _hangs(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.nd
 
 class FaultyAdapter(Adapter):
     name = "faulty"
-    impls = {"ok": {"mse": _ok}, "raises": {"mse": _raises}, "crashes": {"mse": _crashes}, "hangs": {"mse": _hangs}}
+    impls = {"ok": {"mse": _ok}, "slow": {"mse": _slow}, "raises": {"mse": _raises}, "crashes": {"mse": _crashes},
+             "hangs": {"mse": _hangs}}
 
     def version(self) -> str:
         return "0"

@@ -1,0 +1,89 @@
+"""Shared set references: equal to the single-case reference computed
+independently, unchanged by chunking, deterministic, and cached faithfully."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import registry
+from harness.evaluate import compute_reference
+from harness.refsets import InputSet, ReferenceCache, compute
+from reference.formats import round_mpf
+
+SIZES = (10, 100, 300)
+SETS = [
+    InputSet("mse", (), "float32", "wide", 0, 1),
+    InputSet("bce_logits", (), "float16", "edge", 1, 1),
+    InputSet("cross_entropy", (), "bfloat16", "typical", 0, 10),
+    InputSet("kl_div", (), "float64", "cancellation", 0, 10),
+    InputSet("huber", (("delta", 0.5),), "float32", "near_overflow", 2, 1),
+]
+
+
+@pytest.mark.parametrize("inputset", SETS, ids=[f"{s.loss}-{s.regime}" for s in SETS])
+def test_matches_independent_single_case_reference(inputset: InputSet) -> None:
+    ref = compute(inputset, SIZES)
+    spec = registry.get(inputset.loss)
+    for size in SIZES:
+        arrays = inputset.inputs(size)
+        items = compute_reference(spec, arrays, dict(inputset.params), "none", inputset.dtype)
+        n = len(items)
+        assert np.array_equal(ref.items.hi[:n], [round_mpf(r.value, "float64") for r in items], equal_nan=True)
+        assert np.array_equal(ref.items.rounded[:n], [round_mpf(r.value, inputset.dtype) for r in items],
+                              equal_nan=True)
+        assert ref.items.settled[:n].tolist() == [r.settled for r in items]
+        for reduction in ("mean", "sum"):
+            (direct,) = compute_reference(spec, arrays, dict(inputset.params), reduction, inputset.dtype)
+            shared = ref.reduced[(size, reduction)]
+            assert np.array_equal(shared.hi, [round_mpf(direct.value, "float64")], equal_nan=True), reduction
+            assert bool(shared.settled[0]) == direct.settled
+
+
+def test_hi_lo_pairs_hold_the_exact_value() -> None:
+    import mpmath
+
+    inputset = SETS[2]
+    ref = compute(inputset, SIZES)
+    items = compute_reference(registry.get(inputset.loss), inputset.inputs(300), {}, "none", inputset.dtype)
+    for i, r in enumerate(items):
+        with mpmath.workprec(400):
+            residual = r.value - mpmath.mpf(ref.items.hi[i]) - mpmath.mpf(ref.items.lo[i])
+            assert abs(residual) <= abs(r.value) * mpmath.mpf(2) ** -104
+
+
+def test_chunking_does_not_change_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import refsets
+
+    inputset = SETS[3]
+    whole = compute(inputset, SIZES)
+    monkeypatch.setattr(refsets, "CHUNK", 7)  # many chunks, boundaries inside chunks
+    chunked = compute(inputset, SIZES)
+    for field in ("hi", "lo", "rounded", "settled", "precision"):
+        assert np.array_equal(getattr(whole.items, field), getattr(chunked.items, field), equal_nan=True)
+    for key in whole.reduced:
+        assert np.array_equal(whole.reduced[key].hi, chunked.reduced[key].hi, equal_nan=True)
+
+
+def test_deterministic_and_cache_round_trip(tmp_path) -> None:
+    inputset = SETS[1]
+    first, second = compute(inputset, SIZES), compute(inputset, SIZES)
+    assert first.items.hi.tobytes() == second.items.hi.tobytes()
+    cache = ReferenceCache(tmp_path)
+    assert not cache.has(inputset, SIZES)
+    cache.save(inputset, first)
+    assert cache.has(inputset, SIZES) and cache.has(inputset, SIZES[:1])
+    assert not cache.has(inputset, (*SIZES, 1000))
+    loaded = cache.read(cache.path(inputset))
+    for field in ("hi", "lo", "rounded", "settled", "precision"):
+        assert np.array_equal(getattr(first.items, field), getattr(loaded.items, field), equal_nan=True)
+    assert set(loaded.reduced) == set(first.reduced)
+    assert not list(tmp_path.glob("*.tmp.npz"))
+
+
+def test_key_depends_on_content() -> None:
+    base = InputSet("huber", (("delta", 1.0),), "float32", "typical", 0, 1)
+    variants = [InputSet("huber", (("delta", 0.5),), "float32", "typical", 0, 1),
+                InputSet("huber", (("delta", 1.0),), "float16", "typical", 0, 1),
+                InputSet("huber", (("delta", 1.0),), "float32", "wide", 0, 1),
+                InputSet("huber", (("delta", 1.0),), "float32", "typical", 1, 1)]
+    assert len({base.key(), *(v.key() for v in variants)}) == 5

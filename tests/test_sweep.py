@@ -1,0 +1,111 @@
+"""Sweeps end to end: planned cells all stored, a failing framework isolated,
+resume after SIGKILL with nothing lost or duplicated, invalid filters refused."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import registry
+from harness.refsets import ReferenceCache
+from harness.store import open_store
+from harness.sweep import SweepConfig, run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+FAULTY = "faulty=tests.support.faulty_adapter"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), LOSSBENCH_ADAPTERS=FAULTY, **extra)
+    return env
+
+
+def _lossbench(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=_env(), timeout=300, **kwargs)
+
+
+def _rows(db: Path) -> list[dict]:
+    with open_store(db) as store:
+        return list(store.cells())
+
+
+def test_small_sweep_stores_every_planned_cell_and_resumes(tmp_path: Path) -> None:
+    losses, dtypes, regimes_, sizes = ("mse", "cross_entropy"), ("float32", "bfloat16"), ("typical", "edge"), (10, 100)
+    config = SweepConfig(losses=losses, frameworks=("numpy",), impls=None, dtypes=dtypes, devices=("cpu",),
+                         regimes=regimes_, sizes=sizes, widths=(10,), seeds=1, jobs=2)
+    with open_store(tmp_path / "r.sqlite") as store:
+        report = run_sweep(config, store, ReferenceCache(tmp_path / "refcache"))
+        # Counted independently: numpy has naive and stable for every loss.
+        expected = {(l, i, d, r, n) for l, i, d, r, n in itertools.product(losses, ("naive", "stable"), dtypes,
+                                                                            regimes_, sizes)}
+        rows = list(store.cells())
+        assert {(r["loss"], r["impl"], r["dtype"], r["regime"], r["size"]) for r in rows} == expected
+        assert report.planned == report.stored == len(expected) == len(rows)
+        assert all(r["status"] == "ok" for r in rows)
+        for r in rows:
+            if r["max_ulp"] is not None:
+                assert 0 <= r["median_ulp"] <= r["p99_ulp"] <= r["max_ulp"]
+            assert r["items"] == (r["size"] if r["loss"] == "mse" else r["size"] // 10)
+        edge = [r for r in rows if r["regime"] == "edge" and r["loss"] == "mse"]
+        assert any(json.loads(r["nonfinite"]) for r in edge), "edge inputs produce non-finite classes"
+        again = run_sweep(config, store, ReferenceCache(tmp_path / "refcache"))
+        assert (again.skipped, again.stored, again.reference_sets) == (len(expected), 0, 0)
+        assert len(store.runs()) == 2
+
+
+def test_failing_framework_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    proc = _lossbench("sweep", "--loss", "mse", "--framework", "faulty", "numpy", "--dtype", "float32",
+                      "--regime", "typical", "--sizes", "10", "100", "--impl", "ok", "raises", "crashes", "hangs",
+                      "stable", "--cell-timeout", "2", "--jobs", "2", "--db", str(db), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    status = {(r["impl"], r["size"]): (r["status"], r["error"]) for r in _rows(db)}
+    for size in (10, 100):
+        assert status[("ok", size)][0] == "ok"
+        assert status[("stable", size)][0] == "ok"
+        assert status[("raises", size)] == ("error", "RuntimeError: deliberate failure inside the framework")
+        assert status[("crashes", size)][0] == "crashed"
+        assert status[("hangs", size)][0] == "timeout"
+    assert len(status) == 10
+
+
+def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    args = ["sweep", "--loss", "mse", "--framework", "faulty", "--impl", "slow", "--dtype", "float32", "float16",
+            "--sizes", "10", "100", "1000", "--jobs", "1", "--db", str(db), "--no-progress"]
+    spec = registry.get("mse")
+    expected = {(d, r, n) for d in ("float32", "float16") for r in spec.regimes for n in (10, 100, 1000)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    stored = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as con:
+                    stored = con.execute("SELECT count(*) FROM cells").fetchone()[0]
+            except sqlite3.OperationalError:
+                stored = 0
+            if stored:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers, with no chance to clean up
+    proc.wait()
+    assert 0 < stored < len(expected)
+    finished = _lossbench(*args)
+    assert finished.returncode == 0, finished.stderr
+    rows = _rows(db)
+    keys = [(r["dtype"], r["regime"], r["size"]) for r in rows]
+    assert len(keys) == len(set(keys)), "duplicated cells"
+    assert set(keys) == expected, "lost cells"
+    assert all(r["status"] == "ok" for r in rows)
