@@ -83,6 +83,8 @@ def _build_parser() -> argparse.ArgumentParser:
     res = commands.add_parser("results", help="export stored cells, one record per cell")
     res.add_argument("--db", type=Path, default=DEFAULT_DB)
     res.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    res.add_argument("--worst", type=_positive_int, metavar="N",
+                     help="only the N least accurate cells (unexpected non-finite first, then max ulp)")
     return parser
 
 
@@ -372,6 +374,8 @@ def _command_results(args: argparse.Namespace) -> int:
             rows = list(store.cells())
     except StoreError as exc:
         raise UsageError(str(exc)) from None
+    if args.worst:
+        rows = sorted(rows, key=_badness, reverse=True)[:args.worst]
     if args.format == "json":
         print(json.dumps(rows))
     elif args.format == "csv":
@@ -384,6 +388,10 @@ def _command_results(args: argparse.Namespace) -> int:
         for row in table:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
+
+
+def _badness(row: dict[str, Any]) -> tuple[int, float]:
+    return (row["unexpected_nonfinite"] or 0, row["max_ulp"] if row["max_ulp"] is not None else -1.0)
 
 
 def _format_cell(value: Any) -> str:

@@ -213,15 +213,17 @@ def assemble(inputset: InputSet, sizes: Sequence[int], chunks: Sequence[ChunkRes
 
 def _settle_sum(inputset: InputSet, size: int, n: int, low: mpmath.mpf, high: mpmath.mpf, precision: int,
                 settled: bool, reduction: str, fmt: formats.BinaryFormat) -> RefValue:
+    """``low`` and ``high`` are exact sums of the items' last two levels (equal for
+    exact formulas); the final division is done at p and 2p bits."""
     def finish(total: mpmath.mpf, prec: int) -> mpmath.mpf:
         with mpmath.workprec(prec):
             return total / n if reduction == "mean" else +total
 
-    high_value = finish(high, precision)
+    high_value = finish(high, 2 * precision)
     if not settled:
-        return RefValue(high_value, False, precision)
-    if escalation.agree(finish(low, precision // 2), high_value, fmt):
-        return RefValue(high_value, True, precision)
+        return RefValue(high_value, False, 2 * precision)
+    if escalation.agree(finish(low, precision), high_value, fmt):
+        return RefValue(high_value, True, 2 * precision)
     # The sum cancels: escalate the whole reduction from the items.
     items = reference_items(registry.get(inputset.loss), inputset.inputs(size))
     return escalation.evaluate(_formula(inputset), items, reduction, fmt, start_prec=precision)  # type: ignore[return-value]

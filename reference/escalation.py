@@ -118,9 +118,11 @@ def settle_reduction(
         prec = max(r.precision for r in refs)
         with mpmath.workprec(prec):
             return RefValue(reduce_values([r.value for r in refs], reduction), False, prec)
+    # The items' last two levels (equal for exact formulas), reduced at p and 2p bits.
     prec = max(r.precision for r in refs)
-    with mpmath.workprec(prec // 2):
+    with mpmath.workprec(prec):
         low = reduce_values(settled.previous[:count], reduction)
+    prec *= 2
     with mpmath.workprec(prec):
         high = reduce_values([r.value for r in refs], reduction)
     while not agree(low, high, fmt):

@@ -178,6 +178,18 @@ BAD_INPUTS = {
     "param without value": (BASE + ["--input", "[1]", "--target", "[1]", "--param", "delta"], "NAME=VALUE"),
     "empty input": (BASE + ["--input", "[]", "--target", "[]"], "is empty"),
     "unknown list section": (["list", "gpus"], "invalid choice: 'gpus'"),
+    "sweep unknown loss": (["sweep", "--loss", "mse", "nosuch"], "unknown loss 'nosuch'"),
+    "sweep unknown impl": (["sweep", "--impl", "fast"], "unknown impl 'fast'"),
+    "sweep unknown dtype": (["sweep", "--dtype", "float8"], "invalid choice: 'float8'"),
+    "sweep unknown regime": (["sweep", "--regime", "calm"], "invalid choice: 'calm'"),
+    "sweep unknown framework": (["sweep", "--framework", "jax"], "invalid choice: 'jax'"),
+    "sweep zero size": (["sweep", "--sizes", "0"], "expected a positive integer"),
+    "sweep fractional size": (["sweep", "--sizes", "10.5"], "expected a positive integer"),
+    "sweep word size": (["sweep", "--sizes", "many"], "expected a positive integer"),
+    "sweep zero jobs": (["sweep", "--jobs", "0"], "expected a positive integer"),
+    "sweep zero timeout": (["sweep", "--cell-timeout", "0"], "--cell-timeout must be positive"),
+    "sweep quick and full": (["sweep", "--quick", "--full"], "not allowed with argument"),
+    "results without store": (["results", "--db", "/nonexistent/r.sqlite"], "no results store"),
 }
 
 
@@ -188,6 +200,12 @@ def test_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], arg
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("lossbench: error: "), err
     assert message in err
+
+
+def test_sweep_selecting_nothing(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    code, _, err = run_cli(capsys, "sweep", "--loss", "mse", "--framework", "numpy", "--impl", "native",
+                           "--db", str(tmp_path / "r.sqlite"), "--no-progress")
+    assert code == 2 and "select no cell" in err and len(err.strip().splitlines()) == 1
 
 
 def test_unavailable_framework(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
