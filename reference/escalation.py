@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import mpmath
+from mpmath.libmp import libmpf
 
 from reference.formats import FORMATS, BinaryFormat, is_midpoint, mpf_ulp_exponent, round_mpf
 from reference.formulas import exact_sum, is_exact
@@ -51,15 +52,17 @@ class SettledItems:
 
 def agree(low: mpmath.mpf, high: mpmath.mpf, fmt: BinaryFormat) -> bool:
     """Whether two evaluations of the same quantity settle it for ``fmt``."""
-    if low._mpf_ == high._mpf_ and mpmath.isfinite(high):
+    low_raw, high_raw = low._mpf_, high._mpf_
+    if not low_raw[1] or not high_raw[1]:  # a zero or a special value: the slow, careful path
+        if mpmath.isnan(low) or mpmath.isnan(high):
+            return bool(mpmath.isnan(low) and mpmath.isnan(high))
+        if mpmath.isinf(low) or mpmath.isinf(high):
+            return low == high
+    if low_raw == high_raw:
         return True
-    if mpmath.isnan(low) or mpmath.isnan(high):
-        return bool(mpmath.isnan(low) and mpmath.isnan(high))
-    if mpmath.isinf(low) or mpmath.isinf(high):
-        return low == high
-    gap = abs(mpmath.fsub(low, high, exact=True))
-    if gap > mpmath.ldexp(1, mpf_ulp_exponent(high, _FLOAT64) - AGREEMENT_BITS):
-        return False
+    _, gap_man, gap_exp, gap_bits = libmpf.mpf_sub(low_raw, high_raw)  # exact
+    if gap_man and gap_exp + gap_bits > mpf_ulp_exponent(high, _FLOAT64) - AGREEMENT_BITS:
+        return False  # |gap| may exceed 2**-AGREEMENT_BITS float64 ulp
     rounded = round_mpf(high, _FLOAT64)
     if round_mpf(low, _FLOAT64) != rounded:
         return False

@@ -20,6 +20,7 @@ contributes zero, the usual 0 log 0 = 0 convention.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import mpmath
@@ -44,7 +45,13 @@ def is_exact(formula: Callable[..., mpf]) -> bool:
 
 def _guard_log() -> mpf:
     """ln(2**(prec + 16)): exp(-t) below 2**-(prec+16) of something is below working precision."""
-    return (mpmath.mp.prec + 16) * mpmath.ln2
+    return _guard_log_at(mpmath.mp.prec)
+
+
+@functools.lru_cache(maxsize=32)
+def _guard_log_at(prec: int) -> mpf:
+    with mpmath.workprec(prec):
+        return (prec + 16) * mpmath.ln2
 
 
 def sub(a: mpf, b: mpf) -> mpf:
@@ -201,7 +208,7 @@ def log_cosh(x: mpf, y: mpf) -> mpf:
         # log cosh d = d - log 2 + log1p(exp(-2d)), the last term below precision.
         return d - mpmath.ln2
     # log cosh d = log1p(cosh d - 1) = log1p(2 sinh(d/2)^2): no cancellation at small d.
-    s = mpmath.sinh(half(d))
+    s = mpmath.mp.make_mpf(libelefun.mpf_cosh_sinh(half(d)._mpf_, mpmath.mp.prec, "n")[1])
     return log1p(2 * s * s)
 
 
@@ -253,8 +260,10 @@ def _kl_term(q: mpf, p: mpf) -> mpf:
         return ZERO
     if q == 0:
         return mpmath.inf
-    # log(p/q) = log1p((p - q)/q): accurate when p and q are close.
-    return p * log1p(sub(p, q) / q)
+    ratio_minus_one = sub(p, q) / q
+    if abs(ratio_minus_one) < 0.5:
+        return p * log1p(ratio_minus_one)  # p close to q: no cancellation in log(p/q)
+    return p * log(p / q)  # p/q away from 1: log is well conditioned (1 + u would cancel)
 
 
 def kl_div(q: Sequence[mpf], p: Sequence[mpf]) -> mpf:

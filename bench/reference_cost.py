@@ -1,0 +1,78 @@
+"""Reference cost: lossbench's shared set reference against a plain per-element
+mpmath loop over the same inputs, in the same run.
+
+The plain loop is what one writes without this harness: convert each element,
+evaluate the textbook formula at a fixed 113 bits (no settlement check), and do
+that again for every cell (framework x impl) and every size. lossbench settles
+each item once at two precisions, shares it across cells and sizes through
+exact prefix sums, and caches it on disk (a warm rerun costs a file read).
+
+    .venv/bin/python bench/reference_cost.py [--size N] [--cells K]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import mpmath
+
+from harness import regimes, registry
+from harness.refsets import InputSet, ReferenceCache, compute
+
+QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
+
+
+def plain_loop(loss: str, arrays: dict, prec: int = 113) -> mpmath.mpf:
+    """Textbook mp evaluation of the mean, element by element."""
+    with mpmath.workprec(prec):
+        if loss == "mse":
+            terms = [(mpmath.mpf(float(x)) - mpmath.mpf(float(y))) ** 2 for x, y in zip(arrays["input"], arrays["target"])]
+        else:
+            terms = []
+            for row, t in zip(arrays["input"], arrays["target"]):
+                z = [mpmath.mpf(float(v)) for v in row]
+                terms.append(mpmath.log(mpmath.fsum(mpmath.exp(v) for v in z)) - z[int(t)])
+        return mpmath.fsum(terms) / len(terms)
+
+
+def measure(loss: str, size: int, cells: int) -> None:
+    spec = registry.get(loss)
+    width = 10 if loss == "cross_entropy" else 1
+    inputset = InputSet(loss, (), "float32", "typical", 0, width)
+    sizes = [n for n in QUICK_SIZES if n <= size]
+    arrays = regimes.generate(spec, "float32", "typical", 0, size, width)
+    start = time.perf_counter()
+    plain_loop(loss, arrays)
+    plain = time.perf_counter() - start
+    plain_sweep = plain * cells * sum(sizes) / size  # every cell, every size, from scratch
+    start = time.perf_counter()
+    reference = compute(inputset, sizes)
+    ours = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = ReferenceCache(Path(tmp))
+        cache.save(inputset, reference)
+        start = time.perf_counter()
+        cache.read(cache.path(inputset))
+        warm = time.perf_counter() - start
+    per = 1e6 / size
+    print(f"{loss} float32 typical, {size} elements, {len(sizes)} sizes, {cells} cells sharing it:")
+    print(f"  plain mpmath loop, one pass:       {plain:7.2f} s  ({plain * per:6.1f} us/element, unsettled)")
+    print(f"  lossbench settled reference:       {ours:7.2f} s  ({ours * per:6.1f} us/element, all sizes)")
+    print(f"  per element, one pass:             ratio plain/lossbench = {plain / ours:.2f}")
+    print(f"  whole sweep ({cells} cells x sizes):  plain {plain_sweep:.1f} s vs lossbench {ours:.2f} s cold "
+          f"(ratio {plain_sweep / ours:.1f}) and {warm * 1e3:.1f} ms warm (cache read)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--cells", type=int, default=4, help="framework x impl cells per set (quick CPU: 4)")
+    args = parser.parse_args()
+    for loss in ("mse", "cross_entropy"):
+        measure(loss, args.size, args.cells)
+
+
+if __name__ == "__main__":
+    main()
