@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -24,11 +25,12 @@ from pathlib import Path
 
 import mpmath
 import numpy as np
-from mpmath.libmp import libmpf
+from mpmath.libmp import libmpf, to_float
 
 from harness import regimes, registry
 from harness.evaluate import reference_items
 from reference import escalation, formats
+from reference.formulas import is_exact
 from reference.escalation import RefValue
 
 REDUCED = ("mean", "sum")
@@ -91,13 +93,16 @@ class SetReference:
     reduced: dict[tuple[int, str], RefArrays]  # (size, reduction) -> one value
 
 
+_FLOAT64 = formats.FORMATS["float64"]
+
+
 def split(value: mpmath.mpf) -> tuple[float, float]:
-    """(hi, lo): hi the correctly rounded float64, lo the float64 of the remainder."""
-    hi = formats.round_mpf(value, "float64")
-    if not mpmath.isfinite(value) or not np.isfinite(hi):
+    """(hi, lo): hi the correctly rounded float64, lo the float64 nearest the remainder."""
+    hi = formats.round_mpf(value, _FLOAT64)
+    if not value._mpf_[1] or not math.isfinite(hi):  # zero, inf, nan, or beyond float64
         return hi, 0.0
     remainder = libmpf.mpf_sub(value._mpf_, libmpf.from_float(hi))  # exact
-    return hi, formats.round_mpf(mpmath.mp.make_mpf(remainder), "float64")
+    return hi, to_float(remainder, rnd="n")
 
 
 def round_pairs(hi: np.ndarray, lo: np.ndarray, dtype: str) -> np.ndarray:
@@ -179,10 +184,15 @@ def settle_chunk(task: ChunkTask) -> ChunkResult:
     arrays = regimes.generate_items(spec, inputset.dtype, inputset.regime, inputset.seed, task.start, task.stop,
                                     inputset.width)
     items = reference_items(spec, arrays)
-    settled = escalation.settle_items(_formula(inputset), items, formats.get_format(inputset.dtype))
+    formula = _formula(inputset)
+    settled = escalation.settle_items(formula, items, formats.get_format(inputset.dtype))
     values = [r.value for r in settled.refs]
     ends = [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]
-    sums = {b: (_exact_total(settled.previous[:b - task.start]), _exact_total(values[:b - task.start])) for b in ends}
+    sums = {}
+    for b in ends:
+        high = _exact_total(values[:b - task.start])
+        # Exact formulas have one level: the previous values are the values.
+        sums[b] = (high if is_exact(formula) else _exact_total(settled.previous[:b - task.start]), high)
     return ChunkResult(task, to_arrays(settled.refs, inputset.dtype), max(r.precision for r in settled.refs),
                        all(r.settled for r in settled.refs), sums)
 

@@ -35,12 +35,28 @@ ONE = mpf(1)
 
 def exact(formula: Callable[..., mpf]) -> Callable[..., mpf]:
     """Mark a formula whose items are computed with no rounding at all."""
-    formula.exact = True  # type: ignore[attr-defined]
+    formula.exact_when = lambda **params: True  # type: ignore[attr-defined]
     return formula
 
 
+def exact_when(condition: Callable[..., bool]) -> Callable[[Callable[..., mpf]], Callable[..., mpf]]:
+    """Mark a formula that is exact for the parameters ``condition`` accepts."""
+    def mark(formula: Callable[..., mpf]) -> Callable[..., mpf]:
+        formula.exact_when = condition  # type: ignore[attr-defined]
+        return formula
+    return mark
+
+
 def is_exact(formula: Callable[..., mpf]) -> bool:
-    return bool(getattr(getattr(formula, "func", formula), "exact", False))
+    """Whether ``formula`` (possibly a functools.partial binding its parameters) is exact."""
+    base = getattr(formula, "func", formula)
+    condition = getattr(base, "exact_when", None)
+    return condition is not None and bool(condition(**getattr(formula, "keywords", {})))
+
+
+def is_power_of_two(x: mpf) -> bool:
+    _, man, _, _ = x._mpf_
+    return x > 0 and man == 1
 
 
 def _guard_log() -> mpf:
@@ -195,10 +211,11 @@ def huber(x: mpf, y: mpf, delta: mpf) -> mpf:
     return mul(delta, sub(d, half(delta)))
 
 
+@exact_when(lambda beta: is_power_of_two(beta))
 def smooth_l1(x: mpf, y: mpf, beta: mpf) -> mpf:
     d = absolute(sub(x, y))
     if d < beta:
-        return half(mul(d, d)) / beta
+        return half(mul(d, d)) / beta  # exact when beta is a power of two
     return sub(d, half(beta))
 
 
