@@ -7,7 +7,7 @@ that again for every cell (framework x impl) and every size. lossbench settles
 each item once at two precisions, shares it across cells and sizes through
 exact prefix sums, and caches it on disk (a warm rerun costs a file read).
 
-    .venv/bin/python bench/reference_cost.py [--size N] [--cells K]
+    taskset -c 0 .venv/bin/python bench/reference_cost.py [--loss L ...] [--size N] [--cells K]
 """
 from __future__ import annotations
 
@@ -24,16 +24,28 @@ from harness.refsets import InputSet, ReferenceCache, compute
 QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
 
 
+def _plain_mse(x: float, y: float) -> mpmath.mpf:
+    return (mpmath.mpf(x) - mpmath.mpf(y)) ** 2
+
+
+def _plain_bce(p: float, y: float) -> mpmath.mpf:
+    p, y = mpmath.mpf(p), mpmath.mpf(y)
+    return -(y * mpmath.log(p) + (1 - y) * mpmath.log(1 - p))
+
+
+def _plain_cross_entropy(row: list[float], t: int) -> mpmath.mpf:
+    z = [mpmath.mpf(v) for v in row]
+    return mpmath.log(mpmath.fsum(mpmath.exp(v) for v in z)) - z[t]
+
+
+PLAIN = {"mse": _plain_mse, "bce": _plain_bce, "cross_entropy": _plain_cross_entropy}
+
+
 def plain_loop(loss: str, arrays: dict, prec: int = 113) -> mpmath.mpf:
     """Textbook mp evaluation of the mean, element by element."""
+    pairs = zip(arrays["input"].tolist(), arrays["target"].tolist())
     with mpmath.workprec(prec):
-        if loss == "mse":
-            terms = [(mpmath.mpf(float(x)) - mpmath.mpf(float(y))) ** 2 for x, y in zip(arrays["input"], arrays["target"])]
-        else:
-            terms = []
-            for row, t in zip(arrays["input"], arrays["target"]):
-                z = [mpmath.mpf(float(v)) for v in row]
-                terms.append(mpmath.log(mpmath.fsum(mpmath.exp(v) for v in z)) - z[int(t)])
+        terms = [PLAIN[loss](a, b) for a, b in pairs]
         return mpmath.fsum(terms) / len(terms)
 
 
@@ -59,7 +71,8 @@ def measure(loss: str, size: int, cells: int) -> None:
     per = 1e6 / size
     print(f"{loss} float32 typical, {size} elements, {len(sizes)} sizes, {cells} cells sharing it:")
     print(f"  plain mpmath loop, one pass:       {plain:7.2f} s  ({plain * per:6.1f} us/element, unsettled)")
-    print(f"  lossbench settled reference:       {ours:7.2f} s  ({ours * per:6.1f} us/element, all sizes)")
+    print(f"  lossbench settled reference:       {ours:7.2f} s  ({ours * per:6.1f} us/element, all sizes; "
+          f"{size / ours:,.0f} elements/s)")
     print(f"  per element, one pass:             ratio plain/lossbench = {plain / ours:.2f}")
     print(f"  whole sweep ({cells} cells x sizes):  plain {plain_sweep:.1f} s vs lossbench {ours:.2f} s cold "
           f"(ratio {plain_sweep / ours:.1f}) and {warm * 1e3:.1f} ms warm (cache read)")
@@ -69,8 +82,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--cells", type=int, default=4, help="framework x impl cells per set (quick CPU: 4)")
+    parser.add_argument("--loss", nargs="+", choices=sorted(PLAIN), default=["mse", "cross_entropy"])
     args = parser.parse_args()
-    for loss in ("mse", "cross_entropy"):
+    for loss in args.loss:
         measure(loss, args.size, args.cells)
 
 

@@ -313,8 +313,9 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
     for loss in args.loss or ():
         if loss not in known:
             raise UsageError(f"unknown loss {loss!r}; run 'lossbench list losses'")
-    if args.impl:
-        impls = {"naive", "stable", "native", "composed"}
+    chosen = [FRAMEWORKS[name] for name in (args.framework or defaults["frameworks"])]
+    if args.impl and all(fw.impls is not None for fw in chosen):
+        impls = {impl for fw in chosen for impl in fw.impls or ()}
         for impl in args.impl:
             if impl not in impls:
                 raise UsageError(f"unknown impl {impl!r}; expected one of {', '.join(sorted(impls))}")

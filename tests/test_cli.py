@@ -180,6 +180,8 @@ BAD_INPUTS = {
     "unknown list section": (["list", "gpus"], "invalid choice: 'gpus'"),
     "sweep unknown loss": (["sweep", "--loss", "mse", "nosuch"], "unknown loss 'nosuch'"),
     "sweep unknown impl": (["sweep", "--impl", "fast"], "unknown impl 'fast'"),
+    "sweep impl of another framework": (["sweep", "--framework", "numpy", "--impl", "native"],
+                                        "unknown impl 'native'; expected one of naive, stable"),
     "sweep unknown dtype": (["sweep", "--dtype", "float8"], "invalid choice: 'float8'"),
     "sweep unknown regime": (["sweep", "--regime", "calm"], "invalid choice: 'calm'"),
     "sweep unknown framework": (["sweep", "--framework", "jax"], "invalid choice: 'jax'"),
@@ -203,7 +205,8 @@ def test_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], arg
 
 
 def test_sweep_selecting_nothing(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
-    code, _, err = run_cli(capsys, "sweep", "--loss", "mse", "--framework", "numpy", "--impl", "native",
+    # bce takes only probabilities and declares no near_overflow regime.
+    code, _, err = run_cli(capsys, "sweep", "--loss", "bce", "--framework", "numpy", "--regime", "near_overflow",
                            "--db", str(tmp_path / "r.sqlite"), "--no-progress")
     assert code == 2 and "select no cell" in err and len(err.strip().splitlines()) == 1
 

@@ -20,6 +20,7 @@ def test_core_catalog_is_registered() -> None:
 @pytest.mark.parametrize("framework", list(adapters.FRAMEWORKS))
 def test_adapters_cover_the_registry(framework: str) -> None:
     adapter = adapters.load(framework)
+    assert tuple(adapter.impls) == adapters.FRAMEWORKS[framework].impls, "declared impls out of date"
     for table in adapter.impls.values():
         assert set(table) <= set(registry.names()), "implementation of an unregistered loss"
     for name in registry.names():

@@ -14,21 +14,26 @@ from harness.adapters.base import Adapter
 
 @dataclass(frozen=True)
 class Framework:
+    """Where an adapter lives, known without importing the framework. ``impls`` is
+    None for adapters added through LOSSBENCH_ADAPTERS (known once loaded)."""
+
     name: str
     module: str
     distributions: tuple[str, ...]  # pip names, first installed one gives the version
+    impls: tuple[str, ...] | None
 
 
 FRAMEWORKS: dict[str, Framework] = {
-    "numpy": Framework("numpy", "harness.adapters.numpy_adapter", ("numpy",)),
-    "torch": Framework("torch", "harness.adapters.torch_adapter", ("torch",)),
-    "tensorflow": Framework("tensorflow", "harness.adapters.tensorflow_adapter", ("tensorflow", "tensorflow-cpu")),
+    "numpy": Framework("numpy", "harness.adapters.numpy_adapter", ("numpy",), ("naive", "stable")),
+    "torch": Framework("torch", "harness.adapters.torch_adapter", ("torch",), ("native", "composed")),
+    "tensorflow": Framework("tensorflow", "harness.adapters.tensorflow_adapter", ("tensorflow", "tensorflow-cpu"),
+                            ("native", "composed")),
 }
 
 
 for _entry in filter(None, (e.strip() for e in os.environ.get("LOSSBENCH_ADAPTERS", "").split(","))):
     _name, _, _module = _entry.partition("=")
-    FRAMEWORKS[_name.strip()] = Framework(_name.strip(), _module.strip(), ())
+    FRAMEWORKS[_name.strip()] = Framework(_name.strip(), _module.strip(), (), None)
 
 
 class FrameworkUnavailable(RuntimeError):
