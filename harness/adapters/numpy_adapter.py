@@ -110,7 +110,10 @@ def _bce_logits_naive(z: Array, y: Array) -> Array:
 
 
 def _bce_logits_stable(z: Array, y: Array) -> Array:
-    return np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    # The usual max(z, 0) - z y cancels for large z and y near 1; (1 - y) z does not
+    # (1 - y is exact for y >= 1/2), nor does y |z| for z <= 0.
+    linear = np.where(z > 0, (1.0 - y) * z, y * -z)
+    return linear + np.log1p(np.exp(-np.abs(z)))
 
 
 def _hinge(s: Array, y: Array) -> Array:
