@@ -33,8 +33,7 @@ from harness.spec import ArgSpec, Domain, Layout, LossSpec
 from reference.formats import FORMATS
 
 BLOCK = 256  # items per seeded block
-WIDTHS_QUICK = (10,)
-WIDTHS_FULL = (10, 1000)
+DEFAULT_WIDTH = 10  # classes / features per row of row-wise losses
 
 Generator = Callable[[Domain, tuple[int, ...], np.random.Generator, str], np.ndarray]
 
@@ -170,7 +169,7 @@ def items_for(spec: LossSpec, size: int, width: int) -> int:
 
 
 def generate(spec: LossSpec, dtype: str, regime: str, seed: int, size: int,
-             width: int = WIDTHS_QUICK[0]) -> dict[str, np.ndarray]:
+             width: int = DEFAULT_WIDTH) -> dict[str, np.ndarray]:
     """Inputs of ``size`` elements for ``spec`` in ``regime``, as float64 arrays holding
     dtype values (int64 for class indices)."""
     return generate_items(spec, dtype, regime, seed, 0, items_for(spec, size, width), width)
@@ -193,5 +192,5 @@ def generate_items(spec: LossSpec, dtype: str, regime: str, seed: int, start: in
     return {a.name: np.concatenate([blk[a.name] for blk in blocks])[offset:offset + stop - start] for a in spec.args}
 
 
-def typical(spec: LossSpec, dtype: str, size: int, seed: int = 0, width: int = WIDTHS_QUICK[0]) -> dict[str, np.ndarray]:
+def typical(spec: LossSpec, dtype: str, size: int, seed: int = 0, width: int = DEFAULT_WIDTH) -> dict[str, np.ndarray]:
     return generate(spec, dtype, "typical", seed, size, width)

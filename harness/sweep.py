@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import adapters, metrics, registry
+from harness import adapters, metrics, regimes, registry
 from harness.refsets import ChunkResult, InputSet, ReferenceCache, RefArrays, SetReference, assemble, chunk_tasks, settle_chunk
 from harness.spec import DTYPES, Layout
 from harness.store import CellKey, CellRow, Store
@@ -32,8 +32,8 @@ from harness.workers import Failure, WorkerPool
 
 QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
 FULL_SIZES = (*QUICK_SIZES, 1_000_000, 10_000_000)
-QUICK_WIDTHS = (10,)
-FULL_WIDTHS = (10, 1000)
+QUICK_WIDTHS = (regimes.DEFAULT_WIDTH,)
+FULL_WIDTHS = (regimes.DEFAULT_WIDTH, 1000)
 DEFAULT_CELL_TIMEOUT = 300.0
 
 

@@ -21,7 +21,6 @@ from reference.formats import FORMATS, BinaryFormat, is_midpoint, mpf_ulp_expone
 from reference.formulas import exact_sum, is_exact
 
 Reduction = Literal["mean", "sum", "none"]
-REDUCTIONS: tuple[Reduction, ...] = ("mean", "sum", "none")
 
 START_PREC = 80
 MAX_PREC = 5120

@@ -21,7 +21,7 @@ def test_inputs_stay_in_domain_and_dtype(loss: str, regime: str, dtype: str) -> 
     spec = registry.get(loss)
     arrays = regimes.generate(spec, dtype, regime, seed=5, size=600)
     validate(spec, arrays)  # the same checks user input gets
-    assert arrays["input"].shape[0] == regimes.items_for(spec, 600, regimes.WIDTHS_QUICK[0])
+    assert arrays["input"].shape[0] == regimes.items_for(spec, 600, regimes.DEFAULT_WIDTH)
     for arg in spec.args:
         values = arrays[arg.name]
         if arg.domain.is_float:
@@ -36,7 +36,7 @@ def test_same_seed_same_bytes_and_prefixes(loss: str, regime: str) -> None:
     big = regimes.generate(spec, "bfloat16", regime, seed=3, size=2000)
     again = regimes.generate(spec, "bfloat16", regime, seed=3, size=2000)
     small = regimes.generate(spec, "bfloat16", regime, seed=3, size=300)
-    middle = regimes.generate_items(spec, "bfloat16", regime, 3, 17, 150, regimes.WIDTHS_QUICK[0])
+    middle = regimes.generate_items(spec, "bfloat16", regime, 3, 17, 150, regimes.DEFAULT_WIDTH)
     other = regimes.generate(spec, "bfloat16", regime, seed=4, size=2000)
     for name in big:
         assert big[name].tobytes() == again[name].tobytes()
