@@ -55,6 +55,8 @@ def test_cell(loss: str, framework: str, impl: str, dtype: str) -> None:
         expected_items = 1 if reduction == "mean" else len(result.reference)
         assert len(result.values) == expected_items, repro
         assert result.nonfinite == (None,) * expected_items, f"{result.nonfinite}; {repro}"
+        if framework == "numpy":  # NumPy computes in the dtype asked for (no silent promotion)
+            assert result.result_dtype == dtype, f"returned {result.result_dtype}; {repro}"
         if result.max_ulp >= worst:
             worst, worst_repro = result.max_ulp, repro
     if cannot_run or impl == "naive":

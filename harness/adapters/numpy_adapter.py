@@ -5,7 +5,8 @@
   log1p/softplus, no 0*log 0) with the reduction accumulated in a wider type.
 
 Both compute element-wise in the requested dtype (bfloat16 through ml_dtypes),
-and both return the requested dtype.
+and both return the requested dtype. Every constant and parameter is cast to the
+array's dtype first: ml_dtypes promotes bfloat16 with a Python float to float32.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ Array = np.ndarray
 
 
 def _const(like: Array, value: float) -> Any:
-    """A scalar in the array's dtype (a NumPy float64 scalar would promote the array)."""
+    """A scalar in the array's dtype (a Python float would promote bfloat16 to float32,
+    a NumPy float64 scalar any dtype to float64)."""
     return like.dtype.type(value)
 
 
@@ -73,12 +75,14 @@ def _mae(x: Array, y: Array) -> Array:
 
 def _huber(x: Array, y: Array, delta: float) -> Array:
     d = np.abs(x - y)
-    return np.where(d <= delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+    delta_, half = _const(d, delta), _const(d, 0.5)
+    return np.where(d <= delta_, half * d * d, delta_ * (d - half * delta_))
 
 
 def _smooth_l1(x: Array, y: Array, beta: float) -> Array:
     d = np.abs(x - y)
-    return np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
+    beta_, half = _const(d, beta), _const(d, 0.5)
+    return np.where(d < beta_, half * d * d / beta_, d - half * beta_)
 
 
 def _log_cosh_naive(x: Array, y: Array) -> Array:
@@ -87,13 +91,15 @@ def _log_cosh_naive(x: Array, y: Array) -> Array:
 
 def _log_cosh_stable(x: Array, y: Array) -> Array:
     d = np.abs(x - y)
-    small = np.log1p(2.0 * np.sinh(0.5 * d) ** 2)  # no cancellation near 0
-    large = d + np.log1p(np.exp(-2.0 * d)) - _const(d, math.log(2.0))  # no overflow
-    return np.where(d < 1.0, small, large)
+    two = _const(d, 2.0)
+    small = np.log1p(two * np.sinh(d / 2) ** 2)  # no cancellation near 0
+    large = d + np.log1p(np.exp(-two * d)) - _const(d, math.log(2.0))  # no overflow
+    return np.where(d < 1, small, large)
 
 
 def _bce_naive(p: Array, y: Array) -> Array:
-    return -(y * np.log(p) + (1.0 - y) * np.log(1.0 - p))
+    one = _const(p, 1.0)
+    return -(y * np.log(p) + (one - y) * np.log(one - p))
 
 
 def _xlog(weight: Array, log_value: Array) -> Array:
@@ -102,22 +108,23 @@ def _xlog(weight: Array, log_value: Array) -> Array:
 
 
 def _bce_stable(p: Array, y: Array) -> Array:
-    return -(_xlog(y, np.log(p)) + _xlog(1.0 - y, np.log1p(-p)))
+    return -(_xlog(y, np.log(p)) + _xlog(_const(y, 1.0) - y, np.log1p(-p)))
 
 
 def _bce_logits_naive(z: Array, y: Array) -> Array:
-    return _bce_naive(1.0 / (1.0 + np.exp(-z)), y)
+    one = _const(z, 1.0)
+    return _bce_naive(one / (one + np.exp(-z)), y)
 
 
 def _bce_logits_stable(z: Array, y: Array) -> Array:
     # The usual max(z, 0) - z y cancels for large z and y near 1; (1 - y) z does not
     # (1 - y is exact for y >= 1/2), nor does y |z| for z <= 0.
-    linear = np.where(z > 0, (1.0 - y) * z, y * -z)
+    linear = np.where(z > 0, (_const(y, 1.0) - y) * z, y * -z)
     return linear + np.log1p(np.exp(-np.abs(z)))
 
 
 def _hinge(s: Array, y: Array) -> Array:
-    return np.maximum(1.0 - y * s, 0.0)
+    return np.maximum(_const(s, 1.0) - y * s, _const(s, 0.0))
 
 
 def _squared_hinge(s: Array, y: Array) -> Array:
@@ -173,8 +180,8 @@ def _kl_div_stable(input: Array, target: Array) -> Array:
 def _margins(s: Array, t: Array, margin: float) -> Array:
     """max(0, margin - s_t + s_j) for every j, zero at j = t."""
     positive = s[_rows(s), t][:, None]
-    m = np.maximum(margin - positive + s, 0.0)
-    m[_rows(s), t] = 0.0
+    m = np.maximum(_const(s, margin) - positive + s, _const(s, 0.0))
+    m[_rows(s), t] = 0
     return m
 
 
@@ -191,12 +198,13 @@ def _categorical_hinge(input: Array, target: Array) -> Array:
     positive = input[_rows(input), target]
     others = input.copy()
     others[_rows(input), target] = -np.inf
-    return np.maximum(1.0 + np.max(others, axis=1) - positive, 0.0)
+    return np.maximum(_const(input, 1.0) + np.max(others, axis=1) - positive, _const(input, 0.0))
 
 
 def _contrastive_naive(input: Array, target: Array, input2: Array, margin: float) -> Array:
     d = np.sqrt(np.sum((input - input2) ** 2, axis=1))
-    return (target * d**2 + (1.0 - target) * np.maximum(margin - d, 0.0) ** 2) / 2.0
+    gap = np.maximum(_const(d, margin) - d, _const(d, 0.0))
+    return (target * d**2 + (_const(d, 1.0) - target) * gap**2) / 2
 
 
 def _contrastive_stable(input: Array, target: Array, input2: Array, margin: float) -> Array:
@@ -204,8 +212,8 @@ def _contrastive_stable(input: Array, target: Array, input2: Array, margin: floa
     scale = np.max(np.abs(diff), axis=1, keepdims=True)
     scale = np.where(scale > 0, scale, np.ones_like(scale))  # scaled norm: no overflow
     d = (scale[:, 0] * np.sqrt(np.sum((diff / scale) ** 2, axis=1, dtype=_WIDER[diff.dtype]))).astype(diff.dtype)
-    gap = np.maximum(margin - d, 0.0)
-    return (_xlog(target, d * d) + _xlog(1.0 - target, gap * gap)) / 2.0
+    gap = np.maximum(_const(d, margin) - d, _const(d, 0.0))
+    return (_xlog(target, d * d) + _xlog(_const(d, 1.0) - target, gap * gap)) / 2
 
 
 def _pair(naive: Callable[..., Array], stable: Callable[..., Array], rowwise: bool) -> tuple[Impl, Impl]:
