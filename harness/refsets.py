@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +30,7 @@ from mpmath.libmp import libmpf, to_float
 from harness import regimes, registry
 from harness.evaluate import reference_items
 from reference import escalation, formats
-from reference.formulas import is_exact
+from reference.formulas import exact_total, is_exact
 from reference.escalation import RefValue
 
 REDUCED = ("mean", "sum")
@@ -80,8 +80,7 @@ class RefArrays:
     precision: np.ndarray
 
     def __getitem__(self, index: slice | int) -> RefArrays:
-        return RefArrays(*(np.atleast_1d(a[index]) for a in (self.hi, self.lo, self.rounded, self.settled,
-                                                             self.precision)))
+        return RefArrays(*(np.atleast_1d(getattr(self, f)[index]) for f in _FIELDS))
 
     def __len__(self) -> int:
         return len(self.hi)
@@ -173,10 +172,6 @@ def chunk_tasks(inputset: InputSet, sizes: Sequence[int]) -> list[ChunkTask]:
     return [ChunkTask(inputset, largest, a, min(a + CHUNK, count), boundaries) for a in range(0, count, CHUNK)]
 
 
-def _exact_total(values: Sequence[mpmath.mpf]) -> mpmath.mpf:
-    return mpmath.mp.make_mpf(libmpf.mpf_sum([v._mpf_ for v in values], 0))
-
-
 def settle_chunk(task: ChunkTask) -> ChunkResult:
     """Settle one chunk of items (runs in a worker)."""
     inputset = task.inputset
@@ -190,9 +185,9 @@ def settle_chunk(task: ChunkTask) -> ChunkResult:
     ends = [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]
     sums = {}
     for b in ends:
-        high = _exact_total(values[:b - task.start])
+        high = exact_total(values[:b - task.start])
         # Exact formulas have one level: the previous values are the values.
-        sums[b] = (high if is_exact(formula) else _exact_total(settled.previous[:b - task.start]), high)
+        sums[b] = (high if is_exact(formula) else exact_total(settled.previous[:b - task.start]), high)
     return ChunkResult(task, to_arrays(settled.refs, inputset.dtype), max(r.precision for r in settled.refs),
                        all(r.settled for r in settled.refs), sums)
 
@@ -223,20 +218,13 @@ def assemble(inputset: InputSet, sizes: Sequence[int], chunks: Sequence[ChunkRes
 
 def _settle_sum(inputset: InputSet, size: int, n: int, low: mpmath.mpf, high: mpmath.mpf, precision: int,
                 settled: bool, reduction: str, fmt: formats.BinaryFormat) -> RefValue:
-    """``low`` and ``high`` are exact sums of the items' last two levels (equal for
-    exact formulas); the final division is done at p and 2p bits."""
-    def finish(total: mpmath.mpf, prec: int) -> mpmath.mpf:
+    def recompute(prec: int) -> mpmath.mpf:  # only when the sum cancels
+        items = reference_items(registry.get(inputset.loss), inputset.inputs(size))
+        formula = _formula(inputset)
         with mpmath.workprec(prec):
-            return total / n if reduction == "mean" else +total
+            return exact_total([formula(*item) for item in items])
 
-    high_value = finish(high, 2 * precision)
-    if not settled:
-        return RefValue(high_value, False, 2 * precision)
-    if escalation.agree(finish(low, precision), high_value, fmt):
-        return RefValue(high_value, True, 2 * precision)
-    # The sum cancels: escalate the whole reduction from the items.
-    items = reference_items(registry.get(inputset.loss), inputset.inputs(size))
-    return escalation.evaluate(_formula(inputset), items, reduction, fmt, start_prec=precision)  # type: ignore[return-value]
+    return escalation.settle_totals(low, high, n, precision, settled, reduction, fmt, recompute)  # type: ignore[arg-type]
 
 
 def compute(inputset: InputSet, sizes: Sequence[int]) -> SetReference:

@@ -18,7 +18,7 @@ import mpmath
 from mpmath.libmp import libmpf
 
 from reference.formats import FORMATS, BinaryFormat, is_midpoint, mpf_ulp_exponent, round_mpf
-from reference.formulas import exact_sum, is_exact
+from reference.formulas import exact_total, is_exact
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -70,11 +70,6 @@ def agree(low: mpmath.mpf, high: mpmath.mpf, fmt: BinaryFormat) -> bool:
     return not is_midpoint(rounded, fmt) or round_mpf(low, fmt) == round_mpf(high, fmt)
 
 
-def reduce_values(values: Sequence[mpmath.mpf], reduction: Reduction) -> mpmath.mpf:
-    total = exact_sum(values)
-    return total / len(values) if reduction == "mean" else total
-
-
 def settle_items(
     formula: Formula, items: Sequence[tuple[Any, ...]], fmt: BinaryFormat,
     start_prec: int = START_PREC, max_prec: int = MAX_PREC,
@@ -109,32 +104,46 @@ def settle_items(
     return SettledItems([r for r in refs if r is not None], [p for p in previous if p is not None])
 
 
-def settle_reduction(
-    formula: Formula, items: Sequence[tuple[Any, ...]], settled: SettledItems, count: int,
-    reduction: Reduction, fmt: BinaryFormat, max_prec: int = MAX_PREC,
+def settle_totals(
+    low_total: mpmath.mpf, high_total: mpmath.mpf, count: int, precision: int, all_settled: bool,
+    reduction: Reduction, fmt: BinaryFormat, recompute: Callable[[int], mpmath.mpf], max_prec: int = MAX_PREC,
 ) -> RefValue:
-    """Mean or sum of the first ``count`` items, settled from the items' two levels,
-    or by escalating the whole reduction when those disagree."""
-    refs = settled.refs[:count]
-    if not all(r.settled for r in refs):
-        prec = max(r.precision for r in refs)
+    """Mean or sum of ``count`` items from the exact totals of their last two levels
+    (``precision`` being the highest item precision; the totals are equal for exact
+    formulas): divided at p and 2p bits and settled like an item. When the two
+    disagree (the sum cancels), ``recompute(prec)`` gives the exact total of the
+    items evaluated at ``prec`` and precision keeps doubling."""
+    def finish(total: mpmath.mpf, prec: int) -> mpmath.mpf:
         with mpmath.workprec(prec):
-            return RefValue(reduce_values([r.value for r in refs], reduction), False, prec)
-    # The items' last two levels (equal for exact formulas), reduced at p and 2p bits.
-    prec = max(r.precision for r in refs)
-    with mpmath.workprec(prec):
-        low = reduce_values(settled.previous[:count], reduction)
-    prec *= 2
-    with mpmath.workprec(prec):
-        high = reduce_values([r.value for r in refs], reduction)
+            return total / count if reduction == "mean" else +total
+
+    prec = 2 * precision
+    high = finish(high_total, prec)
+    if not all_settled:
+        return RefValue(high, False, prec)
+    low = finish(low_total, precision)
     while not agree(low, high, fmt):
         if prec * 2 > max_prec:
             return RefValue(high, False, prec)
         prec *= 2
-        low = high
-        with mpmath.workprec(prec):
-            high = reduce_values([formula(*item) for item in items[:count]], reduction)
+        low, high = high, finish(recompute(prec), prec)
     return RefValue(high, True, prec)
+
+
+def settle_reduction(
+    formula: Formula, items: Sequence[tuple[Any, ...]], settled: SettledItems, count: int,
+    reduction: Reduction, fmt: BinaryFormat, max_prec: int = MAX_PREC,
+) -> RefValue:
+    """Mean or sum of the first ``count`` items, from their settled levels."""
+    refs = settled.refs[:count]
+
+    def recompute(prec: int) -> mpmath.mpf:
+        with mpmath.workprec(prec):
+            return exact_total([formula(*item) for item in items[:count]])
+
+    return settle_totals(exact_total(settled.previous[:count]), exact_total([r.value for r in refs]), count,
+                         max(r.precision for r in refs), all(r.settled for r in refs), reduction, fmt,
+                         recompute, max_prec)
 
 
 def evaluate(

@@ -109,6 +109,11 @@ def exact_sum(terms: Sequence[mpf]) -> mpf:
     return +mpmath.mp.make_mpf(total)
 
 
+def exact_total(terms: Sequence[mpf]) -> mpf:
+    """Sum of ``terms`` with no rounding at all (dyadic terms sum exactly)."""
+    return mpmath.mp.make_mpf(libmpf.mpf_sum([t._mpf_ for t in terms], 0))
+
+
 def weighted(weight: mpf, value: mpf) -> mpf:
     """weight * value, with a zero weight giving zero even for infinite value."""
     return ZERO if weight == 0 else weight * value
