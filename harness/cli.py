@@ -313,7 +313,8 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
     for loss in args.loss or ():
         if loss not in known:
             raise UsageError(f"unknown loss {loss!r}; run 'lossbench list losses'")
-    chosen = [FRAMEWORKS[name] for name in (args.framework or defaults["frameworks"])]
+    frameworks = tuple(dict.fromkeys(args.framework or defaults["frameworks"]))
+    chosen = [FRAMEWORKS[name] for name in frameworks]
     if args.impl and all(fw.impls is not None for fw in chosen):
         impls = {impl for fw in chosen for impl in fw.impls or ()}
         for impl in args.impl:
@@ -321,9 +322,8 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
                 raise UsageError(f"unknown impl {impl!r}; expected one of {', '.join(sorted(impls))}")
     if args.cell_timeout <= 0:
         raise UsageError("--cell-timeout must be positive")
-    frameworks = tuple(dict.fromkeys(args.framework or defaults["frameworks"]))
     for name in args.framework or ():
-        if name in _disabled_frameworks():
+        if name in adapters.disabled():
             raise UsageError(f"framework {name} is disabled by LOSSBENCH_DISABLE")
     return SweepConfig(
         losses=tuple(dict.fromkeys(args.loss or defaults["losses"])),
@@ -336,10 +336,6 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
         widths=defaults["widths"],
         seeds=args.seeds, jobs=args.jobs, cell_timeout=args.cell_timeout,
     )
-
-
-def _disabled_frameworks() -> set[str]:
-    return {n.strip() for n in os.environ.get("LOSSBENCH_DISABLE", "").split(",") if n.strip()}
 
 
 def _command_sweep(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness import adapters, metrics, regimes, registry
+from harness.adapters.base import cpu_model
 from harness.refsets import ChunkResult, InputSet, ReferenceCache, RefArrays, SetReference, assemble, chunk_tasks, settle_chunk
 from harness.spec import DTYPES, Layout
 from harness.store import CellKey, CellRow, Store
@@ -99,17 +100,8 @@ def describe_frameworks(names: Sequence[str]) -> dict[str, dict[str, Any]]:
             continue
         info[name] = {"available": True, "version": adapter.version(), "devices": adapter.devices(),
                       "impls": {loss: adapter.impl_names(loss) for loss in registry.names()},
-                      "device_names": _device_names(name, adapter.devices())}
+                      "device_names": {device: adapter.device_name(device) for device in adapter.devices()}}
     return info
-
-
-def _device_names(framework: str, devices: list[str]) -> dict[str, str]:
-    names = {"cpu": platform.processor() or platform.machine()}
-    if "cuda" in devices and framework == "torch":
-        import torch
-
-        names["cuda"] = torch.cuda.get_device_name(0)
-    return names
 
 
 class CellTimeout(Exception):
@@ -203,22 +195,12 @@ def environment(info: dict[str, dict[str, Any]], config: SweepConfig, threads: i
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "jobs": config.jobs,
         "threads_per_worker": threads,
         "frameworks": {name: {k: v for k, v in d.items() if k != "impls"} for name, d in info.items()},
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def input_sets(config: SweepConfig) -> list[InputSet]:

@@ -44,7 +44,8 @@ _loaded: dict[str, Adapter] = {}
 _failed: dict[str, str] = {}
 
 
-def _disabled() -> set[str]:
+def disabled() -> set[str]:
+    """Frameworks named in LOSSBENCH_DISABLE."""
     return {n.strip() for n in os.environ.get("LOSSBENCH_DISABLE", "").split(",") if n.strip()}
 
 
@@ -52,7 +53,7 @@ def load(name: str) -> Adapter:
     """The adapter for ``name``; raises FrameworkUnavailable with the reason."""
     if name not in FRAMEWORKS:
         raise KeyError(f"unknown framework {name!r}; expected one of {', '.join(FRAMEWORKS)}")
-    if name in _disabled():
+    if name in disabled():
         raise FrameworkUnavailable(f"framework {name} is disabled by LOSSBENCH_DISABLE")
     if name in _failed:
         raise FrameworkUnavailable(_failed[name])

@@ -1,15 +1,27 @@
 """What every framework adapter provides; the per-framework files fill it in."""
 from __future__ import annotations
 
+import platform
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.spec import Domain, LossSpec
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
 
 # impl(args by canonical name, reduction, params) -> framework tensor
 Impl = Callable[[dict[str, Any], str, dict[str, float]], Any]
@@ -51,6 +63,10 @@ class Adapter(ABC):
     def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
         """Why this native cell is far less accurate than its dtype allows, if it is."""
         return None
+
+    def device_name(self, device: str) -> str:
+        """What the device is, for the run's environment record."""
+        return cpu_model()
 
     def context(self, device: str) -> AbstractContextManager[Any]:
         """Where and how the call runs (device placement, autograd off)."""

@@ -113,6 +113,9 @@ class TensorFlowAdapter(Adapter):
     def devices(self) -> list[str]:
         return ["cpu", "cuda"] if tf.config.list_physical_devices("GPU") else ["cpu"]
 
+    def device_name(self, device: str) -> str:
+        return tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("device_name", "GPU") if device == "cuda" else super().device_name(device)
+
     def to_native(self, array: np.ndarray, dtype: str | None, device: str) -> tf.Tensor:
         if dtype is None:
             return tf.constant(np.asarray(array, dtype=np.int64))

@@ -92,6 +92,9 @@ class TorchAdapter(Adapter):
     def devices(self) -> list[str]:
         return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
+    def device_name(self, device: str) -> str:
+        return torch.cuda.get_device_name(0) if device == "cuda" else super().device_name(device)
+
     def to_native(self, array: np.ndarray, dtype: str | None, device: str) -> torch.Tensor:
         if dtype is None:
             return torch.from_numpy(np.asarray(array, dtype=np.int64)).to(device)
