@@ -9,7 +9,8 @@ of the reference and regime code, so a rerun computes nothing and a changed
 formula never serves a stale value.
 
 Each reference number is stored as a float64 pair (hi, lo) with hi + lo within
-2**-106 of the exact value (enough for vectorised ULP metrics), plus its
+2**-106 relative (2**-1074 absolute at the bottom of the range) of the exact
+value (enough for vectorised ULP metrics), plus its
 correctly rounded value in the set's dtype and whether it settled.
 """
 from __future__ import annotations
@@ -36,8 +37,9 @@ from reference.escalation import RefValue
 REDUCED = ("mean", "sum")
 CHUNK = 2000  # items per parallel reference task
 _FIELDS = ("hi", "lo", "rounded", "settled", "precision")
+# Everything a cached reference depends on: formulas, settlement, rounding, inputs, layout.
 _CODE_FILES = ("reference/formulas.py", "reference/escalation.py", "reference/formats.py",
-               "reference/exact.py", "harness/regimes.py")
+               "reference/exact.py", "harness/regimes.py", "harness/evaluate.py", "harness/refsets.py")
 
 
 @functools.cache
@@ -93,15 +95,23 @@ class SetReference:
 
 
 _FLOAT64 = formats.FORMATS["float64"]
+_SMALLEST = math.ldexp(1.0, -1074)
 
 
 def split(value: mpmath.mpf) -> tuple[float, float]:
-    """(hi, lo): hi the correctly rounded float64, lo the float64 nearest the remainder."""
+    """(hi, lo): hi the correctly rounded float64, lo the float64 nearest the remainder.
+
+    A non-zero remainder below float64's subnormals becomes +-2**-1074, so lo always
+    tells on which side of hi the value lies (binades and ties depend on it); hi + lo
+    is then within 2**-1074 of the value, else within 2**-106 relative."""
     hi = formats.round_mpf(value, _FLOAT64)
     if not value._mpf_[1] or not math.isfinite(hi):  # zero, inf, nan, or beyond float64
         return hi, 0.0
     remainder = libmpf.mpf_sub(value._mpf_, libmpf.from_float(hi))  # exact
-    return hi, to_float(remainder, rnd="n")
+    lo = to_float(remainder, rnd="n")
+    if lo == 0 and remainder[1]:
+        lo = -_SMALLEST if remainder[0] else _SMALLEST
+    return hi, lo
 
 
 def round_pairs(hi: np.ndarray, lo: np.ndarray, dtype: str) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 
 from harness import metrics
 from harness.adapters.numpy_adapter import DTYPES
-from reference.formats import FORMATS
+from reference.formats import FORMATS, mpf_ulp_exponent, round_mpf
 
 from conftest import wide_values
 
@@ -110,3 +110,55 @@ def test_overflow_that_rounds_to_inf_is_expected() -> None:
     just_past = _mpf(70000.0)  # beyond float16's max 65504 + half its top spacing
     assert metrics.classify(math.inf, just_past, "float16") == metrics.EXPECTED_INF
     assert metrics.classify(math.inf, just_past, "float32") == metrics.SPURIOUS_INF
+
+
+def _references(dtype: str, rng: np.random.Generator) -> list[mpmath.mpf]:
+    """Exact references that stress the float64 (hi, lo) form: values with bits far
+    below float64, just below powers of two, on and beside rounding ties of the
+    dtype, subnormal, zero and non-finite."""
+    fmt = FORMATS[dtype]
+    refs = []
+    with mpmath.workprec(300):
+        for v in wide_values(rng, dtype, 150):
+            refs.append(mpmath.mpf(float(v)) * (1 + mpmath.mpf(rng.uniform(-1, 1)) * mpmath.mpf(2) ** -70))
+        for e in rng.integers(fmt.emin - fmt.precision, fmt.emax, 40):
+            power = mpmath.ldexp(1, int(e))
+            refs += [power - mpmath.ldexp(power, -90), power + mpmath.ldexp(power, -90)]
+            tie = power * (1 + mpmath.ldexp(1, -fmt.precision))  # halfway between two dtype neighbours
+            refs += [tie, tie + mpmath.ldexp(power, -100), tie - mpmath.ldexp(power, -100)]
+        refs += [mpmath.mpf(0), mpmath.inf, -mpmath.inf, mpmath.nan]
+    return refs
+
+
+def test_vectorised_metrics_equal_the_scalar_definitions(dtype: str) -> None:
+    from harness.refsets import round_pairs, split
+
+    rng = np.random.default_rng(9)
+    refs = _references(dtype, rng)
+    pairs = [split(r) for r in refs]
+    hi, lo = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    rounded = round_pairs(hi, lo, dtype)
+    assert np.array_equal(rounded, [round_mpf(r, dtype) for r in refs], equal_nan=True)
+    # Results: the correctly rounded value, its neighbours, a far value, inf and nan.
+    kind = DTYPES[dtype]
+    candidates = [rounded,
+                  np.nextafter(rounded.astype(kind), kind(np.inf)).astype(np.float64),
+                  np.nextafter(rounded.astype(kind), kind(-np.inf)).astype(np.float64),
+                  rounded * 1.5 + 1.0,
+                  np.full_like(rounded, np.inf), np.full_like(rounded, np.nan)]
+    for values in candidates:
+        codes = metrics.classify_many(values, hi, rounded)
+        ulps = metrics.ulp_errors(values, hi, lo, dtype)
+        rels = metrics.relative_errors(values, hi, lo)
+        for i, (value, ref) in enumerate(zip(values.tolist(), refs)):
+            expected_class = metrics.classify(value, ref, dtype)
+            assert metrics.class_names(codes[i:i + 1])[0] == expected_class, (value, ref)
+            if expected_class is None:
+                # hi + lo holds the reference to 2**-106 relative, or 2**-1074 absolute where
+                # the remainder falls below float64's subnormals: that bounds the difference.
+                exact_ulp = metrics.ulp_error(value, ref, dtype)
+                slack = math.ldexp(1, -1074 - mpf_ulp_exponent(ref, FORMATS[dtype]))
+                assert ulps[i] == exact_ulp or abs(ulps[i] - exact_ulp) <= 1e-9 * exact_ulp + slack, (value, ref)
+                exact_rel = metrics.relative_error(value, ref)
+                rel_slack = float(mpmath.ldexp(1, -1074) / abs(ref)) if ref else 0.0
+                assert rels[i] == exact_rel or abs(rels[i] - exact_rel) <= 1e-9 * exact_rel + rel_slack, (value, ref)
