@@ -18,7 +18,7 @@ from pathlib import Path
 
 import mpmath
 
-from harness import regimes, registry
+from harness import adapters, regimes, registry
 from harness.refsets import InputSet, ReferenceCache, compute
 
 QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
@@ -49,16 +49,26 @@ def plain_loop(loss: str, arrays: dict, prec: int = 113) -> mpmath.mpf:
         return mpmath.fsum(terms) / len(terms)
 
 
-def measure(loss: str, size: int, cells: int) -> None:
-    spec = registry.get(loss)
+def cells_sharing(loss: str) -> int:
+    """(framework, impl) cells that read one set's reference on this machine's CPU."""
+    count = 0
+    for name in adapters.FRAMEWORKS:
+        try:
+            count += len(adapters.load(name).impl_names(loss))
+        except adapters.FrameworkUnavailable:
+            continue
+    return count
+
+
+def measure(loss: str, size: int) -> dict[str, float]:
+    """Seconds for the plain loop (one pass), the settled shared reference, and a warm cache read."""
     width = 10 if loss == "cross_entropy" else 1
     inputset = InputSet(loss, (), "float32", "typical", 0, width)
     sizes = [n for n in QUICK_SIZES if n <= size]
-    arrays = regimes.generate(spec, "float32", "typical", 0, size, width)
+    arrays = regimes.generate(registry.get(loss), "float32", "typical", 0, size, width)
     start = time.perf_counter()
     plain_loop(loss, arrays)
     plain = time.perf_counter() - start
-    plain_sweep = plain * cells * sum(sizes) / size  # every cell, every size, from scratch
     start = time.perf_counter()
     reference = compute(inputset, sizes)
     ours = time.perf_counter() - start
@@ -68,8 +78,14 @@ def measure(loss: str, size: int, cells: int) -> None:
         start = time.perf_counter()
         cache.read(cache.path(inputset))
         warm = time.perf_counter() - start
+    return {"plain": plain, "ours": ours, "warm": warm, "sizes": len(sizes), "size_sum": sum(sizes)}
+
+
+def report(loss: str, size: int, cells: int, t: dict[str, float]) -> None:
+    plain, ours, warm = t["plain"], t["ours"], t["warm"]
+    plain_sweep = plain * cells * t["size_sum"] / size  # every cell, every size, from scratch
     per = 1e6 / size
-    print(f"{loss} float32 typical, {size} elements, {len(sizes)} sizes, {cells} cells sharing it:")
+    print(f"{loss} float32 typical, {size} elements, {t['sizes']} sizes, {cells} cells sharing it:")
     print(f"  plain mpmath loop, one pass:       {plain:7.2f} s  ({plain * per:6.1f} us/element, unsettled)")
     print(f"  lossbench settled reference:       {ours:7.2f} s  ({ours * per:6.1f} us/element, all sizes; "
           f"{size / ours:,.0f} elements/s)")
@@ -81,11 +97,14 @@ def measure(loss: str, size: int, cells: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=100_000)
-    parser.add_argument("--cells", type=int, default=4, help="framework x impl cells per set (quick CPU: 4)")
+    parser.add_argument("--cells", type=int, help="framework x impl cells per set (default: counted from the adapters)")
     parser.add_argument("--loss", nargs="+", choices=sorted(PLAIN), default=["mse", "cross_entropy"])
     args = parser.parse_args()
-    for loss in args.loss:
-        measure(loss, args.size, args.cells)
+    # Time everything first: counting cells imports the frameworks, whose threads
+    # would compete with the timed reference.
+    timings = {loss: measure(loss, args.size) for loss in args.loss}
+    for loss, t in timings.items():
+        report(loss, args.size, args.cells or cells_sharing(loss), t)
 
 
 if __name__ == "__main__":

@@ -243,6 +243,8 @@ def plan(config: SweepConfig, info: dict[str, dict[str, Any]], cache: ReferenceC
 # Grace beyond the in-worker limit before a stuck worker (inside C code) is killed,
 # generous because a fresh worker first imports its framework.
 HARD_LIMIT_GRACE = 120.0
+# A reference chunk (CHUNK items) takes seconds; one taking an hour is stuck.
+REFERENCE_CHUNK_LIMIT = 3600.0
 
 
 def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
@@ -288,7 +290,7 @@ def _references(pending: list[CellTask], config: SweepConfig, cache: ReferenceCa
     results: dict[InputSet, list[ChunkResult]] = {s: [] for s in missing}
     failed: dict[InputSet, str] = {}
     bar = progress(total=len(chunks), desc="reference", unit="chunk") if progress else None
-    for chunk, outcome in pool.run(settle_chunk, chunks, lambda c: 3600.0):
+    for chunk, outcome in pool.run(settle_chunk, chunks, lambda c: REFERENCE_CHUNK_LIMIT):
         s = chunk.inputset
         if isinstance(outcome, Failure):
             failed[s] = f"reference failed ({outcome.kind}): {outcome.message}"
