@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from tqdm import tqdm
 
-from harness import adapters, registry
+from harness import adapters, atlas, registry
 from harness.adapters import FRAMEWORKS, FrameworkUnavailable
 from harness.evaluate import evaluate
 from harness.inputs import InputError, parse_json, prepare
@@ -53,10 +53,10 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--impl", help="implementation (default: numpy 'stable', else the framework's only one)")
     ev.add_argument("--dtype", required=True, choices=DTYPES)
     ev.add_argument("--device", default="cpu", choices=DEVICES)
-    ev.add_argument("--reduction", default="mean", choices=REDUCTIONS)
+    ev.add_argument("--reduction", choices=REDUCTIONS, help="default: the loss's own (mean; sum for penalties)")
     ev.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="loss parameter, repeatable")
     ev.add_argument("--input", required=True, metavar="JSON")
-    ev.add_argument("--target", required=True, metavar="JSON")
+    ev.add_argument("--target", metavar="JSON", help="required unless the loss has no target (penalties)")
     ev.add_argument("--arg", action="append", default=[], metavar="NAME=JSON", help="extra argument, repeatable")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -79,6 +79,17 @@ def _build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
     sw.add_argument("--no-progress", action="store_true", help="no progress bars")
     sw.set_defaults(full=False)
+
+    at = commands.add_parser("atlas", help="how each framework computes each loss, found by running it")
+    at.add_argument("--loss", nargs="+", action="extend", metavar="L")
+    at.add_argument("--framework", nargs="+", action="extend", metavar="F", choices=list(FRAMEWORKS))
+    at.add_argument("--dtype", nargs="+", action="extend", metavar="D", choices=DTYPES,
+                    help="dtypes of the edge inputs (default float32)")
+    at.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"store the atlas here (default {DEFAULT_DB})")
+    at.add_argument("--no-store", action="store_true", help="print only, store nothing")
+    at.add_argument("--all-edges", action="store_true", help="list every edge input, not only the deviations")
+    at.add_argument("--json", action="store_true", help="one JSON list of entries")
+    at.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     res = commands.add_parser("results", help="export stored cells, one record per cell")
     res.add_argument("--db", type=Path, default=DEFAULT_DB)
@@ -142,13 +153,16 @@ def _case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
         params = spec.resolve_params(_parse_params(args.param))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    raw = {"input": parse_json(args.input, "--input"), "target": parse_json(args.target, "--target")}
+    raw = {"input": parse_json(args.input, "--input")}
+    if args.target is not None:
+        raw["target"] = parse_json(args.target, "--target")
     for item in args.arg:
         name, text = _split_assignment(item, "--arg")
         if name in raw:
             raise UsageError(f"argument {name!r} given twice")
         raw[name] = parse_json(text, f"--arg {name}")
-    case = Case(spec.name, args.framework, impl, args.dtype, args.device, args.reduction, tuple(params.items()))
+    reduction = args.reduction or spec.default_reduction
+    case = Case(spec.name, args.framework, impl, args.dtype, args.device, reduction, tuple(params.items()))
     return case, raw
 
 
@@ -399,11 +413,42 @@ def _format_cell(value: Any) -> str:
     return str(value)[:60]
 
 
+def _command_atlas(args: argparse.Namespace) -> int:
+    known = registry.names()
+    for loss in args.loss or ():
+        if loss not in known:
+            raise UsageError(f"unknown loss {loss!r}; run 'lossbench list losses'")
+    frameworks = list(dict.fromkeys(args.framework or ()))
+    for name in frameworks:
+        _load_framework(name)
+    if not frameworks:
+        frameworks = [row["name"] for row in _framework_rows() if row["available"]]
+    planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(args.loss or known, frameworks)
+               for dtype in dict.fromkeys(args.dtype or ["float32"])]
+    bar = tqdm(planned, desc="atlas", unit="entry", file=sys.stderr, disable=args.no_progress, mininterval=1.0)
+    entries = [atlas.entry(*item).to_json() for item in bar]
+    if not args.no_store:
+        try:
+            with open_store(args.db) as store:
+                for entry in entries:
+                    store.put_atlas(entry)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(entries))
+        return 0
+    for entry in entries:
+        print("\n".join(atlas.describe(entry, args.all_edges)))
+    if not args.no_store:
+        print(f"stored {len(entries)} atlas entries in {args.db}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         commands = {"list": _command_list, "eval": _command_eval, "sweep": _command_sweep,
-                    "results": _command_results}
+                    "results": _command_results, "atlas": _command_atlas}
         return commands[args.command](args)
     except (UsageError, InputError) as exc:
         print(f"lossbench: error: {exc}", file=sys.stderr)

@@ -83,6 +83,12 @@ def _check_domain(spec: LossSpec, name: str, domain: Domain, values: np.ndarray)
     if domain in (Domain.PROBABILITY, Domain.DISTRIBUTION):
         bad = ~((flat >= 0) & (flat <= 1)) & ~np.isnan(flat)
         allowed = "probabilities in [0, 1]"
+    elif domain is Domain.NONNEGATIVE:
+        bad = flat < 0
+        allowed = "values >= 0"
+    elif domain is Domain.POSITIVE:
+        bad = flat <= 0
+        allowed = "values > 0"
     elif domain is Domain.SIGN_LABEL:
         bad = ~np.isin(flat, (-1.0, 1.0))
         allowed = "labels in {-1, +1}"

@@ -7,17 +7,20 @@ blocks seeded by (seed, loss, regime, dtype, block), so the input of size n is
 a prefix of the input of any larger size: references and caches are shared
 across sizes.
 
-- typical:       standard-normal reals, uniform probabilities, random labels
+- typical:       standard-normal reals, exponential(1) non-negative values,
+                 uniform probabilities, random labels
 - wide:          magnitudes log-uniform over the dtype's whole exponent range
-                 (subnormals to the top binade), both signs
+                 (subnormals to the top binade), both signs for reals
 - saturated:     logits |z| log-uniform in [10, 1e4]; probabilities within 1e-3
                  of 0 or 1, down to the dtype's smallest subnormal
 - near_overflow: magnitudes log-uniform in [2 ln(max), sqrt(max)/2], where exp
                  overflows and sums of squares overflow while the loss is finite
 - cancellation:  the input a few ulps (1-4) from the target (or from the
-                 target's score, or from the other embedding)
-- edge:          0, +-1, +-inf, nan, +-max, +-min normal, +-smallest subnormal;
-                 probabilities 0, 1, the neighbours of 0 and 1, 0.5, nan
+                 target's score, or from the other embedding, or the negative
+                 embedding a few ulps from the positive one)
+- edge:          0, +-1, +-inf, nan, +-max, +-min normal, +-smallest subnormal
+                 (the non-negative ones for non-negative arguments, without 0 for
+                 positive ones); probabilities 0, 1, the neighbours of 0 and 1, 0.5, nan
 """
 from __future__ import annotations
 
@@ -55,6 +58,21 @@ def _labels(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator) ->
     return rng.choice([-1.0, 1.0] if domain is Domain.SIGN_LABEL else [0.0, 1.0], size=shape)
 
 
+_POSITIVE_REALS = (Domain.NONNEGATIVE, Domain.POSITIVE)
+
+
+def _into_domain(values: np.ndarray, domain: Domain, dtype: str) -> np.ndarray:
+    """Values already in dtype, moved onto the domain's boundary where they left it
+    (a nudge below 0, a value that rounded to 0 where 0 is excluded)."""
+    if domain in (Domain.PROBABILITY, Domain.DISTRIBUTION):
+        return np.clip(values, 0.0, 1.0)
+    if domain is Domain.NONNEGATIVE:
+        return np.maximum(values, 0.0)
+    if domain is Domain.POSITIVE:
+        return np.maximum(values, float(FORMATS[dtype].smallest_subnormal))
+    return values
+
+
 def _rows_sum_to_one(weights: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=-1, keepdims=True)
 
@@ -62,6 +80,8 @@ def _rows_sum_to_one(weights: np.ndarray) -> np.ndarray:
 def _typical(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
     if domain is Domain.REAL:
         return _in_dtype(rng.standard_normal(shape), dtype)
+    if domain in _POSITIVE_REALS:
+        return _into_domain(_in_dtype(rng.exponential(1.0, shape), dtype), domain, dtype)
     if domain is Domain.PROBABILITY:
         return _in_dtype(rng.uniform(0.0, 1.0, shape), dtype)
     if domain is Domain.DISTRIBUTION:
@@ -74,6 +94,8 @@ def _wide(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtyp
     tiny, top = float(fmt.smallest_subnormal), float(fmt.max_finite)
     if domain is Domain.REAL:
         return _in_dtype(_signs(rng, shape) * _log_uniform(rng, tiny, top, shape), dtype)
+    if domain in _POSITIVE_REALS:
+        return _into_domain(_in_dtype(_log_uniform(rng, tiny, top, shape), dtype), domain, dtype)
     if domain is Domain.PROBABILITY:
         return _in_dtype(_log_uniform(rng, tiny, 1.0, shape), dtype)
     if domain is Domain.DISTRIBUTION:
@@ -85,6 +107,8 @@ def _saturated(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator,
     tiny = float(FORMATS[dtype].smallest_subnormal)
     if domain is Domain.REAL:
         return _in_dtype(_signs(rng, shape) * _log_uniform(rng, 10.0, 1e4, shape), dtype)
+    if domain in _POSITIVE_REALS:
+        return _in_dtype(_log_uniform(rng, 10.0, 1e4, shape), dtype)
     if domain is Domain.PROBABILITY:
         near = _log_uniform(rng, tiny, 1e-3, shape)
         return _in_dtype(np.where(rng.random(shape) < 0.5, near, 1.0 - near), dtype)
@@ -98,8 +122,11 @@ def _saturated(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator,
 
 def _near_overflow(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
     top = float(FORMATS[dtype].max_finite)
+    magnitudes = _log_uniform(rng, 2 * math.log(top), math.sqrt(top) / 2, shape)
     if domain is Domain.REAL:
-        return _in_dtype(_signs(rng, shape) * _log_uniform(rng, 2 * math.log(top), math.sqrt(top) / 2, shape), dtype)
+        return _in_dtype(_signs(rng, shape) * magnitudes, dtype)
+    if domain in _POSITIVE_REALS:
+        return _in_dtype(magnitudes, dtype)
     return _typical(domain, shape, rng, dtype)
 
 
@@ -108,6 +135,8 @@ def _edge(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtyp
     tiny, top, normal = float(fmt.smallest_subnormal), float(fmt.max_finite), 2.0**fmt.emin
     if domain is Domain.REAL:
         specials = [0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, top, -top, normal, -normal, tiny, -tiny]
+    elif domain in _POSITIVE_REALS:
+        specials = [1.0, math.inf, math.nan, top, normal, tiny] + ([0.0] if domain is Domain.NONNEGATIVE else [])
     elif domain in (Domain.PROBABILITY, Domain.DISTRIBUTION):
         below_one = 1.0 - 2.0**-fmt.precision
         specials = [0.0, 1.0, tiny, normal, below_one, 0.5, math.nan]
@@ -135,19 +164,22 @@ _GENERATORS: dict[str, Generator] = {
 
 def _cancel(spec: LossSpec, arrays: dict[str, np.ndarray], rng: np.random.Generator, dtype: str) -> None:
     """Move the input to within a few ulps of what it is compared against."""
-    target_arg = spec.arg("target")
+    names = [a.name for a in spec.args]
     x = arrays["input"]
     if "input2" in arrays:
         arrays["input2"] = _nudge(x, rng, dtype)
-    elif target_arg.domain is Domain.CLASS_INDEX:
-        rows = np.arange(x.shape[0])
-        arrays["input"] = _nudge(np.repeat(x[rows, arrays["target"]][:, None], x.shape[1], axis=1), rng, dtype)
-    elif target_arg.domain is Domain.SIGN_LABEL:
-        arrays["input"] = arrays["target"] * _nudge(np.ones_like(x), rng, dtype)
-    elif spec.arg("input").domain is target_arg.domain or target_arg.domain is Domain.REAL:
-        arrays["input"] = _nudge(arrays["target"], rng, dtype)
-    if spec.arg("input").domain in (Domain.PROBABILITY, Domain.DISTRIBUTION):
-        arrays["input"] = np.clip(arrays["input"], 0.0, 1.0)
+    elif "negative" in arrays:
+        arrays["negative"] = _nudge(arrays["positive"], rng, dtype)  # |a - n| close to |a - p|
+    elif "target" in names:
+        input_domain, target_domain = spec.arg("input").domain, spec.arg("target").domain
+        if target_domain is Domain.CLASS_INDEX:
+            rows = np.arange(x.shape[0])
+            arrays["input"] = _nudge(np.repeat(x[rows, arrays["target"]][:, None], x.shape[1], axis=1), rng, dtype)
+        elif target_domain is Domain.SIGN_LABEL:
+            arrays["input"] = arrays["target"] * _nudge(np.ones_like(x), rng, dtype)
+        elif (input_domain is target_domain or target_domain is Domain.REAL
+              or {input_domain, target_domain} <= set(_POSITIVE_REALS)):
+            arrays["input"] = _into_domain(_nudge(arrays["target"], rng, dtype), input_domain, dtype)
 
 
 def _block_rng(spec: LossSpec, dtype: str, regime: str, seed: int, block: int, width: int) -> np.random.Generator:

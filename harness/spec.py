@@ -25,6 +25,8 @@ class Domain(str, Enum):
     """The set an argument's values must lie in; drives validation and generation."""
 
     REAL = "real"
+    NONNEGATIVE = "real >= 0"
+    POSITIVE = "real > 0"
     PROBABILITY = "probability in [0, 1]"
     DISTRIBUTION = "probability row in [0, 1]"
     SIGN_LABEL = "label in {-1, +1}"
@@ -90,6 +92,7 @@ class LossSpec:
     reference: Callable[..., Any]
     params: tuple[ParamSpec, ...] = ()
     regimes: tuple[str, ...] = ALL_REGIMES
+    default_reduction: str = "mean"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -98,18 +101,16 @@ class LossSpec:
         if unknown_regimes or not self.regimes:
             raise ValueError(f"{self.name}: regimes must be a non-empty subset of {ALL_REGIMES}")
         names = [a.name for a in self.args]
-        if names[:2] != ["input", "target"]:
-            raise ValueError(f"{self.name}: the first two arguments must be 'input' and 'target'")
+        if names[:1] != ["input"] or ("target" in names and names[1] != "target"):
+            raise ValueError(f"{self.name}: the first argument must be 'input', and 'target' (if any) the second")
+        if self.default_reduction not in REDUCTIONS:
+            raise ValueError(f"{self.name}: default reduction must be one of {REDUCTIONS}")
         if len(set(names)) != len(names):
             raise ValueError(f"{self.name}: duplicate argument names {names}")
         if self.layout is Layout.ELEMENTWISE and any(a.per_row for a in self.args):
             raise ValueError(f"{self.name}: element-wise losses have no per-row arguments")
         if len({p.name for p in self.params}) != len(self.params):
             raise ValueError(f"{self.name}: duplicate parameter names")
-
-    @property
-    def extra_args(self) -> tuple[ArgSpec, ...]:
-        return self.args[2:]
 
     def arg(self, name: str) -> ArgSpec:
         for a in self.args:

@@ -1,4 +1,5 @@
-"""SQLite results store: a versioned schema, one row per run and one per cell.
+"""SQLite results store: a versioned schema, one row per run and one per cell,
+and the conventions atlas (one row per loss, framework version, impl and dtype).
 
 A cell is unique by what was measured (loss, params, framework and its version,
 impl, dtype, device, regime, size, width, seed), so a rerun of the same
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added the atlas table; a version-1 store gains it when opened
 DEFAULT_DB = Path("reports/results.sqlite")
 
 _SCHEMA = """
@@ -43,7 +44,15 @@ CREATE TABLE IF NOT EXISTS cells (
     ref_unsettled INTEGER, seconds REAL, created REAL NOT NULL,
     UNIQUE (loss, params, framework, framework_version, impl, dtype, device, regime, size, width, seed)
 );
+CREATE TABLE IF NOT EXISTS atlas (
+    id INTEGER PRIMARY KEY,
+    loss TEXT NOT NULL, framework TEXT NOT NULL, framework_version TEXT NOT NULL,
+    impl TEXT NOT NULL, dtype TEXT NOT NULL,
+    entry TEXT NOT NULL, created REAL NOT NULL,
+    UNIQUE (loss, framework, framework_version, impl, dtype)
+);
 """
+_ADDITIVE_UPGRADES = {1}  # versions whose stores only lack tables that CREATE IF NOT EXISTS adds
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ class CellRow:
     """One measured cell. ``status`` is ok, error (the framework raised), timeout,
     or crashed (the worker died); metrics are null unless status is ok.
     Element metrics summarise reduction 'none' over settled, finite items;
-    ``reduced_*`` is the mean against the mean's own reference."""
+    ``reduced_*`` is the loss's default reduction (the mean; the sum for
+    penalties) against that reduction's own reference."""
 
     key: CellKey
     status: str
@@ -108,6 +118,9 @@ class Store:
         if found is None:
             with self.db:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(found[0]) in _ADDITIVE_UPGRADES:
+            with self.db:
+                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         elif int(found[0]) != SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema version {found[0]}, this lossbench reads {SCHEMA_VERSION}")
 
@@ -145,6 +158,17 @@ class Store:
         names = [d[0] for d in cur.description]
         for row in cur:
             yield dict(zip(names, row))
+
+    def put_atlas(self, entry: dict[str, Any]) -> None:
+        """Store one atlas entry (AtlasEntry.to_json()), replacing an older one of the same key."""
+        key = [entry[k] for k in ("loss", "framework", "framework_version", "impl", "dtype")]
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO atlas (loss, framework, framework_version, impl, dtype, entry, "
+                            "created) VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, json.dumps(entry), time.time()))
+
+    def atlas(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT entry FROM atlas ORDER BY loss, framework, impl, dtype, framework_version")
+        return [json.loads(row[0]) for row in cur]
 
     def runs(self) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT id, started, ended, status, config, environment FROM runs ORDER BY id")

@@ -158,7 +158,7 @@ def run_cell(task: CellTask) -> CellRow:
         signal.setitimer(signal.ITIMER_REAL, task.timeout)
         try:
             per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params)
-            mean = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "mean", params)
+            reduced = adapter.run(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
@@ -170,19 +170,20 @@ def run_cell(task: CellTask) -> CellRow:
         return CellRow(key, "error", error=f"{type(exc).__name__}: {text[0] if text else ''}",
                        seconds=time.perf_counter() - started)
     items_ref = reference.items[:count]
-    if per_item.values.shape != (count,) or mean.values.shape != (1,):
+    if per_item.values.shape != (count,) or reduced.values.shape != (1,):
         return CellRow(key, "error", result_dtype=per_item.result_dtype, seconds=time.perf_counter() - started,
                        error=f"framework returned {per_item.values.shape[0]} values for {count} items")
     element = _summary(per_item.values, items_ref, s.dtype)
-    reduced_ref = reference.reduced[(task.size, "mean")]
-    reduced = mean.values
-    reduced_code = metrics.classify_many(reduced, reduced_ref.hi, reduced_ref.rounded)
+    reduced_ref = reference.reduced[(task.size, spec.default_reduction)]
+    reduced_code = metrics.classify_many(reduced.values, reduced_ref.hi, reduced_ref.rounded)
     reduced_ok = reduced_code[0] == 0 and bool(reduced_ref.settled[0])
     return CellRow(
         key, "ok", result_dtype=per_item.result_dtype, items=count, **element,
-        reduced_value=float(reduced[0]), reduced_reference=float(reduced_ref.hi[0]),
-        reduced_ulp=float(metrics.ulp_errors(reduced, reduced_ref.hi, reduced_ref.lo, s.dtype)[0]) if reduced_ok else None,
-        reduced_rel=float(metrics.relative_errors(reduced, reduced_ref.hi, reduced_ref.lo)[0]) if reduced_ok else None,
+        reduced_value=float(reduced.values[0]), reduced_reference=float(reduced_ref.hi[0]),
+        reduced_ulp=float(metrics.ulp_errors(reduced.values, reduced_ref.hi, reduced_ref.lo, s.dtype)[0])
+        if reduced_ok else None,
+        reduced_rel=float(metrics.relative_errors(reduced.values, reduced_ref.hi, reduced_ref.lo)[0])
+        if reduced_ok else None,
         reduced_nonfinite=metrics.class_names(reduced_code)[0],
         ref_unsettled=int((~items_ref.settled).sum() + (~reduced_ref.settled).sum()),
         seconds=time.perf_counter() - started,

@@ -74,7 +74,17 @@ def settle_items(
     formula: Formula, items: Sequence[tuple[Any, ...]], fmt: BinaryFormat,
     start_prec: int = START_PREC, max_prec: int = MAX_PREC,
 ) -> SettledItems:
-    """Escalate item by item: only the items that have not settled are recomputed."""
+    """Escalate item by item: only the items that have not settled are recomputed.
+    Equal items are settled once (edge inputs and half-precision inputs repeat)."""
+    if not is_exact(formula):
+        slots: dict[Any, int] = {}
+        where = [slots.setdefault(_key(item), len(slots)) for item in items]
+        if len(slots) < len(items):
+            unique: list[tuple[Any, ...]] = [()] * len(slots)
+            for item, slot in zip(items, where):
+                unique[slot] = item
+            once = settle_items(formula, unique, fmt, start_prec, max_prec)
+            return SettledItems([once.refs[s] for s in where], [once.previous[s] for s in where])
 
     def at(prec: int, indices: Sequence[int]) -> dict[int, mpmath.mpf]:
         with mpmath.workprec(prec):
@@ -102,6 +112,12 @@ def settle_items(
     for i in pending:
         refs[i], previous[i] = RefValue(low[i], False, prec), low[i]
     return SettledItems([r for r in refs if r is not None], [p for p in previous if p is not None])
+
+
+def _key(item: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A hashable stand-in for an item (rows are lists); nan never equals itself, so
+    items holding nan are simply not shared."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in item)
 
 
 def settle_totals(

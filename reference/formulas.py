@@ -234,6 +234,28 @@ def log_cosh(x: mpf, y: mpf) -> mpf:
     return log1p(2 * s * s)
 
 
+
+def msle(x: mpf, y: mpf) -> mpf:
+    # log1p(x) - log1p(y) = log((1 + x) / (1 + y)), with the ratio's distance from 1,
+    # (x - y) / (1 + y), taken from the exact difference: no cancellation near x = y.
+    if not (mpmath.isfinite(x) and mpmath.isfinite(y)):
+        d = log1p(x) - log1p(y)
+    else:
+        ratio_minus_one = sub(x, y) / add(ONE, y)
+        d = log1p(ratio_minus_one) if abs(ratio_minus_one) < 0.5 else log(add(ONE, x) / add(ONE, y))
+    return d * d
+
+
+def poisson_nll(x: mpf, y: mpf) -> mpf:
+    """x - y log x (rate x, count y); no term cancels exactly (log x is
+    transcendental for x != 1), so escalation settles any cancellation."""
+    return x - weighted(y, log(x))
+
+
+def gaussian_nll(x: mpf, y: mpf, var: mpf) -> mpf:
+    d = sub(x, y)
+    return half(log(var) + mul(d, d) / var)
+
 def bce(p: mpf, y: mpf) -> mpf:
     # log(1 - p) of the exact 1 - p: mpmath's log keeps full relative accuracy near 1.
     return -(weighted(y, log(p)) + weighted(sub(ONE, y), log(sub(ONE, p))))
@@ -249,6 +271,29 @@ def bce_logits(z: mpf, y: mpf) -> mpf:
     if linear and abs(z) > 1100 + _guard_log():
         return linear  # log1p(exp(-|z|)) < exp(-|z|) is below precision against >= 2**-1074 |z|
     return linear + log1p(exp(-abs(z)))
+
+
+
+def soft_margin(s: mpf, y: mpf) -> mpf:
+    return softplus(neg(mul(y, s)))
+
+
+def sigmoid(t: mpf) -> mpf:
+    """1 / (1 + exp(-t)) to full relative accuracy, with no overflow."""
+    if mpmath.isnan(t):
+        return t
+    if t >= 0:
+        return ONE / (ONE + exp(-t))
+    e = exp(t)
+    return e / (ONE + e)
+
+
+def focal(z: mpf, y: mpf, gamma: mpf) -> mpf:
+    """-(1 - p_t)^gamma log p_t with p_t = sigmoid(t), t = z for label 1 and -z for
+    label 0: 1 - p_t = sigmoid(-t) and -log p_t = softplus(-t), neither
+    cancelling nor overflowing."""
+    t = z if y == 1 else neg(z)
+    return sigmoid(neg(t)) ** gamma * softplus(neg(t))
 
 
 @exact
@@ -278,6 +323,8 @@ def nll(log_probs: Sequence[mpf], t: int) -> mpf:
 
 
 def _kl_term(q: mpf, p: mpf) -> mpf:
+    if mpmath.isnan(p) or mpmath.isnan(q):
+        return mpmath.nan
     if p == 0:
         return ZERO
     if q == 0:
@@ -287,6 +334,11 @@ def _kl_term(q: mpf, p: mpf) -> mpf:
         return p * log1p(ratio_minus_one)  # p close to q: no cancellation in log(p/q)
     return p * log(p / q)  # p/q away from 1: log is well conditioned (1 + u would cancel)
 
+
+
+def categorical_ce(p: Sequence[mpf], q: Sequence[mpf]) -> mpf:
+    """-sum_c q_c log p_c of the row as given (not renormalised); ``p`` is the input."""
+    return exact_sum([weighted(qc, neg(log(pc))) for pc, qc in zip(p, q)])
 
 def kl_div(q: Sequence[mpf], p: Sequence[mpf]) -> mpf:
     """KL(p || q) for one row; ``q`` is the prediction (input), ``p`` the target."""
@@ -319,3 +371,51 @@ def contrastive(x1: Sequence[mpf], label: mpf, x2: Sequence[mpf], margin: mpf) -
     else:
         gap = ZERO
     return half(weighted(label, d2) + weighted(sub(ONE, label), gap * gap))
+
+
+
+def _squared_distance(a: Sequence[mpf], b: Sequence[mpf]) -> mpf:
+    """|a - b|^2, exact for finite rows."""
+    squares = [mul(d, d) for d in (sub(u, v) for u, v in zip(a, b))]
+    return exact_total(squares) if _all_finite(squares) else exact_sum(squares)
+
+
+def cosine_similarity(x: Sequence[mpf], y: Sequence[mpf]) -> mpf:
+    """-x.y / (|x| |y|) from the exact dot product and exact squared norms: one
+    square root and one division round. A zero row gives 0/0 = nan."""
+    products = [mul(a, b) for a, b in zip(x, y)]
+    norms = [[mul(a, a) for a in row] for row in (x, y)]
+    if not _all_finite(products) or not all(_all_finite(n) for n in norms):
+        return -exact_sum(products) / mpmath.sqrt(exact_sum(norms[0]) * exact_sum(norms[1]))
+    dot, xx, yy = exact_total(products), exact_total(norms[0]), exact_total(norms[1])
+    if xx == 0 or yy == 0:
+        return mpmath.nan
+    return neg(dot) / mpmath.sqrt(mul(xx, yy))
+
+
+def triplet_margin(a: Sequence[mpf], p: Sequence[mpf], n: Sequence[mpf], margin: mpf) -> mpf:
+    """max(0, |a - p| - |a - n| + margin), the distance difference written as
+    (S_p - S_n) / (|a - p| + |a - n|) with exact squared distances S: it does not
+    cancel when the two distances are close."""
+    s_p, s_n = _squared_distance(a, p), _squared_distance(a, n)
+    d_p, d_n = mpmath.sqrt(s_p), mpmath.sqrt(s_n)
+    if not (mpmath.isfinite(s_p) and mpmath.isfinite(s_n)):
+        return max_or_zero(d_p - d_n + margin)
+    both = d_p + d_n
+    difference = sub(s_p, s_n) / both if both else ZERO
+    return max_or_zero(difference + margin)
+
+
+@exact
+def margin_ranking(x1: mpf, y: mpf, x2: mpf, margin: mpf) -> mpf:
+    return max_or_zero(add(mul(neg(y), sub(x1, x2)), margin))
+
+
+@exact
+def l2_penalty(w: mpf) -> mpf:
+    return mul(w, w)
+
+
+@exact
+def l1_penalty(w: mpf) -> mpf:
+    return absolute(w)

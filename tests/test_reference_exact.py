@@ -14,7 +14,8 @@ import pytest
 
 from harness import registry
 from harness.evaluate import compute_reference
-from harness.spec import Layout
+from harness.adapters.numpy_adapter import DTYPES
+from harness.spec import Domain, Layout
 from reference.formats import round_mpf, round_rational, get_format
 
 from conftest import wide_values
@@ -45,6 +46,9 @@ def _smooth_l1(x: F, y: F, beta: F) -> F:
 
 
 ORACLES: dict[str, Callable[..., F]] = {
+    "margin_ranking": lambda x1, y, x2, margin: max(F(0), -y * (x1 - x2) + margin),
+    "l2_penalty": lambda w: w * w,
+    "l1_penalty": lambda w: abs(w),
     "mse": lambda x, y: (x - y) ** 2,
     "mae": lambda x, y: abs(x - y),
     "huber": _huber,
@@ -57,10 +61,12 @@ ORACLES: dict[str, Callable[..., F]] = {
 # Non-default parameters too, so that they really reach the reference; smooth_l1's
 # beta 2.5 takes the rounding path, the powers of two the exact one.
 PARAMS = {"huber": [{"delta": 0.375}] * 3, "smooth_l1": [{"beta": 2.5}, {"beta": 0.5}, {"beta": 1.0}],
-          "multi_margin": [{"margin": 0.75}] * 3}
+          "multi_margin": [{"margin": 0.75}] * 3, "margin_ranking": [{"margin": 0.0}, {"margin": 0.625}, {"margin": -3.0}]}
 
 
 def _inputs(loss: str, dtype: str, seed: int) -> dict[str, np.ndarray]:
+    """Arrays for every argument of ``loss``: wide values, a few of the second real
+    argument within 2**-9 of the first (near-cancellation), labels and class indices."""
     rng = np.random.default_rng(seed)
     spec = registry.get(loss)
     if spec.layout is Layout.ROWWISE:
@@ -68,15 +74,21 @@ def _inputs(loss: str, dtype: str, seed: int) -> dict[str, np.ndarray]:
         # Moderate magnitudes so that margins are active, plus a few wide values.
         scores = rng.standard_normal((rows, width)).astype(np.float32).astype(np.float64)
         scores[0] = wide_values(rng, dtype, width) if dtype != "float64" else scores[0] * 1e-300
-        from harness.adapters.numpy_adapter import DTYPES
-        scores = scores.astype(DTYPES[dtype]).astype(np.float64)
-        return {"input": scores, "target": rng.integers(0, width, size=rows)}
-    x = wide_values(rng, dtype, 12)
-    if loss in ("hinge", "squared_hinge"):
-        return {"input": x, "target": rng.choice([-1.0, 1.0], size=12)}
-    y = np.concatenate([x[:4] * (1 + 2.0**-9), wide_values(rng, dtype, 8)])  # some near-cancellation
-    from harness.adapters.numpy_adapter import DTYPES
-    return {"input": x, "target": y.astype(DTYPES[dtype]).astype(np.float64)}
+        return {"input": _in_dtype(scores, dtype), "target": rng.integers(0, width, size=rows)}
+    arrays: dict[str, np.ndarray] = {}
+    for arg in spec.args:
+        if arg.domain is Domain.SIGN_LABEL:
+            arrays[arg.name] = rng.choice([-1.0, 1.0], size=12)
+        elif "input" in arrays:
+            near = arrays["input"][:4] * (1 + 2.0**-9)
+            arrays[arg.name] = _in_dtype(np.concatenate([near, wide_values(rng, dtype, 8)]), dtype)
+        else:
+            arrays[arg.name] = wide_values(rng, dtype, 12)
+    return arrays
+
+
+def _in_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    return values.astype(DTYPES[dtype]).astype(np.float64)
 
 
 # IEEE-754: a float64 rounds to infinity from 2**1024 - 2**970 up (max + half ulp).
@@ -95,7 +107,8 @@ def _oracle(loss: str, arrays: dict[str, np.ndarray], params: dict[str, float], 
     oracle = ORACLES[loss]
     p = {k: F(v) for k, v in params.items()}
     if spec.layout is Layout.ELEMENTWISE:
-        items = [oracle(F(x), F(y), **p) for x, y in zip(arrays["input"], arrays["target"])]
+        columns = [[F(v) for v in arrays[a.name]] for a in spec.args]
+        items = [oracle(*item, **p) for item in zip(*columns)]
     else:
         items = [oracle([F(v) for v in row], int(t), **p) for row, t in zip(arrays["input"], arrays["target"])]
     if reduction == "none":

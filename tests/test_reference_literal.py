@@ -31,6 +31,14 @@ def _xlogy(x: mpf, y: mpf) -> mpf:
     return mpf(0) if x == 0 else x * mpmath.log(y)
 
 
+def _norm(v: Sequence[mpf]) -> mpf:
+    return mpmath.sqrt(mpmath.fsum(c**2 for c in v))
+
+
+def _focal(p_t: mpf, gamma: mpf) -> mpf:
+    return -((1 - p_t) ** gamma) * mpmath.log(p_t)
+
+
 LITERAL: dict[str, Callable[..., mpf]] = {
     "mse": lambda x, y: (x - y) ** 2,
     "mae": lambda x, y: abs(x - y),
@@ -48,6 +56,18 @@ LITERAL: dict[str, Callable[..., mpf]] = {
     "multi_margin": lambda s, t, margin: mpmath.fsum(max(mpf(0), margin - s[t] + sj)
                                                      for j, sj in enumerate(s) if j != t) / len(s),
     "categorical_hinge": lambda s, t: max(mpf(0), 1 + max(sj for j, sj in enumerate(s) if j != t) - s[t]),
+    "msle": lambda x, y: (mpmath.log1p(x) - mpmath.log1p(y)) ** 2,
+    "poisson_nll": lambda x, y: x - _xlogy(y, x),
+    "gaussian_nll": lambda x, y, var: (mpmath.log(var) + (x - y) ** 2 / var) / 2,
+    "categorical_ce": lambda p, q: -mpmath.fsum(_xlogy(qc, pc) for pc, qc in zip(p, q)),
+    "soft_margin": lambda s, y: mpmath.log(1 + mpmath.exp(-y * s)),
+    "focal": lambda z, y, gamma: _focal(1 / (1 + mpmath.exp(-z)) if y == 1 else 1 - 1 / (1 + mpmath.exp(-z)), gamma),
+    "cosine_similarity": lambda x, y: -mpmath.fsum(a * b for a, b in zip(x, y)) / (_norm(x) * _norm(y)),
+    "triplet_margin": lambda a, p, n, margin: max(mpf(0), _norm([u - v for u, v in zip(a, p)])
+                                                  - _norm([u - v for u, v in zip(a, n)]) + margin),
+    "margin_ranking": lambda x1, y, x2, margin: max(mpf(0), -y * (x1 - x2) + margin),
+    "l2_penalty": lambda w: w**2,
+    "l1_penalty": lambda w: abs(w),
     "contrastive": lambda x1, l, x2, margin: (l * mpmath.fsum((a - b) ** 2 for a, b in zip(x1, x2))
                                               + (1 - l) * max(mpf(0), margin - mpmath.sqrt(
                                                   mpmath.fsum((a - b) ** 2 for a, b in zip(x1, x2)))) ** 2) / 2,
@@ -55,7 +75,7 @@ LITERAL: dict[str, Callable[..., mpf]] = {
 REGIMES = ("typical", "saturated", "cancellation", "near_overflow")
 # Literal forms that exponentiate an input need ~1.44 |z| bits; near_overflow logits
 # reach 1e6 and beyond, past what the literal evaluation can hold.
-EXPONENTIATED = {"log_cosh", "bce_logits", "cross_entropy", "soft_cross_entropy"}
+EXPONENTIATED = {"log_cosh", "bce_logits", "cross_entropy", "soft_cross_entropy", "soft_margin", "focal"}
 CASES = [(spec.name, regime, dtype) for spec in registry.iter_losses() for regime in REGIMES
          if regime in spec.regimes and not (regime == "near_overflow" and spec.name in EXPONENTIATED)
          for dtype in ("float16", "float32")]

@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from harness import registry
 from harness.refsets import ReferenceCache
 from harness.store import open_store

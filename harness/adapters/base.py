@@ -1,17 +1,21 @@
 """What every framework adapter provides; the per-framework files fill it in."""
 from __future__ import annotations
 
+import inspect
+import numbers
 import platform
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.spec import Domain, LossSpec
+from harness.spec import LossSpec
+
 
 def cpu_model() -> str:
     try:
@@ -21,6 +25,54 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One call of a framework's loss API: what was called, the options the adapter
+    passed, and the numeric or boolean defaults it left alone (read from the API's
+    signature: these are the framework's own choices, such as an eps)."""
+
+    api: str
+    passed: tuple[tuple[str, Any], ...]
+    defaults: tuple[tuple[str, Any], ...]
+
+
+_CALLS: ContextVar[list[ApiCall] | None] = ContextVar("api_calls", default=None)
+
+
+def api_call(api: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """Call ``api`` (a loss function, or a loss class to instantiate) and, inside
+    ``recording()``, note the call for the conventions atlas."""
+    calls = _CALLS.get()
+    if calls is not None:
+        calls.append(_describe(api, args, options))
+    return api(*args, **options)
+
+
+def _describe(api: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]) -> ApiCall:
+    name = f"{api.__module__}.{api.__qualname__}"
+    try:
+        signature = inspect.signature(api)
+        bound = set(signature.bind_partial(*args, **options).arguments)
+    except (TypeError, ValueError):
+        return ApiCall(name, tuple(sorted(options.items())), ())
+    defaults = tuple(
+        (p.name, p.default) for p in signature.parameters.values()
+        if p.name not in bound and isinstance(p.default, numbers.Number)
+    )
+    return ApiCall(name, tuple(sorted(options.items())), defaults)
+
+
+@contextmanager
+def recording() -> Iterator[list[ApiCall]]:
+    """Collect the api_call()s made inside the block."""
+    calls: list[ApiCall] = []
+    token = _CALLS.set(calls)
+    try:
+        yield calls
+    finally:
+        _CALLS.reset(token)
 
 
 # impl(args by canonical name, reduction, params) -> framework tensor
@@ -63,6 +115,10 @@ class Adapter(ABC):
     def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
         """Why this native cell is far less accurate than its dtype allows, if it is."""
         return None
+
+    def settings(self) -> dict[str, Any]:
+        """Framework-wide settings that change loss values, read from the framework."""
+        return {}
 
     def device_name(self, device: str) -> str:
         """What the device is, for the run's environment record."""

@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from harness.adapters.base import Adapter, Impl, Output  # noqa: E402
+from harness.adapters.base import Adapter, Impl, Output, api_call  # noqa: E402
 
 _DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16, "float32": tf.float32, "float64": tf.float64}
 _KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}
@@ -45,8 +45,24 @@ def _keras(loss_class: type, elementwise: bool, target_fn: Any = None, **options
         dtype = "float64" if prediction.dtype == tf.float64 else None
         keyword = {name: params[name] for name in options.get("params", ())}
         flags = {k: v for k, v in options.items() if k != "params"}
-        loss = loss_class(reduction=_KERAS_REDUCTION[reduction], dtype=dtype, **keyword, **flags)
+        loss = api_call(loss_class, reduction=_KERAS_REDUCTION[reduction], dtype=dtype, **keyword, **flags)
         return loss(target, prediction)
+
+    return impl
+
+
+def _regularizer(regularizer_class: type, factor: str) -> Impl:
+    """A Keras weight regularizer, which returns factor * sum(...), with factor 1.
+    Its one reduction is the sum: 'none' applies it to each element (vectorized_map),
+    'mean' divides the sum by the element count."""
+
+    def impl(a: dict[str, Any], reduction: str, params: dict[str, float]) -> tf.Tensor:
+        penalty = api_call(regularizer_class, **{factor: 1.0})
+        weights = a["input"]
+        if reduction == "none":
+            return tf.vectorized_map(penalty, weights)
+        total = penalty(weights)
+        return total / tf.cast(tf.size(weights), total.dtype) if reduction == "mean" else total
 
     return impl
 
@@ -73,6 +89,17 @@ def _multi_margin(a: dict[str, Any], reduction: str, p: dict[str, float]) -> tf.
     return _reduce(tf.reduce_sum(margins, axis=1) / s.shape[1], reduction)
 
 
+def _gaussian_nll(a: dict[str, Any], reduction: str, p: dict[str, float]) -> tf.Tensor:
+    var = a["var"]
+    return _reduce(0.5 * (tf.math.log(var) + tf.square(a["input"] - a["target"]) / var), reduction)
+
+
+def _triplet_margin(a: dict[str, Any], reduction: str, p: dict[str, float]) -> tf.Tensor:
+    anchor = a["input"]
+    gap = tf.norm(anchor - a["positive"], axis=1) - tf.norm(anchor - a["negative"], axis=1)
+    return _reduce(tf.nn.relu(gap + p["margin"]), reduction)
+
+
 def _contrastive(a: dict[str, Any], reduction: str, p: dict[str, float]) -> tf.Tensor:
     d = tf.norm(a["input"] - a["input2"], axis=1)
     label = a["target"]
@@ -85,21 +112,39 @@ NATIVE: dict[str, Impl] = {
     "mae": _keras(keras.losses.MeanAbsoluteError, True),
     "huber": _keras(keras.losses.Huber, True, params=("delta",)),
     "log_cosh": _keras(keras.losses.LogCosh, True),
+    "msle": _keras(keras.losses.MeanSquaredLogarithmicError, True),
+    "poisson_nll": _keras(keras.losses.Poisson, True),
     "bce": _keras(keras.losses.BinaryCrossentropy, True),
     "bce_logits": _keras(keras.losses.BinaryCrossentropy, True, from_logits=True),
+    "focal": _keras(keras.losses.BinaryFocalCrossentropy, True, params=("gamma",), from_logits=True),
     "cross_entropy": _keras(keras.losses.SparseCategoricalCrossentropy, False, from_logits=True),
     "soft_cross_entropy": _keras(keras.losses.CategoricalCrossentropy, False, from_logits=True),
+    "categorical_ce": _keras(keras.losses.CategoricalCrossentropy, False),
     "kl_div": _keras(keras.losses.KLDivergence, False),
     "hinge": _keras(keras.losses.Hinge, True),
     "squared_hinge": _keras(keras.losses.SquaredHinge, True),
     "categorical_hinge": _keras(keras.losses.CategoricalHinge, False, target_fn=_one_hot),
+    "cosine_similarity": _keras(keras.losses.CosineSimilarity, False),
+    "l2_penalty": _regularizer(keras.regularizers.L2, "l2"),
+    "l1_penalty": _regularizer(keras.regularizers.L1, "l1"),
 }
 
 COMPOSED: dict[str, Impl] = {
     "smooth_l1": _smooth_l1,
     "nll": _nll,
     "multi_margin": _multi_margin,
+    "gaussian_nll": _gaussian_nll,
+    "soft_margin": lambda a, r, p: _reduce(tf.math.softplus(-a["target"] * a["input"]), r),
+    "margin_ranking": lambda a, r, p: _reduce(tf.nn.relu(-a["target"] * (a["input"] - a["input2"]) + p["margin"]), r),
     "contrastive": _contrastive,
+    "triplet_margin": _triplet_margin,
+}
+
+
+_INACCURATE = {
+    "poisson_nll": "keras Poisson takes log(y_pred + epsilon()), epsilon 1e-7",
+    "msle": "keras MeanSquaredLogarithmicError subtracts log(y_pred + 1) and log(y_true + 1), "
+            "which cancels when they are close",
 }
 
 
@@ -112,6 +157,9 @@ class TensorFlowAdapter(Adapter):
 
     def devices(self) -> list[str]:
         return ["cpu", "cuda"] if tf.config.list_physical_devices("GPU") else ["cpu"]
+
+    def settings(self) -> dict[str, Any]:
+        return {"keras.config.epsilon()": keras.config.epsilon(), "keras.config.floatx()": keras.config.floatx()}
 
     def device_name(self, device: str) -> str:
         return tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("device_name", "GPU") if device == "cuda" else super().device_name(device)
@@ -126,13 +174,11 @@ class TensorFlowAdapter(Adapter):
         return Output(np.asarray(result.numpy()).astype(np.float64).reshape(-1), result.dtype.name)
 
     def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
-        if loss != "log_cosh":
-            return None
-        if dtype == "float64":
+        if loss == "log_cosh" and dtype == "float64":
             return "keras LogCosh subtracts log(2.0) computed in float32, then cast to float64"
-        if dtype == "float32":
+        if loss == "log_cosh" and dtype == "float32":
             return "keras LogCosh computes x + softplus(-2x) - log(2), which cancels for small x"
-        return None
+        return _INACCURATE.get(loss)
 
     def context(self, device: str) -> Any:
         return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.adapters.base import Adapter, Impl, Output
+from harness.adapters.base import Adapter, Impl, Output, api_call
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
@@ -27,8 +27,8 @@ def _kl_div(a: dict[str, Any], reduction: str, p: dict[str, float]) -> torch.Ten
     # and its 'none' is element-wise, so rows are summed for per-sample values.
     log_q = torch.log(a["input"])
     if reduction == "none":
-        return F.kl_div(log_q, a["target"], reduction="none").sum(dim=1)
-    return F.kl_div(log_q, a["target"], reduction="batchmean" if reduction == "mean" else "sum")
+        return api_call(F.kl_div, log_q, a["target"], reduction="none").sum(dim=1)
+    return api_call(F.kl_div, log_q, a["target"], reduction="batchmean" if reduction == "mean" else "sum")
 
 
 def _log_cosh(a: dict[str, Any], reduction: str, p: dict[str, float]) -> torch.Tensor:
@@ -59,26 +59,65 @@ def _contrastive(a: dict[str, Any], reduction: str, p: dict[str, float]) -> torc
     return _reduce((label * d * d + (1.0 - label) * gap * gap) / 2.0, reduction)
 
 
+def _focal(a: dict[str, Any], reduction: str, p: dict[str, float]) -> torch.Tensor:
+    # As torchvision.ops.sigmoid_focal_loss without class weighting: BCE with logits
+    # times (1 - p_t)^gamma, p_t = p y + (1 - p)(1 - y).
+    z, y = a["input"], a["target"]
+    prob = torch.sigmoid(z)
+    p_t = prob * y + (1.0 - prob) * (1.0 - y)
+    ce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    return _reduce(ce * (1.0 - p_t) ** p["gamma"], reduction)
+
+
+def _native(api: Any, names: tuple[str, ...] = ("input", "target"), params: tuple[str, ...] = (),
+            **fixed: Any) -> Impl:
+    """torch.nn.functional ``api`` on the named arguments, with the loss parameters
+    (same names in torch) and ``fixed`` options passed as keywords."""
+    def impl(a: dict[str, Any], reduction: str, p: dict[str, float]) -> torch.Tensor:
+        options = {name: p[name] for name in params}
+        return api_call(api, *(a[n] for n in names), reduction=reduction, **fixed, **options)
+    return impl
+
+
 NATIVE: dict[str, Impl] = {
-    "mse": lambda a, r, p: F.mse_loss(a["input"], a["target"], reduction=r),
-    "mae": lambda a, r, p: F.l1_loss(a["input"], a["target"], reduction=r),
-    "huber": lambda a, r, p: F.huber_loss(a["input"], a["target"], reduction=r, delta=p["delta"]),
-    "smooth_l1": lambda a, r, p: F.smooth_l1_loss(a["input"], a["target"], reduction=r, beta=p["beta"]),
-    "bce": lambda a, r, p: F.binary_cross_entropy(a["input"], a["target"], reduction=r),
-    "bce_logits": lambda a, r, p: F.binary_cross_entropy_with_logits(a["input"], a["target"], reduction=r),
-    "cross_entropy": lambda a, r, p: F.cross_entropy(a["input"], a["target"], reduction=r),
-    "soft_cross_entropy": lambda a, r, p: F.cross_entropy(a["input"], a["target"], reduction=r),
-    "nll": lambda a, r, p: F.nll_loss(a["input"], a["target"], reduction=r),
+    "mse": _native(F.mse_loss),
+    "mae": _native(F.l1_loss),
+    "huber": _native(F.huber_loss, params=("delta",)),
+    "smooth_l1": _native(F.smooth_l1_loss, params=("beta",)),
+    "poisson_nll": _native(F.poisson_nll_loss, log_input=False, full=False),
+    "gaussian_nll": _native(F.gaussian_nll_loss, ("input", "target", "var"), full=False),
+    "bce": _native(F.binary_cross_entropy),
+    "bce_logits": _native(F.binary_cross_entropy_with_logits),
+    "soft_margin": _native(F.soft_margin_loss),
+    "margin_ranking": _native(F.margin_ranking_loss, ("input", "input2", "target"), params=("margin",)),
+    "cross_entropy": _native(F.cross_entropy),
+    "soft_cross_entropy": _native(F.cross_entropy),
+    "nll": _native(F.nll_loss),
     "kl_div": _kl_div,
-    "multi_margin": lambda a, r, p: F.multi_margin_loss(a["input"], a["target"], margin=p["margin"], reduction=r),
+    "multi_margin": _native(F.multi_margin_loss, params=("margin",)),
+    "triplet_margin": _native(F.triplet_margin_loss, ("input", "positive", "negative"), params=("margin",)),
 }
 
 COMPOSED: dict[str, Impl] = {
     "log_cosh": _log_cosh,
+    "msle": lambda a, r, p: F.mse_loss(torch.log1p(a["input"]), torch.log1p(a["target"]), reduction=r),
+    "focal": _focal,
     "hinge": lambda a, r, p: _reduce(_hinge_margin(a), r),
     "squared_hinge": lambda a, r, p: _reduce(_hinge_margin(a) ** 2, r),
+    "categorical_ce": lambda a, r, p: _reduce(-torch.xlogy(a["target"], a["input"]).sum(dim=1), r),
     "categorical_hinge": _categorical_hinge,
     "contrastive": _contrastive,
+    "cosine_similarity": lambda a, r, p: _reduce(-F.cosine_similarity(a["input"], a["target"], dim=1), r),
+    "l2_penalty": lambda a, r, p: _reduce(a["input"] ** 2, r),
+    "l1_penalty": lambda a, r, p: _reduce(a["input"].abs(), r),
+}
+
+
+_INACCURATE = {
+    ("poisson_nll", "native"): "F.poisson_nll_loss(log_input=False) takes log(input + eps), eps=1e-8",
+    ("triplet_margin", "native"): "F.triplet_margin_loss adds eps=1e-6 to every difference before the norm",
+    ("msle", "composed"): "log1p(x) - log1p(y) cancels when x is close to y",
+    ("focal", "composed"): "1 - p_t, with p_t = sigmoid(z), cancels when p_t is close to 1",
 }
 
 
@@ -91,6 +130,9 @@ class TorchAdapter(Adapter):
 
     def devices(self) -> list[str]:
         return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+    def settings(self) -> dict[str, Any]:
+        return {"torch.get_default_dtype()": str(torch.get_default_dtype())}
 
     def device_name(self, device: str) -> str:
         return torch.cuda.get_device_name(0) if device == "cuda" else super().device_name(device)
@@ -109,6 +151,9 @@ class TorchAdapter(Adapter):
         if loss == "multi_margin" and device == "cpu" and dtype in ("float16", "bfloat16"):
             return f"torch has no {dtype} CPU kernel for multi_margin_loss"
         return None
+
+    def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
+        return _INACCURATE.get((loss, impl))
 
     def context(self, device: str) -> torch.no_grad:
         return torch.no_grad()

@@ -1,2 +1,2 @@
 """Loss families; importing this package registers every loss."""
-from harness.losses import classification, embedding, margin, regression  # noqa: F401
+from harness.losses import classification, embedding, margin, penalty, regression  # noqa: F401

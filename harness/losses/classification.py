@@ -2,7 +2,7 @@
 from reference import formulas as mp
 
 from harness.registry import register
-from harness.spec import ArgSpec, Domain, Layout, LossSpec
+from harness.spec import ArgSpec, Domain, Layout, LossSpec, ParamSpec
 
 _CLASS_TARGET = ArgSpec("target", Domain.CLASS_INDEX, per_row=True)
 # Losses of probabilities only: no intermediate can overflow, so no near_overflow regime.
@@ -41,4 +41,20 @@ register(LossSpec(
     (ArgSpec("input", Domain.DISTRIBUTION), ArgSpec("target", Domain.DISTRIBUTION)),
     mp.kl_div,
     regimes=_PROBABILITY_REGIMES,
+))
+register(LossSpec(
+    "categorical_ce", "classification", "-sum_c q_c log p_c, p = input row (probabilities), q = target row",
+    Layout.ROWWISE,
+    (ArgSpec("input", Domain.DISTRIBUTION), ArgSpec("target", Domain.DISTRIBUTION)),
+    mp.categorical_ce,
+    regimes=_PROBABILITY_REGIMES,
+))
+register(LossSpec(
+    "focal", "classification",
+    "-(1 - p_t)^gamma log p_t, p_t = sigmoid(z) for label 1, 1 - sigmoid(z) for label 0; z = input (logits)",
+    Layout.ELEMENTWISE,
+    (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.BINARY_LABEL)),
+    mp.focal,
+    params=(ParamSpec("gamma", 2.0, minimum=0.0),),
+    regimes=("typical", "wide", "saturated", "near_overflow", "edge"),
 ))

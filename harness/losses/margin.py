@@ -20,3 +20,12 @@ register(LossSpec(
     "categorical_hinge", "margin", "max(0, 1 + max_{j != t} s_j - s_t)",
     Layout.ROWWISE, _CLASS_SCORES, mp.categorical_hinge,
 ))
+register(LossSpec(
+    "soft_margin", "margin", "log(1 + exp(-y s)), y in {-1, +1}", Layout.ELEMENTWISE, _SIGNED, mp.soft_margin,
+))
+register(LossSpec(
+    "margin_ranking", "margin", "max(0, -y (x1 - x2) + margin), x1 = input, x2 = input2, y = target in {-1, +1}",
+    Layout.ELEMENTWISE, (*_SIGNED, ArgSpec("input2", Domain.REAL)), mp.margin_ranking,
+    params=(ParamSpec("margin", 0.0),),
+    regimes=("typical", "wide", "near_overflow", "cancellation", "edge"),
+))

@@ -21,3 +21,24 @@ register(LossSpec(
     params=(ParamSpec("beta", 1.0, minimum=0.0, minimum_inclusive=False),),
 ))
 register(LossSpec("log_cosh", "regression", "log(cosh(x - y))", Layout.ELEMENTWISE, _REAL_PAIR, mp.log_cosh))
+
+_COUNT_REGIMES = ("typical", "wide", "cancellation", "edge")
+
+register(LossSpec(
+    "msle", "regression", "(log1p(x) - log1p(y))^2, x, y >= 0",
+    Layout.ELEMENTWISE,
+    (ArgSpec("input", Domain.NONNEGATIVE), ArgSpec("target", Domain.NONNEGATIVE)),
+    mp.msle, regimes=_COUNT_REGIMES,
+))
+register(LossSpec(
+    "poisson_nll", "regression", "x - y log x, x = input (rate) > 0, y = target >= 0 (Stirling term omitted)",
+    Layout.ELEMENTWISE,
+    (ArgSpec("input", Domain.POSITIVE), ArgSpec("target", Domain.NONNEGATIVE)),
+    mp.poisson_nll, regimes=_COUNT_REGIMES,
+))
+register(LossSpec(
+    "gaussian_nll", "regression", "(log v + (x - y)^2 / v) / 2, v = var > 0 (constant term omitted)",
+    Layout.ELEMENTWISE,
+    (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.REAL), ArgSpec("var", Domain.POSITIVE)),
+    mp.gaussian_nll, regimes=("typical", "wide", "near_overflow", "cancellation", "edge"),
+))
