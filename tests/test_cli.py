@@ -97,6 +97,16 @@ def test_params_and_extra_args_reach_the_reference(capsys: pytest.CaptureFixture
     assert record["reference_float64"] == 12.5  # d = 5, l d^2 / 2
 
 
+def test_losses_without_target(capsys: pytest.CaptureFixture[str]) -> None:
+    # The penalty is the sum by default: 3^2 + 4^2 = 25 exactly.
+    penalty = eval_json(capsys, "l2_penalty", "--framework", "numpy", "--dtype", "float32", "--input", "[3, 4]")
+    assert (penalty["reduction"], penalty["value"], penalty["reference_float64"]) == ("sum", 25.0, 25.0)
+    # Anchor (0, 0), positive (3, 4), negative (1, 0): max(0, 5 - 1 + 0.5) = 4.5.
+    triplet = eval_json(capsys, "triplet_margin", "--framework", "numpy", "--dtype", "float64", "--input", "[[0, 0]]",
+                        "--arg", "positive=[[3, 4]]", "--arg", "negative=[[1, 0]]", "--param", "margin=0.5")
+    assert triplet["reference_float64"] == 4.5 and triplet["value"] == 4.5 and triplet["params"] == {"margin": 0.5}
+
+
 def test_escalated_reference_reports_its_precision(capsys: pytest.CaptureFixture[str]) -> None:
     eps = 2.0**-30
     record = eval_json(capsys, "kl_div", "--framework", "numpy", "--dtype", "float64",
@@ -177,6 +187,19 @@ BAD_INPUTS = {
                             "--target", "[1]", "--param", "delta=big"], "needs a number"),
     "param without value": (BASE + ["--input", "[1]", "--target", "[1]", "--param", "delta"], "NAME=VALUE"),
     "empty input": (BASE + ["--input", "[]", "--target", "[]"], "is empty"),
+    "missing target": (BASE + ["--input", "[1]"], "needs argument 'target'"),
+    "target for a penalty": (["eval", "l2_penalty", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
+                              "--target", "[1]"], "l2_penalty has no argument 'target'"),
+    "negative msle value": (["eval", "msle", "--framework", "numpy", "--dtype", "float32", "--input", "[-0.5]",
+                             "--target", "[1]"], "msle: input must be values >= 0"),
+    "zero poisson rate": (["eval", "poisson_nll", "--framework", "numpy", "--dtype", "float32", "--input", "[0]",
+                           "--target", "[1]"], "poisson_nll: input must be values > 0"),
+    "zero variance": (["eval", "gaussian_nll", "--framework", "numpy", "--dtype", "float32", "--input", "[0]",
+                       "--target", "[1]", "--arg", "var=[0]"], "gaussian_nll: var must be values > 0"),
+    "triplet without negative": (["eval", "triplet_margin", "--framework", "numpy", "--dtype", "float32",
+                                  "--input", "[[0, 0]]", "--arg", "positive=[[1, 0]]"], "needs argument 'negative'"),
+    "negative focal gamma": (["eval", "focal", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
+                              "--target", "[1]", "--param", "gamma=-1"], "gamma must be >= 0"),
     "unknown list section": (["list", "gpus"], "invalid choice: 'gpus'"),
     "sweep unknown loss": (["sweep", "--loss", "mse", "nosuch"], "unknown loss 'nosuch'"),
     "sweep unknown impl": (["sweep", "--impl", "fast"], "unknown impl 'fast'"),

@@ -83,3 +83,22 @@ def test_labels_and_indices_come_from_their_sets() -> None:
     ce = regimes.generate(registry.get("cross_entropy"), "float32", "typical", 0, 500)
     assert ce["target"].min() >= 0 and ce["target"].max() < ce["input"].shape[1]
     assert registry.get("hinge").arg("target").domain is Domain.SIGN_LABEL
+
+
+def test_cancellation_of_the_further_losses() -> None:
+    triplet = regimes.generate(registry.get("triplet_margin"), "float32", "cancellation", 0, 1000)
+    steps = _ulps_apart(triplet["negative"], triplet["positive"])
+    assert steps.min() >= 1 and steps.max() <= 4  # |a - n| within a few ulps of |a - p|
+    poisson = regimes.generate(registry.get("poisson_nll"), "float16", "cancellation", 0, 1000)
+    assert np.all(poisson["input"] > 0)  # a rate nudged below its smallest value stays positive
+    near = poisson["target"] > 2.0**-14  # normal targets: the nudge is 1 to 4 float16 steps
+    ratio = np.abs(poisson["input"][near] / poisson["target"][near] - 1)
+    assert np.all((ratio > 0) & (ratio <= 4 * 2.0**-10))
+
+
+def test_positive_arguments_never_reach_zero() -> None:
+    for regime in registry.get("gaussian_nll").regimes:
+        var = regimes.generate(registry.get("gaussian_nll"), "float16", regime, 0, 2000)["var"]
+        assert np.all(var[~np.isnan(var)] > 0), regime
+    edge = regimes.generate(registry.get("msle"), "bfloat16", "edge", 0, 500)["input"]
+    assert 0.0 in edge.tolist() and np.nanmin(edge) >= 0  # non-negative edges include 0
