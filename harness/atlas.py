@@ -23,7 +23,7 @@ import numpy as np
 from harness import adapters, metrics, registry, regimes
 from harness.adapters.base import Adapter, recording
 from harness.adapters.numpy_adapter import DTYPES as NUMPY_DTYPES
-from harness.evaluate import compute_reference
+from harness.evaluate import compute_reference, json_number, jsonable, reference_decimal
 from harness.spec import DTYPES, Domain, Layout, LossSpec
 from reference.escalation import RefValue
 from reference.formats import round_mpf
@@ -31,6 +31,7 @@ from reference.formats import round_mpf
 ATLAS_WIDTH = 3  # classes / features per row: short rows stay readable
 EDGE_DRAWS = 96  # edge items drawn per loss, before duplicates are dropped
 ROUNDING_ULPS = 4.0  # up to this, a finite deviation is rounding
+DIGITS = 17  # significant digits of the exact values shown
 
 # Deviation classes, from the metric's non-finite classes and the ULP error.
 EXACT, ROUNDING, INACCURATE, EPSILON = "exact", "rounding", "inaccurate", "epsilon"
@@ -82,20 +83,8 @@ class AtlasEntry:
         return asdict(self) | {"deviation_counts": self.counts()}
 
 
-def _json_number(value: float) -> float | str:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
-def _decimal(ref: RefValue) -> str | None:
-    if not ref.settled:
-        return None
-    if not mpmath.isfinite(ref.value):
-        return str(_json_number(float(ref.value)))
-    return mpmath.nstr(ref.value, 17)
+def _exact(ref: RefValue) -> str | None:
+    return reference_decimal(ref.value, DIGITS) if ref.settled else None
 
 
 def edge_inputs(spec: LossSpec, dtype: str) -> dict[str, np.ndarray]:
@@ -109,19 +98,6 @@ def edge_inputs(spec: LossSpec, dtype: str) -> dict[str, np.ndarray]:
 
 def _item(spec: LossSpec, arrays: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
     return {a.name: arrays[a.name][i:i + 1] for a in spec.args}
-
-
-def _json_inputs(item: dict[str, np.ndarray]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, values in item.items():
-        first = values[0]
-        if values.dtype.kind == "i":
-            out[name] = int(first)
-        elif np.ndim(first):
-            out[name] = [_json_number(float(v)) for v in first]
-        else:
-            out[name] = _json_number(float(first))
-    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -191,13 +167,13 @@ def _probe(adapter: Adapter, spec: LossSpec, impl: str, dtype: str, epsilons: li
     probes = []
     for i, ref in enumerate(refs):
         item = _item(spec, arrays, i)
-        inputs = _json_inputs(item)
+        inputs = {name: jsonable(values)[0] for name, values in item.items()}
         try:
             output = adapter.run(spec, impl, item, dtype, "cpu", spec.default_reduction, params)
             value = float(output.values[0])
         except Exception as exc:  # the framework refusing an input is a convention too
             text = str(exc).strip().splitlines()
-            probes.append(EdgeProbe(inputs, None, _decimal(ref), ERROR,
+            probes.append(EdgeProbe(inputs, None, _exact(ref), ERROR,
                                     note=f"{type(exc).__name__}: {text[0] if text else ''}"[:200]))
             continue
         deviation, ulp = _deviation(value, ref, dtype)
@@ -205,7 +181,7 @@ def _probe(adapter: Adapter, spec: LossSpec, impl: str, dtype: str, epsilons: li
         if deviation in (INACCURATE, CLAMPED) and epsilons:
             note = _explained_by_epsilon(spec, item, value, dtype, output.result_dtype, epsilons)
             deviation = EPSILON if note else deviation
-        probes.append(EdgeProbe(inputs, _json_number(value), _decimal(ref), deviation, ulp, note))
+        probes.append(EdgeProbe(inputs, json_number(value), _exact(ref), deviation, ulp, note))
     return tuple(probes)
 
 

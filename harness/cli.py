@@ -7,7 +7,6 @@ import argparse
 import csv
 import functools
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -18,13 +17,12 @@ from tqdm import tqdm
 
 from harness import adapters, atlas, registry
 from harness.adapters import FRAMEWORKS, FrameworkUnavailable
-from harness.evaluate import evaluate
+from harness.evaluate import evaluate, json_number, reference_decimal
 from harness.inputs import InputError, parse_json, prepare
 from harness.refsets import ReferenceCache
 from harness.spec import ALL_REGIMES, DEVICES, DTYPES, REDUCTIONS, Case, Result
 from harness.store import DEFAULT_DB, StoreError, open_store
 from harness.sweep import DEFAULT_CELL_TIMEOUT, SweepConfig, default_config, run_sweep
-from reference import escalation
 from reference.formats import FORMATS
 
 LIST_WHAT = ("losses", "frameworks", "dtypes", "devices")
@@ -166,25 +164,6 @@ def _case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
     return case, raw
 
 
-def _number(value: float | None) -> float | str | None:
-    if value is None:
-        return None
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
-def _decimal(ref: escalation.RefValue) -> str:
-    """At least 25 significant digits (30 shown), or inf / -inf / nan."""
-    import mpmath
-
-    if not mpmath.isfinite(ref.value):
-        return str(_number(float(ref.value)))
-    return mpmath.nstr(ref.value, 30, strip_zeros=False, min_fixed=-5, max_fixed=30)
-
-
 def result_json(result: Result, version: str) -> dict[str, Any]:
     case = result.case
     per_item = case.reduction == "none"
@@ -204,16 +183,16 @@ def result_json(result: Result, version: str) -> dict[str, Any]:
         "device": case.device,
         "reduction": case.reduction,
         "params": dict(case.params),
-        "value": shaped([_number(v) for v in result.values]),
+        "value": shaped([json_number(v) for v in result.values]),
         "result_dtype": result.result_dtype,
-        "reference": shaped([_decimal(r) if r.settled else None for r in result.reference]),
-        "reference_float64": shaped([_number(float(r.value)) if r.settled else None for r in result.reference]),
-        "reference_rounded": shaped([_number(v) if r.settled else None
+        "reference": shaped([reference_decimal(r.value) if r.settled else None for r in result.reference]),
+        "reference_float64": shaped([json_number(float(r.value)) if r.settled else None for r in result.reference]),
+        "reference_rounded": shaped([json_number(v) if r.settled else None
                                      for v, r in zip(result.reference_rounded, result.reference)]),
         "reference_status": shaped(["settled" if s else "unsettled" for s in settled]),
         "reference_precision_bits": max(r.precision for r in result.reference),
         "ulp_error": shaped(list(result.ulp_errors)),
-        "rel_error": shaped([_number(v) for v in result.rel_errors]),
+        "rel_error": shaped([json_number(v) for v in result.rel_errors]),
         "nonfinite": shaped(list(result.nonfinite)),
         "error": result.error,
     }

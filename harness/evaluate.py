@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import shlex
 from collections.abc import Mapping
 
@@ -80,7 +81,7 @@ def repro_command(case: Case, arrays: Mapping[str, np.ndarray]) -> str:
     for name, value in case.params:
         parts += ["--param", f"{name}={value!r}"]
     for a in spec.args:
-        data = json.dumps(_jsonable(arrays[a.name]))
+        data = json.dumps(jsonable(arrays[a.name]))
         if a.name in ("input", "target"):
             parts += [f"--{a.name}", data]
         else:
@@ -88,15 +89,26 @@ def repro_command(case: Case, arrays: Mapping[str, np.ndarray]) -> str:
     return shlex.join(parts + ["--json"])
 
 
-def _jsonable(array: np.ndarray) -> list:
+def jsonable(array: np.ndarray) -> list:
+    """An input array as the JSON the CLI reads: nested lists, non-finite values as strings."""
     if array.dtype.kind == "i":
         return array.tolist()
-    return [_json_number(v) for v in array.ravel().tolist()] if array.ndim == 1 else [_jsonable(row) for row in array]
+    return [json_number(v) for v in array.ravel().tolist()] if array.ndim == 1 else [jsonable(row) for row in array]
 
 
-def _json_number(value: float) -> float | str:
-    if value != value:
+def json_number(value: float | None) -> float | str | None:
+    """A float as JSON has it: "nan", "inf" and "-inf" as strings (None stays None)."""
+    if value is None:
+        return None
+    if math.isnan(value):
         return "nan"
-    if value in (float("inf"), float("-inf")):
+    if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return value
+
+
+def reference_decimal(value: mpmath.mpf, digits: int = 30) -> str:
+    """A reference value in decimal (``digits`` significant), or inf / -inf / nan."""
+    if not mpmath.isfinite(value):
+        return str(json_number(float(value)))
+    return mpmath.nstr(value, digits, strip_zeros=False, min_fixed=-5, max_fixed=digits)

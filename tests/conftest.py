@@ -1,9 +1,11 @@
-"""Shared helpers: random values spread over a dtype's whole exponent range."""
+"""Shared helpers: random values spread over a dtype's whole exponent range,
+and skipping what needs a framework this installation lacks."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from harness import adapters
 from harness.adapters.numpy_adapter import DTYPES
 from reference.formats import FORMATS
 
@@ -21,3 +23,11 @@ def wide_values(rng: np.random.Generator, dtype: str, count: int) -> np.ndarray:
 @pytest.fixture(params=list(FORMATS))
 def dtype(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+def need(framework: str) -> None:
+    """Skip the calling test when ``framework`` is not available here."""
+    try:
+        adapters.load(framework)
+    except adapters.FrameworkUnavailable as exc:
+        pytest.skip(str(exc))

@@ -9,16 +9,15 @@ import sqlite3
 import numpy as np
 import pytest
 
-from harness import adapters, atlas, registry
+from harness import atlas, registry
 from harness.cli import main
 from harness.store import open_store
 
+from conftest import need
+
 
 def _entry(framework: str, loss: str, impl: str, dtype: str = "float32") -> dict:
-    try:
-        adapters.load(framework)
-    except adapters.FrameworkUnavailable as exc:
-        pytest.skip(str(exc))
+    need(framework)
     return atlas.entry(framework, loss, impl, dtype).to_json()
 
 

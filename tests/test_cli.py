@@ -14,6 +14,8 @@ import pytest
 from harness import adapters
 from harness.cli import main
 
+from conftest import need
+
 REQUIRED_KEYS = {"loss", "framework", "impl", "dtype", "device", "reduction", "value", "result_dtype", "reference",
                  "reference_float64", "ulp_error", "rel_error", "nonfinite"}
 
@@ -30,20 +32,13 @@ def eval_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
     return json.loads(out)
 
 
-def _need(framework: str) -> None:
-    try:
-        adapters.load(framework)
-    except adapters.FrameworkUnavailable as exc:
-        pytest.skip(str(exc))
-
-
 def _significant_digits(decimal: str) -> int:
     mantissa = decimal.lstrip("-").split("e")[0].replace(".", "").lstrip("0")
     return len(mantissa)
 
 
 def test_torch_bce_clamps_log_at_minus_100(capsys: pytest.CaptureFixture[str]) -> None:
-    _need("torch")
+    need("torch")
     record = eval_json(capsys, "bce", "--framework", "torch", "--dtype", "float32", "--input", "[0.0]",
                        "--target", "[1.0]")
     assert REQUIRED_KEYS <= set(record)
@@ -55,7 +50,7 @@ def test_torch_bce_clamps_log_at_minus_100(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_keras_bce_clips_probabilities_at_epsilon(capsys: pytest.CaptureFixture[str]) -> None:
-    _need("tensorflow")
+    need("tensorflow")
     import keras
 
     record = eval_json(capsys, "bce", "--framework", "tensorflow", "--dtype", "float32", "--input", "[0.0]",
@@ -115,7 +110,7 @@ def test_escalated_reference_reports_its_precision(capsys: pytest.CaptureFixture
 
 
 def test_framework_error_is_reported_with_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    _need("torch")
+    need("torch")
     code, out, _ = run_cli(capsys, "eval", "multi_margin", "--framework", "torch", "--dtype", "float16",
                            "--input", "[[1, 2, 3]]", "--target", "[0]", "--json")
     record = json.loads(out)
@@ -242,7 +237,7 @@ def test_unavailable_framework(capsys: pytest.CaptureFixture[str], monkeypatch: 
 
 
 def test_unavailable_device(capsys: pytest.CaptureFixture[str]) -> None:
-    _need("torch")
+    need("torch")
     if "cuda" in adapters.load("torch").devices():
         pytest.skip("this machine has a CUDA device")
     code, _, err = run_cli(capsys, "eval", "mse", "--framework", "torch", "--dtype", "float32", "--device", "cuda",
