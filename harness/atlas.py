@@ -22,7 +22,6 @@ import numpy as np
 
 from harness import adapters, metrics, registry, regimes
 from harness.adapters.base import Adapter, recording
-from harness.adapters.numpy_adapter import DTYPES as NUMPY_DTYPES
 from harness.evaluate import compute_reference, json_number, jsonable, reference_decimal
 from harness.spec import DTYPES, Domain, Layout, LossSpec
 from reference.escalation import RefValue
@@ -122,19 +121,18 @@ def _explained_by_epsilon(spec: LossSpec, item: dict[str, np.ndarray], value: fl
     with eps added to a positive argument, or with that argument floored at eps
     (eps and 1 - eps rounded to the dtype the framework computed in). Every
     explanation that fits is named: tiny inputs cannot tell eps + x from max(x, eps)."""
-    if not math.isfinite(value) or compute_dtype not in NUMPY_DTYPES:
+    if not math.isfinite(value) or compute_dtype not in DTYPES:
         return None
-    kind = NUMPY_DTYPES[compute_dtype]
     probabilities = [a.name for a in spec.args if a.domain in (Domain.PROBABILITY, Domain.DISTRIBUTION)]
     positives = [a.name for a in spec.args if a.domain in (Domain.POSITIVE, Domain.NONNEGATIVE)]
     for eps in epsilons:
-        low, high = np.array([eps, 1 - eps]).astype(kind).astype(np.float64)
+        low, high = regimes.in_dtype(np.array([eps, 1 - eps]), compute_dtype)
         candidates = []
         if probabilities:
             candidates.append((f"probabilities clipped to [{eps:g}, 1 - {eps:g}]",
                                {n: np.clip(v, low, high) if n in probabilities else v for n, v in item.items()}))
         for name in positives:
-            candidates.append((f"{eps:g} added to {name}", item | {name: (item[name] + low).astype(kind).astype(float)}))
+            candidates.append((f"{eps:g} added to {name}", item | {name: regimes.in_dtype(item[name] + low, compute_dtype)}))
             candidates.append((f"{name} floored at {eps:g}", item | {name: np.maximum(item[name], low)}))
         fits = [note for note, moved in candidates
                 if not all(np.array_equal(moved[n], item[n], equal_nan=True) for n in item)

@@ -41,7 +41,8 @@ DEFAULT_WIDTH = 10  # classes / features per row of row-wise losses
 Generator = Callable[[Domain, tuple[int, ...], np.random.Generator, str], np.ndarray]
 
 
-def _in_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+def in_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    """``values`` rounded into ``dtype``, held as float64 (overflow gives inf)."""
     with np.errstate(over="ignore"):
         return np.asarray(values, dtype=np.float64).astype(DTYPES[dtype]).astype(np.float64)
 
@@ -79,13 +80,13 @@ def _rows_sum_to_one(weights: np.ndarray) -> np.ndarray:
 
 def _typical(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
     if domain is Domain.REAL:
-        return _in_dtype(rng.standard_normal(shape), dtype)
+        return in_dtype(rng.standard_normal(shape), dtype)
     if domain in _POSITIVE_REALS:
-        return _into_domain(_in_dtype(rng.exponential(1.0, shape), dtype), domain, dtype)
+        return _into_domain(in_dtype(rng.exponential(1.0, shape), dtype), domain, dtype)
     if domain is Domain.PROBABILITY:
-        return _in_dtype(rng.uniform(0.0, 1.0, shape), dtype)
+        return in_dtype(rng.uniform(0.0, 1.0, shape), dtype)
     if domain is Domain.DISTRIBUTION:
-        return _in_dtype(_rows_sum_to_one(rng.uniform(0.05, 1.0, shape)), dtype)
+        return in_dtype(_rows_sum_to_one(rng.uniform(0.05, 1.0, shape)), dtype)
     return _labels(domain, shape, rng)
 
 
@@ -93,30 +94,30 @@ def _wide(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtyp
     fmt = FORMATS[dtype]
     tiny, top = float(fmt.smallest_subnormal), float(fmt.max_finite)
     if domain is Domain.REAL:
-        return _in_dtype(_signs(rng, shape) * _log_uniform(rng, tiny, top, shape), dtype)
+        return in_dtype(_signs(rng, shape) * _log_uniform(rng, tiny, top, shape), dtype)
     if domain in _POSITIVE_REALS:
-        return _into_domain(_in_dtype(_log_uniform(rng, tiny, top, shape), dtype), domain, dtype)
+        return _into_domain(in_dtype(_log_uniform(rng, tiny, top, shape), dtype), domain, dtype)
     if domain is Domain.PROBABILITY:
-        return _in_dtype(_log_uniform(rng, tiny, 1.0, shape), dtype)
+        return in_dtype(_log_uniform(rng, tiny, 1.0, shape), dtype)
     if domain is Domain.DISTRIBUTION:
-        return _in_dtype(_rows_sum_to_one(_log_uniform(rng, 2.0**-60, 1.0, shape)), dtype)
+        return in_dtype(_rows_sum_to_one(_log_uniform(rng, 2.0**-60, 1.0, shape)), dtype)
     return _labels(domain, shape, rng)
 
 
 def _saturated(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
     tiny = float(FORMATS[dtype].smallest_subnormal)
     if domain is Domain.REAL:
-        return _in_dtype(_signs(rng, shape) * _log_uniform(rng, 10.0, 1e4, shape), dtype)
+        return in_dtype(_signs(rng, shape) * _log_uniform(rng, 10.0, 1e4, shape), dtype)
     if domain in _POSITIVE_REALS:
-        return _in_dtype(_log_uniform(rng, 10.0, 1e4, shape), dtype)
+        return in_dtype(_log_uniform(rng, 10.0, 1e4, shape), dtype)
     if domain is Domain.PROBABILITY:
         near = _log_uniform(rng, tiny, 1e-3, shape)
-        return _in_dtype(np.where(rng.random(shape) < 0.5, near, 1.0 - near), dtype)
+        return in_dtype(np.where(rng.random(shape) < 0.5, near, 1.0 - near), dtype)
     if domain is Domain.DISTRIBUTION:
         weights = _log_uniform(rng, tiny, 1e-3, shape)
         hot = rng.integers(0, shape[-1], size=shape[:-1])
         np.put_along_axis(weights, hot[..., None], 1.0, axis=-1)
-        return _in_dtype(_rows_sum_to_one(weights), dtype)
+        return in_dtype(_rows_sum_to_one(weights), dtype)
     return _labels(domain, shape, rng)
 
 
@@ -124,9 +125,9 @@ def _near_overflow(domain: Domain, shape: tuple[int, ...], rng: np.random.Genera
     top = float(FORMATS[dtype].max_finite)
     magnitudes = _log_uniform(rng, 2 * math.log(top), math.sqrt(top) / 2, shape)
     if domain is Domain.REAL:
-        return _in_dtype(_signs(rng, shape) * magnitudes, dtype)
+        return in_dtype(_signs(rng, shape) * magnitudes, dtype)
     if domain in _POSITIVE_REALS:
-        return _in_dtype(magnitudes, dtype)
+        return in_dtype(magnitudes, dtype)
     return _typical(domain, shape, rng, dtype)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from harness import registry
 from harness.evaluate import compute_reference
-from harness.adapters.numpy_adapter import DTYPES
+from harness.regimes import in_dtype
 from harness.spec import Domain, Layout
 from reference.formats import round_mpf, round_rational, get_format
 
@@ -74,21 +74,17 @@ def _inputs(loss: str, dtype: str, seed: int) -> dict[str, np.ndarray]:
         # Moderate magnitudes so that margins are active, plus a few wide values.
         scores = rng.standard_normal((rows, width)).astype(np.float32).astype(np.float64)
         scores[0] = wide_values(rng, dtype, width) if dtype != "float64" else scores[0] * 1e-300
-        return {"input": _in_dtype(scores, dtype), "target": rng.integers(0, width, size=rows)}
+        return {"input": in_dtype(scores, dtype), "target": rng.integers(0, width, size=rows)}
     arrays: dict[str, np.ndarray] = {}
     for arg in spec.args:
         if arg.domain is Domain.SIGN_LABEL:
             arrays[arg.name] = rng.choice([-1.0, 1.0], size=12)
         elif "input" in arrays:
             near = arrays["input"][:4] * (1 + 2.0**-9)
-            arrays[arg.name] = _in_dtype(np.concatenate([near, wide_values(rng, dtype, 8)]), dtype)
+            arrays[arg.name] = in_dtype(np.concatenate([near, wide_values(rng, dtype, 8)]), dtype)
         else:
             arrays[arg.name] = wide_values(rng, dtype, 12)
     return arrays
-
-
-def _in_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
-    return values.astype(DTYPES[dtype]).astype(np.float64)
 
 
 # IEEE-754: a float64 rounds to infinity from 2**1024 - 2**970 up (max + half ulp).
