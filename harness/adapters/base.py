@@ -90,10 +90,13 @@ class Output:
 
 class Adapter(ABC):
     """One framework. ``impls`` maps impl name -> loss name -> implementation;
-    ``known_failures`` lists cells the framework itself cannot run, with why."""
+    ``known_failure`` says which cells the framework itself cannot run, and why."""
 
     name: str
     impls: Mapping[str, Mapping[str, Impl]]
+    # (loss, impl, dtype, or None for every dtype) -> why that cell is far less
+    # accurate than its dtype allows; the cell tests check each still shows.
+    inaccurate: Mapping[tuple[str, str, str | None], str] = {}
 
     @abstractmethod
     def version(self) -> str: ...
@@ -113,8 +116,8 @@ class Adapter(ABC):
         return None
 
     def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
-        """Why this native cell is far less accurate than its dtype allows, if it is."""
-        return None
+        """Why this cell is far less accurate than its dtype allows, if it is."""
+        return self.inaccurate.get((loss, impl, dtype)) or self.inaccurate.get((loss, impl, None))
 
     def settings(self) -> dict[str, Any]:
         """Framework-wide settings that change loss values, read from the framework."""

@@ -141,16 +141,16 @@ COMPOSED: dict[str, Impl] = {
 }
 
 
-_INACCURATE = {
-    "poisson_nll": "keras Poisson takes log(y_pred + epsilon()), epsilon 1e-7",
-    "msle": "keras MeanSquaredLogarithmicError subtracts log(y_pred + 1) and log(y_true + 1), "
-            "which cancels when they are close",
-}
-
-
 class TensorFlowAdapter(Adapter):
     name = "tensorflow"
     impls = {"native": NATIVE, "composed": COMPOSED}
+    inaccurate = {
+        ("log_cosh", "native", "float64"): "keras LogCosh subtracts log(2.0) computed in float32, then cast to float64",
+        ("log_cosh", "native", "float32"): "keras LogCosh computes x + softplus(-2x) - log(2), which cancels for small x",
+        ("poisson_nll", "native", None): "keras Poisson takes log(y_pred + epsilon()), epsilon 1e-7",
+        ("msle", "native", None): "keras MeanSquaredLogarithmicError subtracts log(y_pred + 1) and log(y_true + 1), "
+                                  "which cancels when they are close",
+    }
 
     def version(self) -> str:
         return f"{tf.__version__} (keras {keras.__version__})"
@@ -172,13 +172,6 @@ class TensorFlowAdapter(Adapter):
 
     def to_output(self, result: tf.Tensor) -> Output:
         return Output(np.asarray(result.numpy()).astype(np.float64).reshape(-1), result.dtype.name)
-
-    def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
-        if loss == "log_cosh" and dtype == "float64":
-            return "keras LogCosh subtracts log(2.0) computed in float32, then cast to float64"
-        if loss == "log_cosh" and dtype == "float32":
-            return "keras LogCosh computes x + softplus(-2x) - log(2), which cancels for small x"
-        return _INACCURATE.get(loss)
 
     def context(self, device: str) -> Any:
         return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")

@@ -113,17 +113,15 @@ COMPOSED: dict[str, Impl] = {
 }
 
 
-_INACCURATE = {
-    ("poisson_nll", "native"): "F.poisson_nll_loss(log_input=False) takes log(input + eps), eps=1e-8",
-    ("triplet_margin", "native"): "F.triplet_margin_loss adds eps=1e-6 to every difference before the norm",
-    ("msle", "composed"): "log1p(x) - log1p(y) cancels when x is close to y",
-    ("focal", "composed"): "1 - p_t, with p_t = sigmoid(z), cancels when p_t is close to 1",
-}
-
-
 class TorchAdapter(Adapter):
     name = "torch"
     impls = {"native": NATIVE, "composed": COMPOSED}
+    inaccurate = {
+        ("poisson_nll", "native", None): "F.poisson_nll_loss(log_input=False) takes log(input + eps), eps=1e-8",
+        ("triplet_margin", "native", None): "F.triplet_margin_loss adds eps=1e-6 to every difference before the norm",
+        ("msle", "composed", None): "log1p(x) - log1p(y) cancels when x is close to y",
+        ("focal", "composed", None): "1 - p_t, with p_t = sigmoid(z), cancels when p_t is close to 1",
+    }
 
     def version(self) -> str:
         return torch.__version__
@@ -151,9 +149,6 @@ class TorchAdapter(Adapter):
         if loss == "multi_margin" and device == "cpu" and dtype in ("float16", "bfloat16"):
             return f"torch has no {dtype} CPU kernel for multi_margin_loss"
         return None
-
-    def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
-        return _INACCURATE.get((loss, impl))
 
     def context(self, device: str) -> torch.no_grad:
         return torch.no_grad()
