@@ -234,7 +234,6 @@ def log_cosh(x: mpf, y: mpf) -> mpf:
     return log1p(2 * s * s)
 
 
-
 def msle(x: mpf, y: mpf) -> mpf:
     # log1p(x) - log1p(y) = log((1 + x) / (1 + y)), with the ratio's distance from 1,
     # (x - y) / (1 + y), taken from the exact difference: no cancellation near x = y.
@@ -256,6 +255,7 @@ def gaussian_nll(x: mpf, y: mpf, var: mpf) -> mpf:
     d = sub(x, y)
     return half(log(var) + mul(d, d) / var)
 
+
 def bce(p: mpf, y: mpf) -> mpf:
     # log(1 - p) of the exact 1 - p: mpmath's log keeps full relative accuracy near 1.
     return -(weighted(y, log(p)) + weighted(sub(ONE, y), log(sub(ONE, p))))
@@ -271,7 +271,6 @@ def bce_logits(z: mpf, y: mpf) -> mpf:
     if linear and abs(z) > 1100 + _guard_log():
         return linear  # log1p(exp(-|z|)) < exp(-|z|) is below precision against >= 2**-1074 |z|
     return linear + log1p(exp(-abs(z)))
-
 
 
 def soft_margin(s: mpf, y: mpf) -> mpf:
@@ -335,10 +334,10 @@ def _kl_term(q: mpf, p: mpf) -> mpf:
     return p * log(p / q)  # p/q away from 1: log is well conditioned (1 + u would cancel)
 
 
-
 def categorical_ce(p: Sequence[mpf], q: Sequence[mpf]) -> mpf:
     """-sum_c q_c log p_c of the row as given (not renormalised); ``p`` is the input."""
     return exact_sum([weighted(qc, neg(log(pc))) for pc, qc in zip(p, q)])
+
 
 def kl_div(q: Sequence[mpf], p: Sequence[mpf]) -> mpf:
     """KL(p || q) for one row; ``q`` is the prediction (input), ``p`` the target."""
@@ -361,9 +360,15 @@ def categorical_hinge(s: Sequence[mpf], t: int) -> mpf:
     return max_or_zero(sub(add(ONE, max(others)), s[t]))
 
 
+def _squared_distance(a: Sequence[mpf], b: Sequence[mpf]) -> mpf:
+    """|a - b|^2, exact for finite rows."""
+    squares = [mul(d, d) for d in (sub(u, v) for u, v in zip(a, b))]
+    return exact_total(squares) if _all_finite(squares) else exact_sum(squares)
+
+
 def contrastive(x1: Sequence[mpf], label: mpf, x2: Sequence[mpf], margin: mpf) -> mpf:
     """(l d^2 + (1-l) max(0, m - d)^2) / 2 with d = |x1 - x2|; ``label`` is the target."""
-    d2 = exact_sum([mul(d, d) for d in (sub(a, b) for a, b in zip(x1, x2))])
+    d2 = _squared_distance(x1, x2)
     m2 = mul(margin, margin)
     if mpmath.isnan(d2) or m2 > d2:
         # m - d = (m^2 - d^2) / (m + d): exact numerator, so no cancellation near d = m.
@@ -371,13 +376,6 @@ def contrastive(x1: Sequence[mpf], label: mpf, x2: Sequence[mpf], margin: mpf) -
     else:
         gap = ZERO
     return half(weighted(label, d2) + weighted(sub(ONE, label), gap * gap))
-
-
-
-def _squared_distance(a: Sequence[mpf], b: Sequence[mpf]) -> mpf:
-    """|a - b|^2, exact for finite rows."""
-    squares = [mul(d, d) for d in (sub(u, v) for u, v in zip(a, b))]
-    return exact_total(squares) if _all_finite(squares) else exact_sum(squares)
 
 
 def cosine_similarity(x: Sequence[mpf], y: Sequence[mpf]) -> mpf:
