@@ -21,13 +21,14 @@ import mpmath
 import numpy as np
 
 from harness import adapters, metrics, registry, regimes
-from harness.adapters.base import Adapter, recording
+from harness.adapters.base import Adapter, ApiCall, recording
 from harness.evaluate import compute_reference, json_number, jsonable, reference_decimal
 from harness.spec import DTYPES, Domain, Layout, LossSpec
 from reference.escalation import RefValue
 from reference.formats import round_mpf
 
 ATLAS_WIDTH = 3  # classes / features per row: short rows stay readable
+PROBE_SIZE = 4 * ATLAS_WIDTH  # elements of the typical input the dtype, call and mean probes run (4 rows)
 EDGE_DRAWS = 96  # edge items drawn per loss, before duplicates are dropped
 ROUNDING_ULPS = 4.0  # up to this, a finite deviation is rounding
 DIGITS = 17  # significant digits of the exact values shown
@@ -183,21 +184,27 @@ def _probe(adapter: Adapter, spec: LossSpec, impl: str, dtype: str, epsilons: li
     return tuple(probes)
 
 
-def _result_dtypes(adapter: Adapter, spec: LossSpec, impl: str) -> dict[str, str]:
+def _typical(spec: LossSpec, dtype: str) -> dict[str, np.ndarray]:
+    return regimes.typical(spec, dtype, PROBE_SIZE, seed=1, width=ATLAS_WIDTH)
+
+
+def _run_each_dtype(adapter: Adapter, spec: LossSpec, impl: str) -> tuple[dict[str, str], tuple[ApiCall, ...]]:
+    """The dtype returned for each requested dtype, and the distinct API calls made
+    (an adapter may call differently per dtype: Keras gets dtype='float64')."""
     found = {}
-    for dtype in DTYPES:
-        arrays = regimes.typical(spec, dtype, 4 * ATLAS_WIDTH, seed=1, width=ATLAS_WIDTH)
-        try:
-            found[dtype] = adapter.run(spec, impl, arrays, dtype, "cpu", spec.default_reduction,
-                                       spec.resolve_params({})).result_dtype
-        except Exception as exc:
-            found[dtype] = f"error: {type(exc).__name__}"
-    return found
+    with recording() as calls:
+        for dtype in DTYPES:
+            try:
+                found[dtype] = adapter.run(spec, impl, _typical(spec, dtype), dtype, "cpu", spec.default_reduction,
+                                           spec.resolve_params({})).result_dtype
+            except Exception as exc:  # what was called before the failure is still what was called
+                found[dtype] = f"error: {type(exc).__name__}"
+    return found, tuple(dict.fromkeys(calls))
 
 
 def _mean_divisor(adapter: Adapter, spec: LossSpec, impl: str) -> str:
     """sum / mean on a typical float64 input, named when it is a count of the input."""
-    arrays = regimes.typical(spec, "float64", 4 * ATLAS_WIDTH, seed=1, width=ATLAS_WIDTH)
+    arrays = _typical(spec, "float64")
     params = spec.resolve_params({})
     try:
         total = float(adapter.run(spec, impl, arrays, "float64", "cpu", "sum", params).values[0])
@@ -214,18 +221,9 @@ def _mean_divisor(adapter: Adapter, spec: LossSpec, impl: str) -> str:
     return f"{ratio:.6g} (neither the rows nor the elements)"
 
 
-def _calls_and_source(adapter: Adapter, spec: LossSpec, impl: str) -> tuple[tuple[dict[str, Any], ...], str | None]:
-    arrays = regimes.typical(spec, "float32", 4 * ATLAS_WIDTH, seed=1, width=ATLAS_WIDTH)
-    with recording() as calls:
-        try:
-            adapter.run(spec, impl, arrays, "float32", "cpu", spec.default_reduction, spec.resolve_params({}))
-        except Exception:  # noqa: S110  (what was called before the failure is still what was called)
-            pass
-    recorded = tuple({"api": c.api, "passed": [[k, _plain(v)] for k, v in c.passed],
-                      "defaults": [[k, _plain(v)] for k, v in c.defaults]} for c in calls)
-    if recorded:
-        return recorded, None
-    return (), _source(adapter.impls[impl][spec.name])
+def _as_json(call: ApiCall) -> dict[str, Any]:
+    return {"api": call.api, "passed": [[k, _plain(v)] for k, v in call.passed],
+            "defaults": [[k, _plain(v)] for k, v in call.defaults]}
 
 
 def _plain(value: Any) -> Any:
@@ -244,10 +242,12 @@ def _source(function: Any) -> str:
 def entry(framework: str, loss: str, impl: str, dtype: str) -> AtlasEntry:
     adapter = adapters.load(framework)
     spec = registry.get(loss)
-    calls, composed = _calls_and_source(adapter, spec, impl)
+    result_dtypes, recorded = _run_each_dtype(adapter, spec, impl)
+    calls = tuple(_as_json(c) for c in recorded)
+    composed = None if calls else _source(adapter.impls[impl][spec.name])
     return AtlasEntry(
         loss, framework, adapter.version(), impl, dtype, calls, composed, adapter.settings(),
-        _result_dtypes(adapter, spec, impl), _mean_divisor(adapter, spec, impl),
+        result_dtypes, _mean_divisor(adapter, spec, impl),
         _probe(adapter, spec, impl, dtype, _epsilons(adapter, calls)),
     )
 
