@@ -20,7 +20,7 @@ from harness.adapters import FRAMEWORKS, FrameworkUnavailable
 from harness.evaluate import evaluate, json_number, reference_decimal
 from harness.inputs import InputError, parse_json, prepare
 from harness.refsets import ReferenceCache
-from harness.spec import ALL_REGIMES, DEVICES, DTYPES, REDUCTIONS, Case, Result
+from harness.spec import ALL_REGIMES, DEVICES, DTYPES, REDUCTIONS, Case, LossSpec, Result
 from harness.store import DEFAULT_DB, StoreError, open_store
 from harness.sweep import DEFAULT_CELL_TIMEOUT, SweepConfig, default_config, run_sweep
 from reference.formats import FORMATS
@@ -132,11 +132,15 @@ def _load_framework(name: str) -> adapters.Adapter:
         raise UsageError(str(exc)) from None
 
 
-def _case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
+def _spec(name: str) -> LossSpec:
     try:
-        spec = registry.get(args.loss)
+        return registry.get(name)
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
+
+
+def _case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
+    spec = _spec(args.loss)
     adapter = _load_framework(args.framework)
     impls = adapter.impl_names(spec.name)
     if not impls:
@@ -302,10 +306,8 @@ def _command_list(args: argparse.Namespace) -> int:
 
 def _sweep_config(args: argparse.Namespace) -> SweepConfig:
     defaults = default_config(quick=not args.full)
-    known = registry.names()
     for loss in args.loss or ():
-        if loss not in known:
-            raise UsageError(f"unknown loss {loss!r}; run 'lossbench list losses'")
+        _spec(loss)
     frameworks = tuple(dict.fromkeys(args.framework or defaults["frameworks"]))
     chosen = [FRAMEWORKS[name] for name in frameworks]
     if args.impl and all(fw.impls is not None for fw in chosen):
@@ -393,16 +395,13 @@ def _format_cell(value: Any) -> str:
 
 
 def _command_atlas(args: argparse.Namespace) -> int:
-    known = registry.names()
-    for loss in args.loss or ():
-        if loss not in known:
-            raise UsageError(f"unknown loss {loss!r}; run 'lossbench list losses'")
+    losses = [_spec(loss).name for loss in dict.fromkeys(args.loss or registry.names())]
     frameworks = list(dict.fromkeys(args.framework or ()))
     for name in frameworks:
         _load_framework(name)
     if not frameworks:
         frameworks = [row["name"] for row in _framework_rows() if row["available"]]
-    planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(args.loss or known, frameworks)
+    planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(losses, frameworks)
                for dtype in dict.fromkeys(args.dtype or ["float32"])]
     bar = tqdm(planned, desc="atlas", unit="entry", file=sys.stderr, disable=args.no_progress, mininterval=1.0)
     entries = [atlas.entry(*item).to_json() for item in bar]
