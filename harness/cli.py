@@ -15,14 +15,14 @@ from typing import Any, NoReturn
 
 from tqdm import tqdm
 
-from harness import adapters, atlas, registry
+from harness import adapters, atlas, bandwidth, registry
 from harness.adapters import FRAMEWORKS, FrameworkUnavailable
 from harness.evaluate import evaluate, json_number, reference_decimal
 from harness.inputs import InputError, parse_json, prepare
 from harness.refsets import ReferenceCache
 from harness.spec import ALL_REGIMES, DEVICES, DTYPES, REDUCTIONS, Case, LossSpec, Result
 from harness.store import DEFAULT_DB, StoreError, open_store
-from harness.sweep import DEFAULT_CELL_TIMEOUT, SweepConfig, default_config, run_sweep
+from harness.sweep import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMED_REGIMES, SweepConfig, default_config, run_sweep
 from reference.formats import FORMATS
 
 LIST_WHAT = ("losses", "frameworks", "dtypes", "devices")
@@ -74,9 +74,20 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="worker processes (default: one per core)")
     sw.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S",
                     help=f"per-cell time limit in seconds (default {DEFAULT_CELL_TIMEOUT:g})")
+    sw.add_argument("--time", action="store_true",
+                    help="also time forward and forward+backward, after measuring the memory bandwidth")
+    sw.add_argument("--time-regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES,
+                    help=f"regimes to time (default {' '.join(DEFAULT_TIMED_REGIMES)})")
     sw.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
     sw.add_argument("--no-progress", action="store_true", help="no progress bars")
     sw.set_defaults(full=False)
+
+    bw = commands.add_parser("bandwidth", help="this machine's memory bandwidth, STREAM-like, per framework")
+    bw.add_argument("--framework", nargs="+", action="extend", metavar="F", choices=list(FRAMEWORKS))
+    bw.add_argument("--device", default="cpu", choices=DEVICES)
+    bw.add_argument("--elements", type=_positive_int, default=bandwidth.DEFAULT_ELEMENTS, metavar="N",
+                    help=f"float64 elements per array (default {bandwidth.DEFAULT_ELEMENTS})")
+    bw.add_argument("--json", action="store_true", help="one JSON list of kernel results")
 
     at = commands.add_parser("atlas", help="how each framework computes each loss, found by running it")
     at.add_argument("--loss", nargs="+", action="extend", metavar="L")
@@ -94,6 +105,7 @@ def _build_parser() -> argparse.ArgumentParser:
     res.add_argument("--format", choices=("table", "csv", "json"), default="table")
     res.add_argument("--worst", type=_positive_int, metavar="N",
                      help="only the N least accurate cells (unexpected non-finite first, then max ulp)")
+    res.add_argument("--speed", action="store_true", help="timed cells only, with their timing columns")
     return parser
 
 
@@ -330,6 +342,7 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
         sizes=tuple(sorted(set(args.sizes or defaults["sizes"]))),
         widths=defaults["widths"],
         seeds=args.seeds, jobs=args.jobs, cell_timeout=args.cell_timeout,
+        time=args.time, timed_regimes=tuple(dict.fromkeys(args.time_regime or DEFAULT_TIMED_REGIMES)),
     )
 
 
@@ -351,11 +364,41 @@ def _command_sweep(args: argparse.Namespace) -> int:
           f"{report.stored} stored now ({statuses})")
     print(f"reference: {report.reference_sets} input sets ({report.reference_cached} from cache) in "
           f"{report.reference_seconds:.1f} s; cells in {report.cell_seconds:.1f} s; store {args.db}")
+    if config.time:
+        limits = ", ".join(f"{device} {gbps:.1f} GB/s" for device, gbps in sorted(report.bandwidth_limits.items()))
+        print(f"timed {report.timed} cells; bandwidth limit {limits or 'not measured (nothing new to time)'}")
+    return 0
+
+
+def _command_bandwidth(args: argparse.Namespace) -> int:
+    results = []
+    for name in dict.fromkeys(args.framework or FRAMEWORKS):
+        try:
+            adapter = adapters.load(name)
+        except FrameworkUnavailable as exc:
+            if args.framework:
+                raise UsageError(str(exc)) from None
+            print(f"skipped {name}: {exc}", file=sys.stderr)
+            continue
+        if args.device not in adapter.devices():
+            raise UsageError(f"{name} has no {args.device} device here")
+        results.extend(bandwidth.measure(adapter, args.device, args.elements))
+    rows = [{"framework": r.framework, "device": r.device, "kernel": r.kernel, "elements": r.elements,
+             "bytes_moved": r.bytes_moved, "best_seconds": r.best_seconds, "median_seconds": r.median_seconds,
+             "gbps": r.gbps} for r in results]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    _print_rows(rows, ("framework", "device", "kernel", "elements", "bytes_moved", "best_seconds", "gbps"))
+    print(f"limit ({args.device}): {bandwidth.limit(results, args.device) or 0:.2f} GB/s, the best rate above")
     return 0
 
 
 RESULT_COLUMNS = ("loss", "framework", "impl", "dtype", "device", "regime", "size", "status", "result_dtype",
                   "max_ulp", "p99_ulp", "median_ulp", "reduced_ulp", "unexpected_nonfinite", "error")
+SPEED_COLUMNS = ("loss", "framework", "impl", "dtype", "device", "regime", "size", "forward_seconds",
+                 "elements_per_s", "forward_gbps", "forward_bw_fraction", "backward_method", "backward_seconds",
+                 "backward_bw_fraction", "backward_error")
 
 
 def _command_results(args: argparse.Namespace) -> int:
@@ -366,6 +409,8 @@ def _command_results(args: argparse.Namespace) -> int:
             rows = list(store.cells())
     except StoreError as exc:
         raise UsageError(str(exc)) from None
+    if args.speed:
+        rows = [r for r in rows if r["forward_seconds"] is not None]
     if args.worst:
         rows = sorted(rows, key=_badness, reverse=True)[:args.worst]
     if args.format == "json":
@@ -375,11 +420,15 @@ def _command_results(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(rows)
     else:
-        table = [RESULT_COLUMNS] + [tuple(_format_cell(r[c]) for c in RESULT_COLUMNS) for r in rows]
-        widths = [max(len(row[k]) for row in table) for k in range(len(RESULT_COLUMNS))]
-        for row in table:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        _print_rows(rows, SPEED_COLUMNS if args.speed else RESULT_COLUMNS)
     return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    table = [tuple(columns)] + [tuple(_format_cell(r[c]) for c in columns) for r in rows]
+    widths = [max(len(row[k]) for row in table) for k in range(len(columns))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 def _badness(row: dict[str, Any]) -> tuple[int, float]:
@@ -426,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         commands = {"list": _command_list, "eval": _command_eval, "sweep": _command_sweep,
-                    "results": _command_results, "atlas": _command_atlas}
+                    "results": _command_results, "atlas": _command_atlas, "bandwidth": _command_bandwidth}
         return commands[args.command](args)
     except (UsageError, InputError) as exc:
         print(f"lossbench: error: {exc}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """SQLite results store: a versioned schema, one row per run and one per cell,
-and the conventions atlas (one row per loss, framework version, impl and dtype).
+the bandwidth measured for each timed run, and the conventions atlas (one row
+per loss, framework version, impl and dtype).
 
 A cell is unique by what was measured (loss, params, framework and its version,
 impl, dtype, device, regime, size, width, seed), so a rerun of the same
@@ -15,9 +16,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SCHEMA_VERSION = 2  # 2 added the atlas table; a version-1 store gains it when opened
+if TYPE_CHECKING:
+    from harness.bandwidth import StreamResult
+
+# 2 added the atlas table; 3 the timing columns of cells and the bandwidth table.
+SCHEMA_VERSION = 3
 DEFAULT_DB = Path("reports/results.sqlite")
 
 _SCHEMA = """
@@ -42,7 +47,15 @@ CREATE TABLE IF NOT EXISTS cells (
     nonfinite TEXT, unexpected_nonfinite INTEGER,
     reduced_value REAL, reduced_reference REAL, reduced_ulp REAL, reduced_rel REAL, reduced_nonfinite TEXT,
     ref_unsettled INTEGER, seconds REAL, created REAL NOT NULL,
+    {timing_columns},
     UNIQUE (loss, params, framework, framework_version, impl, dtype, device, regime, size, width, seed)
+);
+CREATE TABLE IF NOT EXISTS bandwidth (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    framework TEXT NOT NULL, device TEXT NOT NULL, kernel TEXT NOT NULL,
+    elements INTEGER NOT NULL, bytes_moved INTEGER NOT NULL,
+    best_seconds REAL NOT NULL, median_seconds REAL NOT NULL, gbps REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS atlas (
     id INTEGER PRIMARY KEY,
@@ -52,7 +65,31 @@ CREATE TABLE IF NOT EXISTS atlas (
     UNIQUE (loss, framework, framework_version, impl, dtype)
 );
 """
-_ADDITIVE_UPGRADES = {1}  # versions whose stores only lack tables that CREATE IF NOT EXISTS adds
+# Timing of a cell's default-reduction call (forward) and of its gradient with
+# respect to input (backward); null where the cell was not timed, or (backward)
+# where the impl has no gradient. See harness.timing and harness.bandwidth.
+TIMING_COLUMNS = {
+    "forward_seconds": "REAL",  # median seconds per call
+    "forward_stdev": "REAL",
+    "forward_loops": "INTEGER",  # calls per sample
+    "forward_samples": "INTEGER",
+    "forward_bytes": "INTEGER",  # minimum bytes moved per call
+    "elements_per_s": "REAL",
+    "forward_gbps": "REAL",
+    "forward_bw_fraction": "REAL",
+    "backward_method": "TEXT",  # how the gradient was taken; 'none': forward only
+    "backward_error": "TEXT",  # the gradient call raised (the forward figures stand)
+    "backward_seconds": "REAL",
+    "backward_stdev": "REAL",
+    "backward_loops": "INTEGER",
+    "backward_bytes": "INTEGER",
+    "backward_gbps": "REAL",
+    "backward_bw_fraction": "REAL",
+    "bandwidth_limit_gbps": "REAL",  # the device's measured limit the fractions use
+}
+_SCHEMA = _SCHEMA.replace("{timing_columns}", ",\n    ".join(f"{k} {v}" for k, v in TIMING_COLUMNS.items()))
+# Versions whose stores only lack what CREATE IF NOT EXISTS and added columns give.
+_ADDITIVE_UPGRADES = {1, 2}
 
 
 @dataclass(frozen=True)
@@ -97,6 +134,23 @@ class CellRow:
     reduced_nonfinite: str | None = None
     ref_unsettled: int | None = None
     seconds: float | None = None
+    forward_seconds: float | None = None
+    forward_stdev: float | None = None
+    forward_loops: int | None = None
+    forward_samples: int | None = None
+    forward_bytes: int | None = None
+    elements_per_s: float | None = None
+    forward_gbps: float | None = None
+    forward_bw_fraction: float | None = None
+    backward_method: str | None = None
+    backward_error: str | None = None
+    backward_seconds: float | None = None
+    backward_stdev: float | None = None
+    backward_loops: int | None = None
+    backward_bytes: int | None = None
+    backward_gbps: float | None = None
+    backward_bw_fraction: float | None = None
+    bandwidth_limit_gbps: float | None = None
 
 
 _KEY_COLUMNS = [f.name for f in fields(CellKey)]
@@ -119,7 +173,11 @@ class Store:
             with self.db:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif int(found[0]) in _ADDITIVE_UPGRADES:
+            present = {row[1] for row in self.db.execute("PRAGMA table_info(cells)")}
             with self.db:
+                for column, kind in TIMING_COLUMNS.items():
+                    if column not in present:
+                        self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
                 self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         elif int(found[0]) != SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema version {found[0]}, this lossbench reads {SCHEMA_VERSION}")
@@ -137,14 +195,21 @@ class Store:
         with self.db:
             self.db.execute("UPDATE runs SET ended = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
 
-    def existing_keys(self) -> set[CellKey]:
-        rows = self.db.execute(f"SELECT {', '.join(_KEY_COLUMNS)} FROM cells")
-        return {CellKey(*row) for row in rows}
+    def existing_keys(self) -> dict[CellKey, bool]:
+        """Stored cells -> whether the cell is done for a timed sweep too (timed, or
+        not ok, so there is nothing to time)."""
+        rows = self.db.execute(f"SELECT {', '.join(_KEY_COLUMNS)}, status != 'ok' OR forward_seconds IS NOT NULL "
+                               "FROM cells")
+        return {CellKey(*row[:-1]): bool(row[-1]) for row in rows}
 
     def add_cells(self, run_id: int, rows: Iterable[CellRow]) -> int:
-        """Insert rows (a cell already stored is left as it is); returns how many were new."""
+        """Insert rows; a cell already stored is left as it is, unless it was untimed
+        and the new row is timed. Returns how many rows were added or completed."""
         columns = ["run_id", *_KEY_COLUMNS, *_ROW_COLUMNS, "created"]
-        sql = f"INSERT OR IGNORE INTO cells ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in ["run_id", *_ROW_COLUMNS, "created"])
+        sql = (f"INSERT INTO cells ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+               f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {updates} "
+               "WHERE cells.forward_seconds IS NULL AND excluded.forward_seconds IS NOT NULL")
         now = time.time()
         values = [(run_id, *asdict(r.key).values(), *(getattr(r, c) for c in _ROW_COLUMNS), now) for r in rows]
         with self.db:
@@ -158,6 +223,23 @@ class Store:
         names = [d[0] for d in cur.description]
         for row in cur:
             yield dict(zip(names, row))
+
+    def add_bandwidth(self, run_id: int, results: Iterable[StreamResult]) -> None:
+        """Store a run's STREAM results."""
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO bandwidth (run_id, framework, device, kernel, elements, bytes_moved, best_seconds, "
+                "median_seconds, gbps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, r.framework, r.device, r.kernel, r.elements, r.bytes_moved, r.best_seconds,
+                  r.median_seconds, r.gbps) for r in results])
+
+    def bandwidth(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        where, args = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
+        cur = self.db.execute(f"SELECT run_id, framework, device, kernel, elements, bytes_moved, best_seconds, "
+                              f"median_seconds, gbps FROM bandwidth {where} ORDER BY run_id, device, framework, kernel",
+                              args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur]
 
     def put_atlas(self, entry: dict[str, Any]) -> None:
         """Store one atlas entry (AtlasEntry.to_json()), replacing an older one of the same key."""

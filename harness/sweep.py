@@ -7,9 +7,15 @@ timeout row, and one whose worker dies a crashed row; the sweep goes on. Rows
 are committed as they arrive, and cells already in the store are skipped, so a
 killed sweep rerun with the same configuration completes without losing or
 duplicating anything.
+
+With ``time``, cells of the timed regimes are also timed (harness.timing), one
+cell at a time in a single worker holding every core, after the machine's
+memory bandwidth is measured (harness.bandwidth) and stored with the run. An
+untimed cell already stored is measured again and completed with its timing.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -24,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from harness import adapters, metrics, regimes, registry
+from harness import adapters, bandwidth, metrics, regimes, registry, timing
 from harness.adapters.base import cpu_model
 from harness.refsets import ChunkResult, InputSet, ReferenceCache, RefArrays, SetReference, assemble, chunk_tasks, settle_chunk
-from harness.spec import DTYPES, Layout
+from harness.spec import DTYPES, Layout, LossSpec
 from harness.store import CellKey, CellRow, Store
 from harness.workers import Failure, WorkerPool
 
@@ -36,6 +42,9 @@ FULL_SIZES = (*QUICK_SIZES, 1_000_000, 10_000_000)
 QUICK_WIDTHS = (regimes.DEFAULT_WIDTH,)
 FULL_WIDTHS = (regimes.DEFAULT_WIDTH, 1000)
 DEFAULT_CELL_TIMEOUT = 300.0
+# Speed hardly depends on values, except where subnormals slow a CPU down; time
+# the typical inputs unless asked for more.
+DEFAULT_TIMED_REGIMES = ("typical",)
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class SweepConfig:
     seeds: int = 1
     jobs: int = 1
     cell_timeout: float = DEFAULT_CELL_TIMEOUT
+    time: bool = False
+    timed_regimes: tuple[str, ...] = DEFAULT_TIMED_REGIMES
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +77,8 @@ class CellTask:
     device: str
     reference_path: str
     timeout: float
+    time: bool = False
+    bandwidth_limit: float | None = None  # GB/s of this device, for timed cells
 
     def key(self) -> CellKey:
         s = self.inputset
@@ -84,6 +97,8 @@ class SweepReport:
     reference_cached: int = 0
     reference_seconds: float = 0.0
     cell_seconds: float = 0.0
+    timed: int = 0
+    bandwidth_limits: dict[str, float] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
@@ -159,6 +174,7 @@ def run_cell(task: CellTask) -> CellRow:
         try:
             per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params)
             reduced = adapter.run(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params)
+            timed = _time_cell(adapter, spec, task, arrays, params) if task.time else {}
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
@@ -166,9 +182,7 @@ def run_cell(task: CellTask) -> CellRow:
         return CellRow(key, "timeout", error=f"exceeded the {task.timeout:g} s cell limit",
                        seconds=time.perf_counter() - started)
     except Exception as exc:  # the framework raised: a result, not a crash
-        text = str(exc).strip().splitlines()
-        return CellRow(key, "error", error=f"{type(exc).__name__}: {text[0] if text else ''}",
-                       seconds=time.perf_counter() - started)
+        return CellRow(key, "error", error=_one_line(exc), seconds=time.perf_counter() - started)
     items_ref = reference.items[:count]
     if per_item.values.shape != (count,) or reduced.values.shape != (1,):
         return CellRow(key, "error", result_dtype=per_item.result_dtype, seconds=time.perf_counter() - started,
@@ -186,8 +200,55 @@ def run_cell(task: CellTask) -> CellRow:
         if reduced_ok else None,
         reduced_nonfinite=metrics.class_names(reduced_code)[0],
         ref_unsettled=int((~items_ref.settled).sum() + (~reduced_ref.settled).sum()),
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, **timed,
     )
+
+
+def _time_cell(adapter: adapters.Adapter, spec: LossSpec, task: CellTask, arrays: dict[str, np.ndarray],
+               params: dict[str, float]) -> dict[str, Any]:
+    """Timing columns of a cell: the default reduction forward, and its gradient
+    with respect to input where the impl has one."""
+    s, limit = task.inputset, task.bandwidth_limit
+
+    def timed(gradient: bool) -> tuple[timing.Timing, int]:
+        prepared = adapter.prepare(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params,
+                                   gradient=gradient)
+        with prepared.context():
+            return timing.measure(prepared.call, prepared.settle), prepared.bytes_moved
+
+    forward, moved = timed(False)
+    rate = bandwidth.gbps(moved, forward.median)
+    fields: dict[str, Any] = {
+        "forward_seconds": forward.median, "forward_stdev": forward.stdev, "forward_loops": forward.loops,
+        "forward_samples": len(forward.per_call), "forward_bytes": moved, "elements_per_s": task.size / forward.median,
+        "forward_gbps": rate, "forward_bw_fraction": bandwidth.fraction(rate, limit), "bandwidth_limit_gbps": limit,
+        "backward_method": "none",
+    }
+    if adapter.gradient(spec, task.impl) is None:
+        return fields
+    fields["backward_method"] = adapter.gradient_method
+    try:
+        backward, moved = timed(True)
+    except CellTimeout:
+        raise
+    except Exception as exc:  # the gradient failed; the forward figures stand
+        fields["backward_error"] = _one_line(exc)
+        return fields
+    rate = bandwidth.gbps(moved, backward.median)
+    fields.update(backward_seconds=backward.median, backward_stdev=backward.stdev, backward_loops=backward.loops,
+                  backward_bytes=moved, backward_gbps=rate, backward_bw_fraction=bandwidth.fraction(rate, limit))
+    return fields
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def measure_bandwidth(target: tuple[str, str]) -> list[bandwidth.StreamResult]:
+    """STREAM kernels of one (framework, device) (runs in a worker)."""
+    framework, device = target
+    return bandwidth.measure(adapters.load(framework), device)
 
 
 # --- parent side -----------------------------------------------------------------
@@ -200,6 +261,7 @@ def environment(info: dict[str, dict[str, Any]], config: SweepConfig, threads: i
         "cores": os.cpu_count(),
         "jobs": config.jobs,
         "threads_per_worker": threads,
+        "timing_threads": (os.cpu_count() or 1) if config.time else None,
         "frameworks": {name: {k: v for k, v in d.items() if k != "impls"} for name, d in info.items()},
     }
 
@@ -237,7 +299,8 @@ def plan(config: SweepConfig, info: dict[str, dict[str, Any]], cache: ReferenceC
                     for device in config.devices:
                         if device in fw["devices"]:
                             tasks.append(CellTask(inputset, size, framework, fw["version"], impl, device,
-                                                  str(cache.path(inputset)), config.cell_timeout))
+                                                  str(cache.path(inputset)), config.cell_timeout,
+                                                  time=config.time and inputset.regime in config.timed_regimes))
     return tasks
 
 
@@ -262,14 +325,20 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
             run_id = store.start_run(config.describe(), environment(info, config, threads))
             tasks = plan(config, info, cache)
             done = store.existing_keys()
-            pending = [t for t in tasks if t.key() not in done]
+            pending = [t for t in tasks if t.key() not in done or (t.time and not done[t.key()])]
             report = SweepReport(run_id, len(tasks), len(tasks) - len(pending), 0,
                                  unavailable={n: d["reason"] for n, d in info.items() if not d["available"]})
             started = time.perf_counter()
             failed_sets = _references(pending, config, cache, pool, report, progress)
             report.reference_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            _cells(pending, failed_sets, pool, store, report, progress)
+            if any(t.time for t in pending):
+                pool.close()  # timed cells get the machine to themselves: one worker, every core
+                with WorkerPool(1, os.cpu_count() or 1) as timing_pool:
+                    pending = _with_bandwidth(pending, timing_pool, store, report, progress)
+                    _cells(pending, failed_sets, timing_pool, store, report, progress)
+            else:
+                _cells(pending, failed_sets, pool, store, report, progress)
             report.cell_seconds = time.perf_counter() - started
             store.end_run(run_id, "complete")
             return report
@@ -307,6 +376,29 @@ def _references(pending: list[CellTask], config: SweepConfig, cache: ReferenceCa
     return failed
 
 
+def _with_bandwidth(pending: list[CellTask], pool: WorkerPool, store: Store, report: SweepReport,
+                    progress: Callable[..., Any] | None) -> list[CellTask]:
+    """Measure and store the bandwidth of every framework and device to be timed;
+    the timed tasks, given their device's limit."""
+    targets = sorted({(t.framework, t.device) for t in pending if t.time})
+    bar = progress(total=len(targets), desc="bandwidth", unit="framework") if progress else None
+    results: list[bandwidth.StreamResult] = []
+    for _, outcome in pool.run(measure_bandwidth, targets, lambda t: REFERENCE_CHUNK_LIMIT):
+        if not isinstance(outcome, Failure):  # a framework that cannot stream leaves the limit to the others
+            results.extend(outcome)
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    store.add_bandwidth(report.run_id, results)
+    for device in {t.device for t in pending if t.time}:
+        limit = bandwidth.limit(results, device)
+        if limit is not None:
+            report.bandwidth_limits[device] = limit
+    return [dataclasses.replace(t, bandwidth_limit=report.bandwidth_limits.get(t.device)) if t.time else t
+            for t in pending]
+
+
 def _cells(pending: list[CellTask], failed_sets: dict[InputSet, str], pool: WorkerPool, store: Store,
            report: SweepReport, progress: Callable[..., Any] | None) -> None:
     runnable = [t for t in pending if t.inputset not in failed_sets]
@@ -333,6 +425,7 @@ def _store(store: Store, report: SweepReport, rows: list[CellRow], bar: Any) -> 
     report.stored += store.add_cells(report.run_id, rows)
     for row in rows:
         report.statuses[row.status] = report.statuses.get(row.status, 0) + 1
+        report.timed += row.forward_seconds is not None
     if bar:
         bar.update(len(rows))
 

@@ -11,7 +11,7 @@ import pytest
 
 from harness import atlas, registry
 from harness.cli import main
-from harness.store import open_store
+from harness.store import SCHEMA_VERSION, open_store
 
 from conftest import need
 
@@ -137,7 +137,7 @@ def test_version_1_store_gains_the_atlas(tmp_path) -> None:
     with open_store(db) as store:
         assert store.atlas() == []
         version = store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert version == "2"
+    assert version == str(SCHEMA_VERSION)
 
 
 @pytest.mark.parametrize("argv, message", [

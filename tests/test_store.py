@@ -6,7 +6,8 @@ from dataclasses import asdict
 
 import pytest
 
-from harness.store import CellKey, CellRow, Store, StoreError
+from harness.bandwidth import StreamResult
+from harness.store import SCHEMA_VERSION, TIMING_COLUMNS, CellKey, CellRow, Store, StoreError, open_store
 
 KEY = CellKey("mse", "{}", "numpy", "2.0", "naive", "float32", "cpu", "typical", 100, 1, 0)
 
@@ -33,8 +34,53 @@ def test_a_cell_is_stored_once(tmp_path) -> None:
     run = store.start_run({}, {})
     assert store.add_cells(run, [CellRow(KEY, "ok"), CellRow(KEY, "error", error="again")]) == 1
     assert store.add_cells(run, [CellRow(KEY, "ok")]) == 0
-    assert len(list(store.cells())) == 1 and store.existing_keys() == {KEY}
+    assert len(list(store.cells())) == 1 and store.existing_keys() == {KEY: False}  # ok but untimed
     store.close()
+
+
+def test_a_timed_row_completes_an_untimed_one_once(tmp_path) -> None:
+    store = Store(tmp_path / "r.sqlite")
+    run = store.start_run({}, {})
+    store.add_cells(run, [CellRow(KEY, "ok", max_ulp=1.0)])
+    timed = CellRow(KEY, "ok", max_ulp=1.0, forward_seconds=2e-6, forward_bytes=800, backward_method="none")
+    assert store.add_cells(run, [timed]) == 1
+    assert store.add_cells(run, [CellRow(KEY, "ok", max_ulp=1.0, forward_seconds=9.0)]) == 0
+    (stored,) = list(store.cells())
+    assert stored["forward_seconds"] == 2e-6 and stored["forward_bytes"] == 800
+    assert store.existing_keys() == {KEY: True}
+    failed = CellKey(*(asdict(KEY) | {"seed": 1}).values())
+    store.add_cells(run, [CellRow(failed, "error", error="raised")])
+    assert store.existing_keys()[failed] is True  # nothing to time in a failed cell
+    store.close()
+
+
+def test_bandwidth_round_trip(tmp_path) -> None:
+    store = Store(tmp_path / "r.sqlite")
+    run = store.start_run({}, {})
+    result = StreamResult("numpy", "cpu", "triad", 1000, best_seconds=2.4e-6, median_seconds=3e-6)
+    store.add_bandwidth(run, [result])
+    (row,) = store.bandwidth(run)
+    assert row["bytes_moved"] == 3 * 8 * 1000 and row["gbps"] == pytest.approx(24_000 / 2.4e-6 / 1e9)
+    assert store.bandwidth(run + 1) == []
+    store.close()
+
+
+def test_version_2_store_gains_the_timing_columns(tmp_path) -> None:
+    path = tmp_path / "r.sqlite"
+    store = Store(path)
+    store.add_cells(store.start_run({}, {}), [CellRow(KEY, "ok", max_ulp=3.0)])
+    store.close()
+    with sqlite3.connect(path) as db:  # make it what version 2 wrote
+        for column in TIMING_COLUMNS:
+            db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
+        db.execute("DROP TABLE bandwidth")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with open_store(path) as store:
+        (row,) = list(store.cells())
+        assert row["max_ulp"] == 3.0 and row["forward_seconds"] is None
+        assert store.bandwidth() == []
+        assert store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
+            str(SCHEMA_VERSION)
 
 
 def test_other_schema_version_is_refused(tmp_path) -> None:

@@ -41,12 +41,17 @@ class ApiCall:
 _CALLS: ContextVar[list[ApiCall] | None] = ContextVar("api_calls", default=None)
 
 
-def api_call(api: Callable[..., Any], *args: Any, **options: Any) -> Any:
-    """Call ``api`` (a loss function, or a loss class to instantiate) and, inside
-    ``recording()``, note the call for the conventions atlas."""
+def note_call(api: Callable[..., Any], *args: Any, **options: Any) -> None:
+    """Inside ``recording()``, note a call of ``api`` for the conventions atlas
+    (for adapters that reuse what an earlier identical call built)."""
     calls = _CALLS.get()
     if calls is not None:
         calls.append(_describe(api, args, options))
+
+
+def api_call(api: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """Call ``api`` (a loss function, or a loss class to instantiate), noted as note_call does."""
+    note_call(api, *args, **options)
     return api(*args, **options)
 
 
@@ -66,7 +71,7 @@ def _describe(api: Callable[..., Any], args: tuple[Any, ...], options: dict[str,
 
 @contextmanager
 def recording() -> Iterator[list[ApiCall]]:
-    """Collect the api_call()s made inside the block."""
+    """Collect the calls noted inside the block."""
     calls: list[ApiCall] = []
     token = _CALLS.set(calls)
     try:
@@ -77,6 +82,21 @@ def recording() -> Iterator[list[ApiCall]]:
 
 # impl(args by canonical name, reduction, params) -> framework tensor
 Impl = Callable[[dict[str, Any], str, dict[str, float]], Any]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One loss call made ready to time: arguments already converted (and placed on
+    the device), so only the call itself is measured. ``settle(result)`` blocks until
+    the result exists (CUDA synchronisation, TensorFlow forcing); the timer calls it
+    before each clock reading. ``bytes_moved`` is the least traffic the call can
+    cause: every argument read once and the result written once."""
+
+    call: Callable[[], Any]
+    settle: Callable[[Any], Any]
+    context: Callable[[], AbstractContextManager[Any]]
+    bytes_moved: int
+    method: str  # "forward", or how the gradient is obtained
 
 
 @dataclass(frozen=True)
@@ -134,13 +154,60 @@ class Adapter(ABC):
     def impl_names(self, loss: str) -> list[str]:
         return [impl for impl, table in self.impls.items() if loss in table]
 
+    # How this framework differentiates (the method recorded with gradient timings).
+    gradient_method: str = "none"
+
+    def gradient(self, spec: LossSpec, impl: str) -> Impl | None:
+        """d(reduced loss)/d(input) as an impl returning a tensor shaped like input,
+        or None where this impl has no gradient."""
+        return None
+
+    def nbytes(self, tensor: Any) -> int:
+        """Bytes the tensor occupies (frameworks override this where reading the
+        tensor back to NumPy would copy it)."""
+        return int(np.asarray(tensor).nbytes)
+
+    def settle(self, result: Any, device: str) -> None:
+        """Block until ``result`` is computed (the timer reads the clock after this)."""
+
+    def stream_kernels(self, device: str, elements: int) -> dict[str, Callable[[], Any]]:
+        """STREAM kernels on float64 arrays of ``elements``, by name (see harness.bandwidth)."""
+        return {}
+
+    def native_args(self, spec: LossSpec, arrays: Mapping[str, np.ndarray], dtype: str, device: str) -> dict[str, Any]:
+        return {a.name: self.to_native(arrays[a.name], dtype if a.domain.is_float else None, device) for a in spec.args}
+
     def run(
         self, spec: LossSpec, impl: str, arrays: Mapping[str, np.ndarray],
-        dtype: str, device: str, reduction: str, params: dict[str, float],
+        dtype: str, device: str, reduction: str, params: dict[str, float], gradient: bool = False,
     ) -> Output:
+        """The loss (or, with ``gradient``, its gradient with respect to input) read back."""
+        function = self._function(spec, impl, gradient, reduction)
         with self.context(device):
-            native = {
-                a.name: self.to_native(arrays[a.name], dtype if a.domain.is_float else None, device)
-                for a in spec.args
-            }
-            return self.to_output(self.impls[impl][spec.name](native, reduction, params))
+            return self.to_output(function(self.native_args(spec, arrays, dtype, device), reduction, params))
+
+    def prepare(
+        self, spec: LossSpec, impl: str, arrays: Mapping[str, np.ndarray],
+        dtype: str, device: str, reduction: str, params: dict[str, float], gradient: bool = False,
+    ) -> Prepared:
+        function = self._function(spec, impl, gradient, reduction)
+        with self.context(device):
+            native = self.native_args(spec, arrays, dtype, device)
+            result = function(native, reduction, params)
+            self.settle(result, device)
+        read = sum(self.nbytes(t) for t in native.values())
+        return Prepared(call=lambda: function(native, reduction, params),
+                        settle=lambda r: self.settle(r, device),
+                        context=lambda: self.context(device),
+                        bytes_moved=read + self.nbytes(result),
+                        method=self.gradient_method if gradient else "forward")
+
+    def _function(self, spec: LossSpec, impl: str, gradient: bool, reduction: str) -> Impl:
+        if not gradient:
+            return self.impls[impl][spec.name]
+        if reduction == "none":
+            raise ValueError("a gradient is taken of the reduced loss: reduction must be mean or sum")
+        function = self.gradient(spec, impl)
+        if function is None:
+            raise NotImplementedError(f"{self.name} {impl} has no gradient for {spec.name}")
+        return function

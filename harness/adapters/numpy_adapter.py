@@ -18,6 +18,7 @@ import ml_dtypes
 import numpy as np
 
 from harness.adapters.base import Adapter, Impl, Output
+from harness.spec import LossSpec
 
 DTYPES: dict[str, Any] = {
     "float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32, "float64": np.float64,
@@ -350,12 +351,73 @@ _FORMULAS: dict[str, tuple[Callable[..., Array], Callable[..., Array]]] = {
 }
 
 
+# --- analytic gradients of the stable impl -------------------------------------
+# d(item)/d(input), shaped like input; the reduction's 1/N is applied in the wider type.
+
+def _sign(d: Array) -> Array:
+    return np.sign(d).astype(d.dtype)
+
+
+def _huber_grad(x: Array, y: Array, delta: float) -> Array:
+    return np.clip(x - y, -_const(x, delta), _const(x, delta))
+
+
+def _smooth_l1_grad(x: Array, y: Array, beta: float) -> Array:
+    d = x - y
+    return np.where(np.abs(d) < _const(d, beta), d / _const(d, beta), _sign(d))
+
+
+def _hinge_grad(s: Array, y: Array) -> Array:
+    return np.where(_const(s, 1.0) - y * s > 0, -y, np.zeros_like(s))
+
+
+def _cross_entropy_grad(input: Array, target: Array) -> Array:
+    g = np.exp(_log_softmax_stable(input))
+    g[_rows(input), target] -= _const(input, 1.0)
+    return g
+
+
+_GRADIENTS: dict[str, Callable[..., Array]] = {
+    "mse": lambda x, y: _const(x, 2.0) * (x - y),
+    "mae": lambda x, y: _sign(x - y),
+    "huber": _huber_grad,
+    "smooth_l1": _smooth_l1_grad,
+    "bce_logits": lambda z, y: _sigmoid(z) - y,
+    "soft_margin": lambda s, y: -y * _sigmoid(-y * s),
+    "hinge": _hinge_grad,
+    "squared_hinge": lambda s, y: _const(s, -2.0) * y * _hinge(s, y),
+    "cross_entropy": _cross_entropy_grad,
+    "l2_penalty": lambda w: _const(w, 2.0) * w,
+    "l1_penalty": _sign,
+}
+
+
+def _gradient(per_item: Callable[..., Array]) -> Impl:
+    def gradient(a: dict[str, Array], reduction: str, params: dict[str, float]) -> Array:
+        g = per_item(*a.values(), **params)
+        if reduction == "mean":  # 1/N in the wider type: N itself may not fit a half format
+            g = (g.astype(_WIDER[g.dtype]) / a["input"].shape[0]).astype(g.dtype)
+        return g
+    return gradient
+
+
 class NumpyAdapter(Adapter):
     name = "numpy"
     impls = {
         "naive": {name: _impl(naive, _naive_reduce) for name, (naive, _) in _FORMULAS.items()},
         "stable": {name: _impl(stable, _wide_reduce) for name, (_, stable) in _FORMULAS.items()},
     }
+    gradient_method = "numpy analytic"
+
+    def gradient(self, spec: LossSpec, impl: str) -> Impl | None:
+        return _gradient(_GRADIENTS[spec.name]) if impl == "stable" and spec.name in _GRADIENTS else None
+
+    def stream_kernels(self, device: str, elements: int) -> dict[str, Callable[[], Any]]:
+        a, b, c = (np.full(elements, v) for v in (1.0, 2.0, 0.5))
+        # NumPy has no fused multiply-add ufunc: its triad is two passes (scale into a, then add).
+        return {"copy": lambda: np.copyto(a, b), "scale": lambda: np.multiply(b, 3.0, out=a),
+                "add": lambda: np.add(b, c, out=a),
+                "triad": lambda: np.add(b, np.multiply(c, 3.0, out=a), out=a)}
 
     def version(self) -> str:
         return f"{np.__version__} (ml_dtypes {ml_dtypes.__version__})"

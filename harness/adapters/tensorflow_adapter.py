@@ -10,7 +10,9 @@ the last axis before reducing, so this makes 'sum' and 'none' per element.
 """
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,7 +21,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from harness.adapters.base import Adapter, Impl, Output, api_call  # noqa: E402
+from harness.adapters.base import Adapter, Impl, Output, note_call  # noqa: E402
+from harness.spec import LossSpec  # noqa: E402
 
 _DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16, "float32": tf.float32, "float64": tf.float64}
 _KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}
@@ -31,6 +34,18 @@ def _reduce(items: tf.Tensor, reduction: str) -> tf.Tensor:
     if reduction == "sum":
         return tf.reduce_sum(items)
     return items
+
+
+def _instance(api: type, **options: Any) -> Any:
+    """A Keras loss or regularizer object, built once per set of options as a user
+    builds it once before training (building it is not part of the loss's cost)."""
+    note_call(api, **options)
+    return _built(api, tuple(sorted(options.items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _built(api: type, options: tuple[tuple[str, Any], ...]) -> Any:
+    return api(**dict(options))
 
 
 def _keras(loss_class: type, elementwise: bool, target_fn: Any = None, **options: Any) -> Impl:
@@ -45,7 +60,7 @@ def _keras(loss_class: type, elementwise: bool, target_fn: Any = None, **options
         dtype = "float64" if prediction.dtype == tf.float64 else None
         keyword = {name: params[name] for name in options.get("params", ())}
         flags = {k: v for k, v in options.items() if k != "params"}
-        loss = api_call(loss_class, reduction=_KERAS_REDUCTION[reduction], dtype=dtype, **keyword, **flags)
+        loss = _instance(loss_class, reduction=_KERAS_REDUCTION[reduction], dtype=dtype, **keyword, **flags)
         return loss(target, prediction)
 
     return impl
@@ -57,7 +72,7 @@ def _regularizer(regularizer_class: type, factor: str) -> Impl:
     'mean' divides the sum by the element count."""
 
     def impl(a: dict[str, Any], reduction: str, params: dict[str, float]) -> tf.Tensor:
-        penalty = api_call(regularizer_class, **{factor: 1.0})
+        penalty = _instance(regularizer_class, **{factor: 1.0})
         weights = a["input"]
         if reduction == "none":
             return tf.vectorized_map(penalty, weights)
@@ -141,9 +156,20 @@ COMPOSED: dict[str, Impl] = {
 }
 
 
+def _tape(function: Impl) -> Impl:
+    def gradient(a: dict[str, Any], reduction: str, p: dict[str, float]) -> tf.Tensor:
+        x = a["input"]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = function(a, reduction, p)
+        return tape.gradient(loss, x)
+    return gradient
+
+
 class TensorFlowAdapter(Adapter):
     name = "tensorflow"
     impls = {"native": NATIVE, "composed": COMPOSED}
+    gradient_method = "tf.GradientTape"
     inaccurate = {
         ("log_cosh", "native", "float64"): "keras LogCosh subtracts log(2.0) computed in float32, then cast to float64",
         ("log_cosh", "native", "float32"): "keras LogCosh computes x + softplus(-2x) - log(2), which cancels for small x",
@@ -172,6 +198,22 @@ class TensorFlowAdapter(Adapter):
 
     def to_output(self, result: tf.Tensor) -> Output:
         return Output(np.asarray(result.numpy()).astype(np.float64).reshape(-1), result.dtype.name)
+
+    def gradient(self, spec: LossSpec, impl: str) -> Impl:
+        return _tape(self.impls[impl][spec.name])
+
+    def nbytes(self, tensor: tf.Tensor) -> int:
+        return int(tf.size(tensor)) * tensor.dtype.size
+
+    def settle(self, result: Any, device: str) -> None:
+        if result is not None:
+            result.numpy()  # eager ops may still be queued (async execution, GPU streams)
+
+    def stream_kernels(self, device: str, elements: int) -> dict[str, Callable[[], Any]]:
+        # TensorFlow ops allocate their output: no in-place copy, so scale, add and triad.
+        with self.context(device):
+            b, c = tf.fill((elements,), tf.constant(2.0, tf.float64)), tf.fill((elements,), tf.constant(0.5, tf.float64))
+        return {"scale": lambda: b * 3.0, "add": lambda: b + c, "triad": lambda: b + 3.0 * c}
 
     def context(self, device: str) -> Any:
         return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")

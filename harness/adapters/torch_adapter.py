@@ -3,6 +3,7 @@ composed from torch primitives where they do not (impl 'composed')."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.adapters.base import Adapter, Impl, Output, api_call
+from harness.spec import LossSpec
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
@@ -113,9 +115,19 @@ COMPOSED: dict[str, Impl] = {
 }
 
 
+def _autograd(function: Impl) -> Impl:
+    def gradient(a: dict[str, Any], reduction: str, p: dict[str, float]) -> torch.Tensor:
+        with torch.enable_grad():
+            x = a["input"].detach().requires_grad_()
+            (g,) = torch.autograd.grad(function({**a, "input": x}, reduction, p), x)
+        return g
+    return gradient
+
+
 class TorchAdapter(Adapter):
     name = "torch"
     impls = {"native": NATIVE, "composed": COMPOSED}
+    gradient_method = "torch.autograd.grad"
     inaccurate = {
         ("poisson_nll", "native", None): "F.poisson_nll_loss(log_input=False) takes log(input + eps), eps=1e-8",
         ("triplet_margin", "native", None): "F.triplet_margin_loss adds eps=1e-6 to every difference before the norm",
@@ -144,6 +156,21 @@ class TorchAdapter(Adapter):
     def to_output(self, result: torch.Tensor) -> Output:
         dtype = str(result.dtype).removeprefix("torch.")
         return Output(result.detach().to("cpu", torch.float64).numpy().reshape(-1), dtype)
+
+    def gradient(self, spec: LossSpec, impl: str) -> Impl:
+        return _autograd(self.impls[impl][spec.name])
+
+    def nbytes(self, tensor: torch.Tensor) -> int:
+        return tensor.numel() * tensor.element_size()
+
+    def settle(self, result: Any, device: str) -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def stream_kernels(self, device: str, elements: int) -> dict[str, Callable[[], Any]]:
+        a, b, c = (torch.full((elements,), v, dtype=torch.float64, device=device) for v in (1.0, 2.0, 0.5))
+        return {"copy": lambda: a.copy_(b), "scale": lambda: torch.mul(b, 3.0, out=a),
+                "add": lambda: torch.add(b, c, out=a), "triad": lambda: torch.add(b, c, alpha=3.0, out=a)}
 
     def known_failure(self, loss: str, impl: str, dtype: str, device: str) -> str | None:
         if loss == "multi_margin" and device == "cpu" and dtype in ("float16", "bfloat16"):
