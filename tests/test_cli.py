@@ -210,6 +210,9 @@ BAD_INPUTS = {
     "sweep zero timeout": (["sweep", "--cell-timeout", "0"], "--cell-timeout must be positive"),
     "sweep quick and full": (["sweep", "--quick", "--full"], "not allowed with argument"),
     "results without store": (["results", "--db", "/nonexistent/r.sqlite"], "no results store"),
+    "sweep unknown timed regime": (["sweep", "--time", "--time-regime", "calm"], "invalid choice: 'calm'"),
+    "bandwidth zero elements": (["bandwidth", "--elements", "0"], "expected a positive integer"),
+    "bandwidth unknown framework": (["bandwidth", "--framework", "jax"], "invalid choice: 'jax'"),
 }
 
 
@@ -243,6 +246,22 @@ def test_unavailable_device(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "eval", "mse", "--framework", "torch", "--dtype", "float32", "--device", "cuda",
                            "--input", "[1]", "--target", "[1]")
     assert code == 2 and "device cuda is not available to torch" in err
+
+
+def test_bandwidth_on_a_missing_device(capsys: pytest.CaptureFixture[str]) -> None:
+    if "cuda" in adapters.load("numpy").devices():
+        pytest.skip("numpy has a CUDA device here")
+    code, _, err = run_cli(capsys, "bandwidth", "--framework", "numpy", "--device", "cuda")
+    assert code == 2 and "numpy has no cuda device here" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bandwidth_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "bandwidth", "--framework", "numpy", "--elements", "4096", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["kernel"] for r in rows] == ["copy", "scale", "add", "triad"]
+    for r in rows:
+        moved = {"copy": 2, "scale": 2, "add": 3, "triad": 3}[r["kernel"]] * 8 * 4096
+        assert r["bytes_moved"] == moved and r["gbps"] == pytest.approx(moved / r["best_seconds"] / 1e9)
 
 
 def test_real_process_prints_no_traceback() -> None:

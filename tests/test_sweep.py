@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from harness import registry
+from harness.cli import main
 from harness.refsets import ReferenceCache
 from harness.store import open_store
 from harness.sweep import SweepConfig, run_sweep
@@ -107,3 +108,33 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> No
     assert len(keys) == len(set(keys)), "duplicated cells"
     assert set(keys) == expected, "lost cells"
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_timed_sweep_records_speed_and_completes_untimed_cells(tmp_path: Path, capsys) -> None:
+    base = dict(losses=("mse",), frameworks=("numpy",), impls=None, dtypes=("float32",), devices=("cpu",),
+                regimes=("typical", "edge"), sizes=(10, 1000), widths=(10,), seeds=1, jobs=2)
+    cache = ReferenceCache(tmp_path / "refcache")
+    with open_store(tmp_path / "r.sqlite") as store:
+        run_sweep(SweepConfig(**base), store, cache)  # untimed first
+        report = run_sweep(SweepConfig(**base, time=True), store, cache)
+        rows = list(store.cells())
+        assert len(rows) == 8 and report.stored == report.timed == 4  # the typical cells were completed
+        limit = max(b["gbps"] for b in store.bandwidth(report.run_id))
+        assert report.bandwidth_limits == {"cpu": limit}
+        for r in rows:
+            if r["regime"] != "typical":
+                assert r["forward_seconds"] is None
+                continue
+            assert r["backward_method"] == ("numpy analytic" if r["impl"] == "stable" else "none")
+            assert (r["backward_seconds"] is None) == (r["impl"] == "naive")
+            assert r["forward_bytes"] == 2 * 4 * r["size"] + 4  # input and target read, the mean written
+            assert r["elements_per_s"] == r["size"] / r["forward_seconds"]
+            assert r["forward_gbps"] == r["forward_bytes"] / r["forward_seconds"] / 1e9
+            assert r["bandwidth_limit_gbps"] == limit and r["forward_bw_fraction"] == r["forward_gbps"] / limit
+            assert r["forward_samples"] == 5 and r["forward_loops"] >= 1
+        again = run_sweep(SweepConfig(**base, time=True), store, cache)
+        assert (again.skipped, again.stored, again.bandwidth_limits) == (8, 0, {})
+    assert main(["results", "--speed", "--db", str(tmp_path / "r.sqlite")]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split()[:8] == ["loss", "framework", "impl", "dtype", "device", "regime", "size", "forward_seconds"]
+    assert len(lines) == 4 and all(" typical " in line for line in lines)

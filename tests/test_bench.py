@@ -1,0 +1,112 @@
+"""The benchmark suites: the grid derives from the registry, asv accepts the
+suite, and the pytest-benchmark suite collects and runs with its metadata."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import adapters, benchgrid, registry
+from harness.spec import DTYPES
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_full_grid_is_every_loss_impl_dtype_and_size() -> None:
+    full = benchgrid.cases(full=True)
+    impls = [f"{fw.name}:{impl}" for fw in adapters.FRAMEWORKS.values() for impl in fw.impls or ()]
+    assert len(full) == len(set(full)) == len(registry.names()) * len(impls) * len(DTYPES) * len(benchgrid.SIZES)
+    assert {c.loss for c in full} == set(registry.names())
+    assert all(benchgrid.BenchCase.from_id(c.id) == c for c in full)
+
+
+def test_default_subset_is_seeded_per_case_and_keeps_the_anchors() -> None:
+    full, subset = benchgrid.cases(full=True), benchgrid.cases(full=False)
+    assert subset == [c for c in full if benchgrid.in_subset(c)]
+    assert 0 < len(subset) < len(full) / 4
+    anchors = {benchgrid.BenchCase(*a) for a in benchgrid.ANCHORS}
+    assert anchors <= set(subset)
+
+
+def test_environment_variable_selects_the_whole_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(benchgrid.FULL_ENV, "1")
+    assert benchgrid.cases() == benchgrid.cases(full=True)
+    monkeypatch.setenv(benchgrid.FULL_ENV, "0")
+    assert benchgrid.cases() == benchgrid.cases(full=False)
+
+
+def test_unsupported_cases_raise_not_implemented() -> None:
+    with pytest.raises(NotImplementedError, match="numpy has no native mse"):
+        benchgrid.prepare(benchgrid.BenchCase("mse", "numpy:native", "float32", 1000))
+    with pytest.raises(NotImplementedError, match="no gradient"):
+        benchgrid.prepare(benchgrid.BenchCase("mse", "numpy:naive", "float32", 1000), gradient=True)
+    with pytest.raises(NotImplementedError, match="tracked up to"):
+        benchgrid.accuracy_task(benchgrid.BenchCase("mse", "numpy:stable", "float32", 1_000_000))
+
+
+def test_asv_suite_is_derived_from_the_grid() -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench import losses
+    finally:
+        sys.path.remove(str(ROOT))
+    ids = [c.id for c in benchgrid.cases()]
+    for suite in (losses.Forward, losses.Backward, losses.Accuracy):
+        assert suite.params == [ids] and suite.param_names == ["case"]
+    assert losses.Accuracy.track_max_ulp.unit == "ulp"
+    names = {n for suite in (losses.Forward, losses.Backward, losses.Accuracy) for n in dir(suite)}
+    assert {"time_forward", "time_backward", "peakmem_forward", "peakmem_backward", "track_max_ulp"} <= names
+
+
+def test_asv_check_passes() -> None:
+    asv = BIN / "asv"
+    if not asv.exists():
+        pytest.skip("asv is not installed in this environment")
+    proc = subprocess.run([str(asv), "check", "--python=same"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No problems found" in proc.stdout
+
+
+def test_accuracy_track_of_a_correctly_rounded_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """|x - y| in float64 is one correctly rounded subtraction: at most half an ulp."""
+    monkeypatch.setenv(benchgrid.REFCACHE_ENV, str(tmp_path))
+    task = benchgrid.accuracy_task(benchgrid.BenchCase("mae", "numpy:naive", "float64", 1000))
+    row = benchgrid.accuracy(task)
+    assert row.items_measured == 1000 and row.unexpected_nonfinite == 0
+    assert 0 <= row.max_ulp <= 0.5
+
+
+def _pytest_bench(*args: str, out: Path, full: bool = False) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(out), **{benchgrid.FULL_ENV: "1" if full else "0"})
+    return subprocess.run([sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_pytest_benchmark_suite_collects_the_grid(tmp_path: Path) -> None:
+    proc = _pytest_bench("--collect-only", "-q", out=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    collected = {line.split("::", 1)[1] for line in proc.stdout.splitlines() if "::" in line}
+    expected = {f"test_loss[{c.id}-{p}]" for c in benchgrid.cases() for p in ("forward", "backward")}
+    assert collected == expected
+
+
+def test_pytest_benchmark_records_case_metadata(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    proc = _pytest_bench("-q", "-k", "mse/numpy:stable/float32/1000-", "--benchmark-only",
+                         "--benchmark-min-rounds=3", "--benchmark-max-time=0.05", f"--benchmark-json={out}",
+                         out=tmp_path, full=True)  # the whole grid, so that mse / numpy:stable is in it
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = {b["extra_info"]["passes"]: b for b in json.loads(out.read_text())["benchmarks"]}
+    assert set(runs) == {"forward", "forward+backward"}
+    info = runs["forward+backward"]["extra_info"]
+    assert info | {"bytes": None} == {"loss": "mse", "framework": "numpy", "impl": "stable", "dtype": "float32",
+                                      "size": 1000, "device": "cpu", "passes": "forward+backward",
+                                      "method": "numpy analytic", "bytes": None}
+    assert info["bytes"] == 1000 * 4 * 3  # input and target read, gradient written
+    assert runs["forward"]["extra_info"]["bytes"] == 1000 * 4 * 2 + 4
