@@ -190,6 +190,8 @@ class Adapter(ABC):
         self, spec: LossSpec, impl: str, arrays: Mapping[str, np.ndarray],
         dtype: str, device: str, reduction: str, params: dict[str, float], gradient: bool = False,
     ) -> Prepared:
+        """The call (or gradient) ready for the timer; run once here, which also
+        gives the result whose size counts in the bytes moved."""
         function = self._function(spec, impl, gradient, reduction)
         with self.context(device):
             native = self.native_args(spec, arrays, dtype, device)
