@@ -21,7 +21,7 @@ import mpmath
 import numpy as np
 
 from harness import adapters, metrics, registry, regimes
-from harness.adapters.base import Adapter, ApiCall, recording
+from harness.adapters.base import Adapter, ApiCall, error_line, recording
 from harness.evaluate import compute_reference, json_number, jsonable, reference_decimal
 from harness.spec import DTYPES, Domain, Layout, LossSpec
 from reference.escalation import RefValue
@@ -171,9 +171,7 @@ def _probe(adapter: Adapter, spec: LossSpec, impl: str, dtype: str, epsilons: li
             output = adapter.run(spec, impl, item, dtype, "cpu", spec.default_reduction, params)
             value = float(output.values[0])
         except Exception as exc:  # the framework refusing an input is a convention too
-            text = str(exc).strip().splitlines()
-            probes.append(EdgeProbe(inputs, None, _exact(ref), ERROR,
-                                    note=f"{type(exc).__name__}: {text[0] if text else ''}"[:200]))
+            probes.append(EdgeProbe(inputs, None, _exact(ref), ERROR, note=error_line(exc)[:200]))
             continue
         deviation, ulp = _deviation(value, ref, dtype)
         note = None

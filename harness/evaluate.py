@@ -16,6 +16,7 @@ import mpmath
 import numpy as np
 
 from harness import adapters, metrics, registry
+from harness.adapters.base import error_line
 from harness.spec import Case, Layout, LossSpec, Result
 from reference import escalation
 from reference.escalation import RefValue
@@ -57,8 +58,7 @@ def evaluate(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
     try:
         output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, params)
     except Exception as exc:  # a framework failure is a result, not a crash
-        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        return Result(case, (), None, tuple(refs), rounded, (), (), (), error=message)
+        return Result(case, (), None, tuple(refs), rounded, (), (), (), error=error_line(exc))
     values = tuple(float(v) for v in output.values)
     if len(values) != len(refs):
         error = f"framework returned {len(values)} values, the reference has {len(refs)}"

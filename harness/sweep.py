@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from harness import adapters, bandwidth, metrics, regimes, registry, timing
-from harness.adapters.base import cpu_model
+from harness.adapters.base import cpu_model, error_line
 from harness.refsets import ChunkResult, InputSet, ReferenceCache, RefArrays, SetReference, assemble, chunk_tasks, settle_chunk
 from harness.spec import DTYPES, Layout, LossSpec
 from harness.store import CellKey, CellRow, Store
@@ -182,7 +182,7 @@ def run_cell(task: CellTask) -> CellRow:
         return CellRow(key, "timeout", error=f"exceeded the {task.timeout:g} s cell limit",
                        seconds=time.perf_counter() - started)
     except Exception as exc:  # the framework raised: a result, not a crash
-        return CellRow(key, "error", error=_one_line(exc), seconds=time.perf_counter() - started)
+        return CellRow(key, "error", error=error_line(exc), seconds=time.perf_counter() - started)
     items_ref = reference.items[:count]
     if per_item.values.shape != (count,) or reduced.values.shape != (1,):
         return CellRow(key, "error", result_dtype=per_item.result_dtype, seconds=time.perf_counter() - started,
@@ -232,17 +232,12 @@ def _time_cell(adapter: adapters.Adapter, spec: LossSpec, task: CellTask, arrays
     except CellTimeout:
         raise
     except Exception as exc:  # the gradient failed; the forward figures stand
-        fields["backward_error"] = _one_line(exc)
+        fields["backward_error"] = error_line(exc)
         return fields
     rate = bandwidth.gbps(moved, backward.median)
     fields.update(backward_seconds=backward.median, backward_stdev=backward.stdev, backward_loops=backward.loops,
                   backward_bytes=moved, backward_gbps=rate, backward_bw_fraction=bandwidth.fraction(rate, limit))
     return fields
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def measure_bandwidth(target: tuple[str, str]) -> list[bandwidth.StreamResult]:

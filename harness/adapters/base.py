@@ -80,6 +80,12 @@ def recording() -> Iterator[list[ApiCall]]:
         _CALLS.reset(token)
 
 
+def error_line(exc: BaseException) -> str:
+    """A framework's exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 # impl(args by canonical name, reduction, params) -> framework tensor
 Impl = Callable[[dict[str, Any], str, dict[str, float]], Any]
 
