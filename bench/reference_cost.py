@@ -18,10 +18,9 @@ from pathlib import Path
 
 import mpmath
 
-from harness import adapters, regimes, registry
+from harness import adapters
 from harness.refsets import InputSet, ReferenceCache, compute
-
-QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
+from harness.sweep import QUICK_SIZES
 
 
 def _plain_mse(x: float, y: float) -> mpmath.mpf:
@@ -62,10 +61,9 @@ def cells_sharing(loss: str) -> int:
 
 def measure(loss: str, size: int) -> dict[str, float]:
     """Seconds for the plain loop (one pass), the settled shared reference, and a warm cache read."""
-    width = 10 if loss == "cross_entropy" else 1
-    inputset = InputSet(loss, (), "float32", "typical", 0, width)
+    inputset = InputSet.with_defaults(loss, "float32", "typical")
     sizes = [n for n in QUICK_SIZES if n <= size]
-    arrays = regimes.generate(registry.get(loss), "float32", "typical", 0, size, width)
+    arrays = inputset.inputs(size)
     start = time.perf_counter()
     plain_loop(loss, arrays)
     plain = time.perf_counter() - start

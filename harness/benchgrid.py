@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import adapters, registry, regimes
+from harness import adapters, registry
 from harness.adapters.base import Prepared
 from harness.refsets import InputSet, ReferenceCache, compute
-from harness.spec import DTYPES, Layout
+from harness.spec import DTYPES
 from harness.store import CellRow
 from harness.sweep import DEFAULT_CELL_TIMEOUT, CellTask, run_cell
 
@@ -104,9 +104,7 @@ def _adapter(case: BenchCase) -> adapters.Adapter:
 
 
 def inputset(case: BenchCase) -> InputSet:
-    spec = registry.get(case.loss)
-    width = regimes.DEFAULT_WIDTH if spec.layout is Layout.ROWWISE else 1
-    return InputSet(case.loss, tuple(spec.resolve_params({}).items()), case.dtype, "typical", SEED, width)
+    return InputSet.with_defaults(case.loss, case.dtype, "typical", SEED)
 
 
 def arrays(case: BenchCase) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ import numpy as np
 from mpmath.libmp import libmpf, to_float
 
 from harness import regimes, registry
+from harness.spec import Layout
 from harness.evaluate import reference_items
 from reference import escalation, formats
 from reference.formulas import exact_total, is_exact
@@ -59,6 +60,14 @@ class InputSet:
     regime: str
     seed: int
     width: int
+
+    @classmethod
+    def with_defaults(cls, loss: str, dtype: str, regime: str, seed: int = 0,
+                      width: int = regimes.DEFAULT_WIDTH) -> InputSet:
+        """The loss's set at its default parameters; element-wise losses have no rows (width 1)."""
+        spec = registry.get(loss)
+        return cls(loss, tuple(spec.resolve_params({}).items()), dtype, regime, seed,
+                   width if spec.layout is Layout.ROWWISE else 1)
 
     def key(self) -> str:
         content = json.dumps([self.loss, self.params, self.dtype, self.regime, self.seed, self.width, code_version()])

@@ -33,7 +33,7 @@ import numpy as np
 from harness import adapters, bandwidth, metrics, regimes, registry, timing
 from harness.adapters.base import cpu_model, error_line
 from harness.refsets import ChunkResult, InputSet, ReferenceCache, RefArrays, SetReference, assemble, chunk_tasks, settle_chunk
-from harness.spec import DTYPES, Layout, LossSpec
+from harness.spec import DTYPES, LossSpec
 from harness.store import CellKey, CellRow, Store
 from harness.workers import Failure, WorkerPool
 
@@ -264,14 +264,13 @@ def environment(info: dict[str, dict[str, Any]], config: SweepConfig, threads: i
 def input_sets(config: SweepConfig) -> list[InputSet]:
     sets = []
     for loss in config.losses:
-        spec = registry.get(loss)
-        params = tuple(spec.resolve_params({}).items())
-        widths = config.widths if spec.layout is Layout.ROWWISE else (1,)
-        chosen = [r for r in spec.regimes if config.regimes is None or r in config.regimes]
+        chosen = [r for r in registry.get(loss).regimes if config.regimes is None or r in config.regimes]
         for dtype in config.dtypes:
             for regime in chosen:
                 for seed in range(config.seeds):
-                    sets.extend(InputSet(loss, params, dtype, regime, seed, w) for w in widths)
+                    # dict.fromkeys: an element-wise loss has one set whatever the widths
+                    sets.extend(dict.fromkeys(InputSet.with_defaults(loss, dtype, regime, seed, w)
+                                              for w in config.widths))
     return sets
 
 
