@@ -144,6 +144,16 @@ def _load_framework(name: str) -> adapters.Adapter:
         raise UsageError(str(exc)) from None
 
 
+def _chosen_frameworks(names: Sequence[str] | None) -> list[str]:
+    """The frameworks named (each must load: a missing one is a usage error), else every available one."""
+    if not names:
+        return [row["name"] for row in _framework_rows() if row["available"]]
+    chosen = list(dict.fromkeys(names))
+    for name in chosen:
+        _load_framework(name)
+    return chosen
+
+
 def _spec(name: str) -> LossSpec:
     try:
         return registry.get(name)
@@ -372,14 +382,8 @@ def _command_sweep(args: argparse.Namespace) -> int:
 
 def _command_bandwidth(args: argparse.Namespace) -> int:
     results = []
-    for name in dict.fromkeys(args.framework or FRAMEWORKS):
-        try:
-            adapter = adapters.load(name)
-        except FrameworkUnavailable as exc:
-            if args.framework:
-                raise UsageError(str(exc)) from None
-            print(f"skipped {name}: {exc}", file=sys.stderr)
-            continue
+    for name in _chosen_frameworks(args.framework):
+        adapter = _load_framework(name)
         if args.device not in adapter.devices():
             raise UsageError(f"{name} has no {args.device} device here")
         results.extend(bandwidth.measure(adapter, args.device, args.elements))
@@ -445,12 +449,7 @@ def _format_cell(value: Any) -> str:
 
 def _command_atlas(args: argparse.Namespace) -> int:
     losses = [_spec(loss).name for loss in dict.fromkeys(args.loss or registry.names())]
-    frameworks = list(dict.fromkeys(args.framework or ()))
-    for name in frameworks:
-        _load_framework(name)
-    if not frameworks:
-        frameworks = [row["name"] for row in _framework_rows() if row["available"]]
-    planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(losses, frameworks)
+    planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(losses, _chosen_frameworks(args.framework))
                for dtype in dict.fromkeys(args.dtype or ["float32"])]
     bar = tqdm(planned, desc="atlas", unit="entry", file=sys.stderr, disable=args.no_progress, mininterval=1.0)
     entries = [atlas.entry(*item).to_json() for item in bar]
