@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 
 from harness import adapters, bandwidth, registry, regimes
+from harness.adapters.numpy_adapter import DTYPES
+from harness.spec import DTYPES as DTYPE_NAMES
 from conftest import need
 
-ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+
+def itemsize(dtype: str) -> int:
+    return np.dtype(DTYPES[dtype]).itemsize
 
 
 def test_stream_byte_counts_and_rates() -> None:
@@ -36,7 +40,7 @@ def test_measure_runs_every_kernel_the_adapter_offers() -> None:
 
 
 @pytest.mark.parametrize("framework", list(adapters.FRAMEWORKS))
-@pytest.mark.parametrize("dtype", list(ITEMSIZE))
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
 def test_bytes_moved_by_a_loss_call(framework: str, dtype: str) -> None:
     need(framework)
     adapter = adapters.load(framework)
@@ -47,10 +51,9 @@ def test_bytes_moved_by_a_loss_call(framework: str, dtype: str) -> None:
         forward = adapter.prepare(spec, impl, arrays, dtype, "cpu", "mean", {})
         backward = adapter.prepare(spec, impl, arrays, dtype, "cpu", "mean", {}, gradient=True) \
             if adapter.gradient(spec, impl) else None
-        floats = size * ITEMSIZE[dtype]  # input; mse's target is as large again
+        floats = size * itemsize(dtype)  # input; mse's target is as large again
         target = floats if loss == "mse" else (size // regimes.DEFAULT_WIDTH) * 8  # class indices are int64
-        result = np.dtype(adapter.run(spec, impl, arrays, dtype, "cpu", "mean", {}).result_dtype.replace(
-            "bfloat16", "float16")).itemsize  # Keras returns half losses in float32
+        result = itemsize(adapter.run(spec, impl, arrays, dtype, "cpu", "mean", {}).result_dtype)  # Keras: float32
         assert forward.bytes_moved == floats + target + result
         if backward is not None:
             assert backward.bytes_moved == floats + target + floats  # the gradient is shaped like input

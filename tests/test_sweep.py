@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import registry
+from harness import registry, timing
 from harness.cli import main
 from harness.refsets import ReferenceCache
 from harness.store import open_store
@@ -131,7 +131,7 @@ def test_timed_sweep_records_speed_and_completes_untimed_cells(tmp_path: Path, c
             assert r["elements_per_s"] == r["size"] / r["forward_seconds"]
             assert r["forward_gbps"] == r["forward_bytes"] / r["forward_seconds"] / 1e9
             assert r["bandwidth_limit_gbps"] == limit and r["forward_bw_fraction"] == r["forward_gbps"] / limit
-            assert r["forward_samples"] == 5 and r["forward_loops"] >= 1
+            assert r["forward_samples"] == timing.DEFAULT_SAMPLES and r["forward_loops"] >= 1
         again = run_sweep(SweepConfig(**base, time=True), store, cache)
         assert (again.skipped, again.stored, again.bandwidth_limits) == (8, 0, {})
     assert main(["results", "--speed", "--db", str(tmp_path / "r.sqlite")]) == 0
