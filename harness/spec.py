@@ -81,7 +81,8 @@ class LossSpec:
     """One loss: its canonical definition, its arguments and its mp reference.
 
     ``reference`` computes one item's loss (an element, or a row) from exact
-    values; the harness applies the reduction.
+    values, and ``derivative`` that item's derivative with respect to input
+    (reference.derivatives); the harness applies the reduction.
     """
 
     name: str
@@ -90,6 +91,7 @@ class LossSpec:
     layout: Layout
     args: tuple[ArgSpec, ...]
     reference: Callable[..., Any]
+    derivative: Callable[..., Any]
     params: tuple[ParamSpec, ...] = ()
     regimes: tuple[str, ...] = ALL_REGIMES
     default_reduction: str = "mean"

@@ -4,7 +4,8 @@ Each item is evaluated at p bits and at 2p bits. It is settled when both
 evaluations round to the same float64 and to the same value in the target
 format, and differ by far less than a float64 ulp; otherwise p is doubled for
 that item. Past ``max_prec`` the value is reported unsettled, never guessed.
-Formulas marked exact need one evaluation. A reduction (mean or sum of any
+Formulas marked exact need one evaluation. A formula may return a tuple (the
+components of a derivative); the item then settles when every component does. A reduction (mean or sum of any
 prefix of the items) is settled the same way, from the items' last two levels;
 if those disagree the whole reduction is escalated.
 """
@@ -70,6 +71,14 @@ def agree(low: mpmath.mpf, high: mpmath.mpf, fmt: BinaryFormat) -> bool:
     return not is_midpoint(rounded, fmt) or round_mpf(low, fmt) == round_mpf(high, fmt)
 
 
+def agree_values(low: Any, high: Any, fmt: BinaryFormat) -> bool:
+    """``agree`` for a scalar, or component by component for a tuple (a derivative);
+    an undefined (None) component settles only as undefined at both levels."""
+    if not isinstance(low, tuple):
+        return agree(low, high, fmt)
+    return all(a is None and b is None if a is None or b is None else agree(a, b, fmt) for a, b in zip(low, high))
+
+
 def settle_items(
     formula: Formula, items: Sequence[tuple[Any, ...]], fmt: BinaryFormat,
     start_prec: int = START_PREC, max_prec: int = MAX_PREC,
@@ -104,7 +113,7 @@ def settle_items(
         high = at(prec, pending)
         still = []
         for i in pending:
-            if agree(low[i], high[i], fmt):
+            if agree_values(low[i], high[i], fmt):
                 refs[i], previous[i] = RefValue(high[i], True, prec), low[i]
             else:
                 still.append(i)

@@ -234,14 +234,17 @@ def log_cosh(x: mpf, y: mpf) -> mpf:
     return log1p(2 * s * s)
 
 
-def msle(x: mpf, y: mpf) -> mpf:
-    # log1p(x) - log1p(y) = log((1 + x) / (1 + y)), with the ratio's distance from 1,
-    # (x - y) / (1 + y), taken from the exact difference: no cancellation near x = y.
+def log1p_difference(x: mpf, y: mpf) -> mpf:
+    """log1p(x) - log1p(y) = log((1 + x) / (1 + y)), with the ratio's distance from 1,
+    (x - y) / (1 + y), taken from the exact difference: no cancellation near x = y."""
     if not (mpmath.isfinite(x) and mpmath.isfinite(y)):
-        d = log1p(x) - log1p(y)
-    else:
-        ratio_minus_one = sub(x, y) / add(ONE, y)
-        d = log1p(ratio_minus_one) if abs(ratio_minus_one) < 0.5 else log(add(ONE, x) / add(ONE, y))
+        return log1p(x) - log1p(y)
+    ratio_minus_one = sub(x, y) / add(ONE, y)
+    return log1p(ratio_minus_one) if abs(ratio_minus_one) < 0.5 else log(add(ONE, x) / add(ONE, y))
+
+
+def msle(x: mpf, y: mpf) -> mpf:
+    d = log1p_difference(x, y)
     return d * d
 
 
@@ -360,7 +363,7 @@ def categorical_hinge(s: Sequence[mpf], t: int) -> mpf:
     return max_or_zero(sub(add(ONE, max(others)), s[t]))
 
 
-def _squared_distance(a: Sequence[mpf], b: Sequence[mpf]) -> mpf:
+def squared_distance(a: Sequence[mpf], b: Sequence[mpf]) -> mpf:
     """|a - b|^2, exact for finite rows."""
     squares = [mul(d, d) for d in (sub(u, v) for u, v in zip(a, b))]
     return exact_total(squares) if _all_finite(squares) else exact_sum(squares)
@@ -368,7 +371,7 @@ def _squared_distance(a: Sequence[mpf], b: Sequence[mpf]) -> mpf:
 
 def contrastive(x1: Sequence[mpf], label: mpf, x2: Sequence[mpf], margin: mpf) -> mpf:
     """(l d^2 + (1-l) max(0, m - d)^2) / 2 with d = |x1 - x2|; ``label`` is the target."""
-    d2 = _squared_distance(x1, x2)
+    d2 = squared_distance(x1, x2)
     m2 = mul(margin, margin)
     if mpmath.isnan(d2) or m2 > d2:
         # m - d = (m^2 - d^2) / (m + d): exact numerator, so no cancellation near d = m.
@@ -395,7 +398,7 @@ def triplet_margin(a: Sequence[mpf], p: Sequence[mpf], n: Sequence[mpf], margin:
     """max(0, |a - p| - |a - n| + margin), the distance difference written as
     (S_p - S_n) / (|a - p| + |a - n|) with exact squared distances S: it does not
     cancel when the two distances are close."""
-    s_p, s_n = _squared_distance(a, p), _squared_distance(a, n)
+    s_p, s_n = squared_distance(a, p), squared_distance(a, n)
     d_p, d_n = mpmath.sqrt(s_p), mpmath.sqrt(s_n)
     if not (mpmath.isfinite(s_p) and mpmath.isfinite(s_n)):
         return max_or_zero(d_p - d_n + margin)

@@ -6,7 +6,7 @@ import pytest
 
 from harness import adapters, registry
 from harness.spec import ArgSpec, Case, Domain, Layout, LossSpec, ParamSpec
-from reference import formulas
+from reference import derivatives, formulas
 
 CORE_LOSSES = {"mse", "mae", "huber", "smooth_l1", "log_cosh", "bce", "bce_logits", "cross_entropy",
                "soft_cross_entropy", "nll", "kl_div", "hinge", "squared_hinge", "multi_margin",
@@ -39,14 +39,15 @@ def test_adapters_cover_the_registry(framework: str) -> None:
 def test_spec_validation() -> None:
     args = (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.REAL))
     with pytest.raises(ValueError, match="first argument must be 'input'"):
-        LossSpec("x", "f", "", Layout.ELEMENTWISE, args[::-1], formulas.mse)
+        LossSpec("x", "f", "", Layout.ELEMENTWISE, args[::-1], formulas.mse, derivatives.mse)
     with pytest.raises(ValueError, match="'target' \\(if any\\) the second"):
-        LossSpec("x", "f", "", Layout.ELEMENTWISE, (args[0], ArgSpec("var", Domain.POSITIVE), args[1]), formulas.mse)
+        LossSpec("x", "f", "", Layout.ELEMENTWISE, (args[0], ArgSpec("var", Domain.POSITIVE), args[1]), formulas.mse,
+                 derivatives.mse)
     with pytest.raises(ValueError, match="default reduction"):
-        LossSpec("x", "f", "", Layout.ELEMENTWISE, args, formulas.mse, default_reduction="max")
+        LossSpec("x", "f", "", Layout.ELEMENTWISE, args, formulas.mse, derivatives.mse, default_reduction="max")
     with pytest.raises(ValueError, match="per-row"):
         LossSpec("x", "f", "", Layout.ELEMENTWISE, (args[0], ArgSpec("target", Domain.REAL, per_row=True)),
-                 formulas.mse)
+                 formulas.mse, derivatives.mse)
     with pytest.raises(ValueError, match="one per row"):
         ArgSpec("target", Domain.CLASS_INDEX)
     with pytest.raises(ValueError, match="registered twice"):

@@ -1,4 +1,5 @@
 """Metric-learning losses on pairs and triplets of embeddings."""
+from reference import derivatives as grad
 from reference import formulas as mp
 
 from harness.registry import register
@@ -11,7 +12,7 @@ register(LossSpec(
     Layout.ROWWISE,
     (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.BINARY_LABEL, per_row=True),
      ArgSpec("input2", Domain.REAL)),
-    mp.contrastive,
+    mp.contrastive, grad.contrastive,
     params=(ParamSpec("margin", 1.0, minimum=0.0),),
 ))
 
@@ -20,14 +21,14 @@ _GEOMETRIC_REGIMES = ("typical", "wide", "near_overflow", "cancellation", "edge"
 register(LossSpec(
     "cosine_similarity", "embedding", "-x.y / (|x| |y|) per row, x = input, y = target",
     Layout.ROWWISE, (ArgSpec("input", Domain.REAL), ArgSpec("target", Domain.REAL)),
-    mp.cosine_similarity, regimes=_GEOMETRIC_REGIMES,
+    mp.cosine_similarity, grad.cosine_similarity, regimes=_GEOMETRIC_REGIMES,
 ))
 register(LossSpec(
     "triplet_margin", "embedding",
     "max(0, |a - p| - |a - n| + margin) per row, a = input (anchor), p = positive, n = negative",
     Layout.ROWWISE,
     (ArgSpec("input", Domain.REAL), ArgSpec("positive", Domain.REAL), ArgSpec("negative", Domain.REAL)),
-    mp.triplet_margin,
+    mp.triplet_margin, grad.triplet_margin,
     params=(ParamSpec("margin", 1.0, minimum=0.0),),
     regimes=_GEOMETRIC_REGIMES,
 ))

@@ -1,4 +1,5 @@
 """Weight penalties: one tensor, no target, summed (their canonical reduction)."""
+from reference import derivatives as grad
 from reference import formulas as mp
 
 from harness.registry import register
@@ -9,10 +10,10 @@ _WEIGHTS = (ArgSpec("input", Domain.REAL),)
 _WEIGHT_REGIMES = ("typical", "wide", "near_overflow", "edge")
 
 register(LossSpec(
-    "l2_penalty", "penalty", "sum w^2, w = input", Layout.ELEMENTWISE, _WEIGHTS, mp.l2_penalty,
+    "l2_penalty", "penalty", "sum w^2, w = input", Layout.ELEMENTWISE, _WEIGHTS, mp.l2_penalty, grad.l2_penalty,
     regimes=_WEIGHT_REGIMES, default_reduction="sum",
 ))
 register(LossSpec(
-    "l1_penalty", "penalty", "sum |w|, w = input", Layout.ELEMENTWISE, _WEIGHTS, mp.l1_penalty,
+    "l1_penalty", "penalty", "sum |w|, w = input", Layout.ELEMENTWISE, _WEIGHTS, mp.l1_penalty, grad.l1_penalty,
     regimes=_WEIGHT_REGIMES, default_reduction="sum",
 ))

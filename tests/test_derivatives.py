@@ -1,0 +1,178 @@
+"""The reference derivatives: every loss's analytic derivative against mpmath's
+numerical differentiation of its own reference formula, exact Fraction
+gradients of the rational losses (reduction included), and the conventions at
+points with no derivative."""
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+
+from harness import registry, regimes
+from harness.evaluate import reference_items
+from harness.spec import Layout
+from reference import derivatives, gradients
+from reference.formats import FORMATS
+
+mpf = mpmath.mpf
+FLOAT64 = FORMATS["float64"]
+DIFF_PRECISIONS = (128, 256, 512, 1024, 2048, 4096)
+# Regimes whose points lie far from every corner (a finite difference straddling
+# a corner measures neither side); saturated reaches logits up to 1e4.
+SMOOTH_REGIMES = ("typical", "saturated")
+
+
+def _items(loss: str, regime: str, seed: int = 11) -> list[tuple]:
+    spec = registry.get(loss)
+    arrays = regimes.generate(spec, "float64", regime, seed, size=12, width=4)
+    return reference_items(spec, arrays)
+
+
+def _with_component(item: tuple, j: int, value: mpf) -> tuple:
+    """The item with input component j replaced (the whole input if element-wise)."""
+    if not isinstance(item[0], list):
+        return (value, *item[1:])
+    row = list(item[0])
+    row[j] = value
+    return (row, *item[1:])
+
+
+def _numerical(loss: str, item: tuple, j: int, prec: int) -> tuple[mpf, mpf]:
+    """(f'(x) by central differences at ``prec`` bits, the loss value), with a step
+    relative to the component (absolute at zero)."""
+    spec = registry.get(loss)
+    params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
+    x = item[0][j] if isinstance(item[0], list) else item[0]
+    with mpmath.workprec(prec):
+        step = mpmath.ldexp(1, (int(mpmath.mag(x)) if x else 0) - prec)
+        def f(t: mpf) -> mpf:
+            return spec.reference(*_with_component(item, j, t), **params)
+
+        return mpmath.diff(f, x, h=step), f(x)
+
+
+def _cases() -> list[tuple[str, str]]:
+    return [(loss, regime) for loss in registry.names() for regime in SMOOTH_REGIMES
+            if regime in registry.get(loss).regimes]
+
+
+@pytest.mark.parametrize(("loss", "regime"), _cases())
+def test_analytic_derivative_matches_mpmath_diff(loss: str, regime: str) -> None:
+    """Central differences lose about half the working precision, and more where
+    the derivative is far below the loss, so agreement is asked to 2**-(prec/2)
+    relative, raising the precision until it holds or runs out."""
+    spec = registry.get(loss)
+    params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
+    compared = 0
+    for item in _items(loss, regime):
+        with mpmath.workprec(DIFF_PRECISIONS[-1] * 2):
+            analytic = spec.derivative(*item, **params)
+        for j, exact in enumerate(analytic):
+            if exact is None or not mpmath.isfinite(exact):  # a corner, or p = 1 in bce: nothing to difference
+                continue
+            for prec in DIFF_PRECISIONS:
+                numeric, value = _numerical(loss, item, j, prec)
+                x = item[0][j] if isinstance(item[0], list) else item[0]
+                if abs(numeric - exact) <= mpmath.ldexp(abs(exact), -prec // 2):
+                    break
+            else:
+                pytest.fail(f"{loss} {regime}: component {j} of {item}: analytic {exact}, numerical {numeric}")
+            compared += 1
+    assert compared >= 8, f"{loss} {regime}: only {compared} components had a derivative"
+
+
+# --- exact gradients of the rational losses, reduction included ------------------------
+
+def _fraction(value: mpf) -> Fraction:
+    sign, mantissa, exponent, _ = value._mpf_
+    return (-1) ** sign * Fraction(int(mantissa)) * Fraction(2) ** int(exponent)
+
+
+def _fraction_sign(d: Fraction) -> Fraction:
+    return Fraction((d > 0) - (d < 0))
+
+
+def _huber_slope(d: Fraction) -> Fraction:
+    return d if abs(d) <= 1 else _fraction_sign(d)
+
+
+def _hinge_slope(s: Fraction, y: Fraction) -> Fraction:
+    return -y if 1 - y * s > 0 else Fraction(0)
+
+
+RATIONAL = {  # loss -> (d item / d input from Fractions, inputs that avoid the corners)
+    "mse": (lambda x, y: 2 * (x - y), lambda rng: (rng.normal(size=40), rng.normal(size=40))),
+    "mae": (lambda x, y: _fraction_sign(x - y), lambda rng: (rng.normal(size=40), rng.normal(size=40))),
+    "huber": (lambda x, y: _huber_slope(x - y), lambda rng: (rng.normal(scale=2, size=40), rng.normal(size=40))),
+    "hinge": (_hinge_slope, lambda rng: (rng.normal(scale=2, size=40), rng.choice([-1.0, 1.0], size=40))),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", sorted(RATIONAL))
+def test_rational_gradients_match_fractions(loss: str, dtype: str, reduction: str) -> None:
+    slope, draw = RATIONAL[loss]
+    x, y = (a.astype(dtype).astype(np.float64) for a in draw(np.random.default_rng(5)))
+    if loss == "hinge":
+        assert all(1 - b * a != 0 for a, b in zip(x, y)), "a draw on the corner"
+    spec = registry.get(loss)
+    params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
+    derivative = functools.partial(spec.derivative, **params)
+    items = reference_items(spec, {"input": x, "target": y})
+    refs = gradients.evaluate(derivative, items, reduction, FORMATS[dtype])
+    count = len(x) if reduction == "mean" else 1
+    for ref, a, b in zip(refs, x, y):
+        expected = slope(Fraction(a), Fraction(b)) / count
+        assert ref.settled
+        # float(Fraction) rounds correctly; the reference at 80+ bits must round the same way.
+        assert float(ref.value) == float(expected)
+        if reduction == "sum":  # no division: the reference is the exact value itself
+            assert _fraction(ref.value) == expected
+
+
+def test_saturated_bce_logits_reference_gradient_is_minus_one_under_sum() -> None:
+    """d/dz softplus(-z) = -sigmoid(-z) = -1/(1 + e^-1000): -1 to far below any float's ulp."""
+    spec = registry.get("bce_logits")
+    (ref,) = gradients.evaluate(spec.derivative, [(mpf(-1000), mpf(1))], "sum", FLOAT64)
+    assert ref.settled and float(ref.value) == -1.0
+
+
+@pytest.mark.parametrize(("loss", "item"), [
+    ("mae", (mpf(2), mpf(2))),
+    ("l1_penalty", (mpf(0),)),
+    ("hinge", (mpf(1), mpf(1))),  # 1 - y s = 0
+    ("margin_ranking", (mpf(3), mpf(1), mpf(3))),  # margin 0, x1 = x2
+])
+def test_corners_have_no_derivative(loss: str, item: tuple) -> None:
+    spec = registry.get(loss)
+    params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
+    assert spec.derivative(*item, **params) == (None,)
+
+
+def test_row_corners_leave_the_other_components_defined() -> None:
+    # categorical_hinge: runner-up tied between classes 1 and 2, hinge active.
+    grad = derivatives.categorical_hinge([mpf(0), mpf(0.5), mpf(0.5)], 0)
+    assert grad[0] == -1 and grad[1] is None and grad[2] is None
+    # multi_margin with margin 1: class 1 exactly on its corner (1 - 0 + (-1) = 0).
+    grad = derivatives.multi_margin([mpf(0), mpf(-1), mpf(2)], 0, margin=mpf(1))
+    assert grad[1] is None and grad[0] is None and grad[2] == mpf(1) / 3
+
+
+def test_infinite_inputs_have_no_derivative_and_nan_propagates() -> None:
+    assert derivatives.mse(mpmath.inf, mpf(1)) == (None,)
+    assert mpmath.isnan(derivatives.mse(mpmath.nan, mpf(1))[0])
+    row = derivatives.cross_entropy([mpf(1), mpmath.inf, mpf(0)], 0)
+    assert row == (None, None, None)
+
+
+def test_every_loss_has_a_derivative_of_its_input_shape() -> None:
+    for loss in registry.names():
+        spec = registry.get(loss)
+        params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
+        item = _items(loss, "typical")[0]
+        width = len(item[0]) if spec.layout is Layout.ROWWISE else 1
+        assert len(spec.derivative(*item, **params)) == width, loss
