@@ -144,7 +144,7 @@ def accuracy_task(case: BenchCase) -> CellTask:
 
 def accuracy(task: CellTask) -> CellRow:
     """The cell measured against the reference; raises if the framework failed."""
-    row = run_cell(task)
+    row = run_cell(task).value
     if row.status != "ok":
         raise RuntimeError(f"{task.inputset.loss} {task.framework} {task.impl}: {row.status}: {row.error}")
     return row

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 from tqdm import tqdm
 
 from harness import adapters, atlas, bandwidth, registry
 from harness.adapters import FRAMEWORKS, FrameworkUnavailable
-from harness.evaluate import evaluate, json_number, reference_decimal
+from harness.evaluate import evaluate, evaluate_gradient, json_number, reference_decimal
 from harness.inputs import InputError, parse_json, prepare
 from harness.refsets import ReferenceCache
 from harness.spec import ALL_REGIMES, DEVICES, DTYPES, REDUCTIONS, Case, LossSpec, Result
@@ -56,6 +57,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--input", required=True, metavar="JSON")
     ev.add_argument("--target", metavar="JSON", help="required unless the loss has no target (penalties)")
     ev.add_argument("--arg", action="append", default=[], metavar="NAME=JSON", help="extra argument, repeatable")
+    ev.add_argument("--grad", action="store_true",
+                    help="also the gradient of the reduced loss with respect to input, against the reference derivative")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
 
     sw = commands.add_parser("sweep", help="measure many cells into the results store (resumable)")
@@ -78,6 +81,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="also time forward and forward+backward, after measuring the memory bandwidth")
     sw.add_argument("--time-regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES,
                     help=f"regimes to time (default {' '.join(DEFAULT_TIMED_REGIMES)})")
+    sw.add_argument("--grad", action="store_true",
+                    help="also measure each cell's gradient with respect to input against the reference derivative")
     sw.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
     sw.add_argument("--no-progress", action="store_true", help="no progress bars")
     sw.set_defaults(full=False)
@@ -100,12 +105,15 @@ def _build_parser() -> argparse.ArgumentParser:
     at.add_argument("--json", action="store_true", help="one JSON list of entries")
     at.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    res = commands.add_parser("results", help="export stored cells, one record per cell")
+    res = commands.add_parser("results", help="export stored cells (or gradients), one record per cell")
     res.add_argument("--db", type=Path, default=DEFAULT_DB)
     res.add_argument("--format", choices=("table", "csv", "json"), default="table")
     res.add_argument("--worst", type=_positive_int, metavar="N",
                      help="only the N least accurate cells (unexpected non-finite first, then max ulp)")
-    res.add_argument("--speed", action="store_true", help="timed cells only, with their timing columns")
+    what = res.add_mutually_exclusive_group()
+    what.add_argument("--speed", action="store_true", help="timed cells only, with their timing columns")
+    what.add_argument("--grad", action="store_true",
+                      help="gradient rows, with the forward max ulp of the same cell beside them")
     return parser
 
 
@@ -224,6 +232,30 @@ def result_json(result: Result, version: str) -> dict[str, Any]:
     }
 
 
+def gradient_json(result: Result, shape: Sequence[int], method: str) -> dict[str, Any]:
+    """The gradient's fields of eval's JSON: lists shaped like the input; a null
+    reference where it is unsettled or where the loss has no derivative (the
+    status says which)."""
+    def shaped(values: Sequence[Any]) -> Any:
+        return np.array(list(values), dtype=object).reshape(tuple(shape)).tolist() if values else None
+
+    refs = result.reference
+    known = [r.value is not None and r.settled for r in refs]
+    return {
+        "grad": shaped([json_number(v) for v in result.values]),
+        "grad_result_dtype": result.result_dtype,
+        "grad_method": method,
+        "grad_reference": shaped([reference_decimal(r.value) if k else None for r, k in zip(refs, known)]),
+        "grad_reference_rounded": shaped([json_number(v) if k else None for v, k in zip(result.reference_rounded, known)]),
+        "grad_reference_status": shaped(["undefined" if r.value is None else "settled" if r.settled else "unsettled"
+                                         for r in refs]),
+        "grad_ulp_error": shaped(list(result.ulp_errors)),
+        "grad_rel_error": shaped([json_number(v) for v in result.rel_errors]),
+        "grad_nonfinite": shaped(list(result.nonfinite)),
+        "grad_error": result.error,
+    }
+
+
 def _format_float(value: Any) -> str:
     if value is None:
         return "-"
@@ -256,16 +288,44 @@ def _print_table(record: dict[str, Any]) -> None:
     print(f"  reference precision: {record['reference_precision_bits']} bits")
 
 
+def _print_gradient(record: dict[str, Any]) -> None:
+    print(f"  gradient ({record['grad_method']}):")
+    if record["grad_result_dtype"] not in (None, record["dtype"]):
+        print(f"  note: the gradient came back as {record['grad_result_dtype']}, not {record['dtype']}")
+    if record["grad_error"]:
+        print(f"  gradient error: {record['grad_error']}")
+        return
+    columns = [np.array(record[c], dtype=object).ravel() for c in
+               ("grad", "grad_reference", "grad_reference_status", "grad_ulp_error", "grad_rel_error", "grad_nonfinite")]
+    table = [("element", "gradient", "reference", "status", "ulp error", "rel error", "non-finite")]
+    for i, (value, ref, status, ulp, rel, cls) in enumerate(zip(*columns)):
+        table.append((str(i), repr(value) if isinstance(value, float) else str(value), ref or "-", status,
+                      _format_float(ulp), _format_float(rel), cls or "-"))
+    widths = [max(len(row[k]) for row in table) for k in range(len(table[0]))]
+    for row in table:
+        print("    " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+
+
 def _command_eval(args: argparse.Namespace) -> int:
     case, raw = _case_from_args(args)
     arrays = prepare(registry.get(case.loss), raw, case.dtype)
+    if args.grad and case.reduction == "none":
+        raise UsageError("--grad needs a reduced loss: use --reduction mean or sum")
     result = evaluate(case, arrays)
-    record = result_json(result, adapters.load(case.framework).version())
+    adapter = adapters.load(case.framework)
+    record = result_json(result, adapter.version())
+    failed = bool(result.error)
+    if args.grad:
+        grad = evaluate_gradient(case, arrays)
+        record.update(gradient_json(grad, arrays["input"].shape, adapter.gradient_method))
+        failed = failed or bool(grad.error)
     if args.json:
         print(json.dumps(record))
     else:
         _print_table(record)
-    return 1 if result.error else 0
+        if args.grad:
+            _print_gradient(record)
+    return 1 if failed else 0
 
 
 def _framework_rows() -> list[dict[str, Any]]:
@@ -353,6 +413,7 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
         widths=defaults["widths"],
         seeds=args.seeds, jobs=args.jobs, cell_timeout=args.cell_timeout,
         time=args.time, timed_regimes=tuple(dict.fromkeys(args.time_regime or DEFAULT_TIMED_REGIMES)),
+        grad=args.grad,
     )
 
 
@@ -377,6 +438,8 @@ def _command_sweep(args: argparse.Namespace) -> int:
     if config.time:
         limits = ", ".join(f"{device} {gbps:.1f} GB/s" for device, gbps in sorted(report.bandwidth_limits.items()))
         print(f"timed {report.timed} cells; bandwidth limit {limits or 'not measured (nothing new to time)'}")
+    if config.grad:
+        print(f"gradients: {report.gradients} stored now (lossbench results --grad lists them)")
     return 0
 
 
@@ -400,6 +463,9 @@ def _command_bandwidth(args: argparse.Namespace) -> int:
 
 RESULT_COLUMNS = ("loss", "framework", "impl", "dtype", "device", "regime", "size", "status", "result_dtype",
                   "max_ulp", "p99_ulp", "median_ulp", "reduced_ulp", "unexpected_nonfinite", "error")
+GRADIENT_COLUMNS = ("loss", "framework", "impl", "dtype", "device", "regime", "size", "status", "method",
+                    "max_ulp", "p99_ulp", "median_ulp", "forward_max_ulp", "undefined", "unexpected_nonfinite",
+                    "error")
 SPEED_COLUMNS = ("loss", "framework", "impl", "dtype", "device", "regime", "size", "forward_seconds",
                  "elements_per_s", "forward_gbps", "forward_bw_fraction", "backward_method", "backward_seconds",
                  "backward_bw_fraction", "backward_error")
@@ -410,7 +476,7 @@ def _command_results(args: argparse.Namespace) -> int:
         raise UsageError(f"no results store at {args.db}; run 'lossbench sweep' first")
     try:
         with open_store(args.db) as store:
-            rows = list(store.cells())
+            rows = list(store.gradients() if args.grad else store.cells())
     except StoreError as exc:
         raise UsageError(str(exc)) from None
     if args.speed:
@@ -424,7 +490,7 @@ def _command_results(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(rows)
     else:
-        _print_rows(rows, SPEED_COLUMNS if args.speed else RESULT_COLUMNS)
+        _print_rows(rows, SPEED_COLUMNS if args.speed else GRADIENT_COLUMNS if args.grad else RESULT_COLUMNS)
     return 0
 
 

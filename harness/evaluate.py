@@ -10,15 +10,15 @@ import functools
 import json
 import math
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import mpmath
 import numpy as np
 
 from harness import adapters, metrics, registry
-from harness.adapters.base import error_line
+from harness.adapters.base import Output, error_line
 from harness.spec import Case, Layout, LossSpec, Result
-from reference import escalation
+from reference import escalation, gradients
 from reference.escalation import RefValue
 from reference.exact import to_mpf_list
 from reference.formats import get_format, round_mpf
@@ -59,14 +59,35 @@ def evaluate(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
         output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, params)
     except Exception as exc:  # a framework failure is a result, not a crash
         return Result(case, (), None, tuple(refs), rounded, (), (), (), error=error_line(exc))
+    return _measured(case, output, refs, rounded)
+
+
+def evaluate_gradient(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
+    """The gradient of ``case``'s reduced loss with respect to input, one value per
+    input element, against the reference derivative. Elements where the loss has no
+    derivative (reference value None) carry no metrics."""
+    spec = registry.get(case.loss)
+    derivative = functools.partial(spec.derivative, **{k: mpmath.mpf(v) for k, v in case.params})
+    refs = gradients.evaluate(derivative, reference_items(spec, arrays), case.reduction, get_format(case.dtype))
+    rounded = tuple(None if r.value is None else round_mpf(r.value, case.dtype) for r in refs)
+    adapter = adapters.load(case.framework)
+    try:
+        output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, dict(case.params),
+                             gradient=True)
+    except Exception as exc:  # no gradient, or the framework raised: a result, not a crash
+        return Result(case, (), None, tuple(refs), rounded, (), (), (), error=error_line(exc))
+    return _measured(case, output, refs, rounded)
+
+
+def _measured(case: Case, output: Output, refs: Sequence[RefValue], rounded: tuple[float | None, ...]) -> Result:
     values = tuple(float(v) for v in output.values)
     if len(values) != len(refs):
         error = f"framework returned {len(values)} values, the reference has {len(refs)}"
         return Result(case, values, output.result_dtype, tuple(refs), rounded, (), (), (), error=error)
     ulps, rels, classes = [], [], []
     for value, ref in zip(values, refs):
-        cls = metrics.classify(value, ref.value, case.dtype)
-        honest = cls is None and ref.settled
+        cls = None if ref.value is None else metrics.classify(value, ref.value, case.dtype)
+        honest = cls is None and ref.settled and ref.value is not None
         classes.append(cls)
         ulps.append(metrics.ulp_error(value, ref.value, case.dtype) if honest else None)
         rels.append(metrics.relative_error(value, ref.value) if honest else None)

@@ -8,6 +8,10 @@ reference. Results are cached on disk, keyed by the set's content and by a hash
 of the reference and regime code, so a rerun computes nothing and a changed
 formula never serves a stale value.
 
+The reference gradient of a set (d(reduced loss)/d(input) under one reduction)
+is settled and cached the same way, per size: under 'mean' the items' shared
+derivatives are divided by each size's item count (reference.gradients).
+
 Each reference number is stored as a float64 pair (hi, lo) with hi + lo within
 2**-106 relative (2**-1074 absolute at the bottom of the range) of the exact
 value (enough for vectorised ULP metrics), plus its
@@ -31,7 +35,7 @@ from mpmath.libmp import libmpf, to_float
 from harness import regimes, registry
 from harness.spec import Layout
 from harness.evaluate import reference_items
-from reference import escalation, formats
+from reference import escalation, formats, gradients
 from reference.formulas import exact_total, is_exact
 from reference.escalation import RefValue
 
@@ -41,13 +45,15 @@ _FIELDS = ("hi", "lo", "rounded", "settled", "precision")
 # Everything a cached reference depends on: formulas, settlement, rounding, inputs, layout.
 _CODE_FILES = ("reference/formulas.py", "reference/escalation.py", "reference/formats.py",
                "reference/exact.py", "harness/regimes.py", "harness/evaluate.py", "harness/refsets.py")
+# A reference gradient depends on those and on the derivatives.
+_GRADIENT_CODE_FILES = (*_CODE_FILES, "reference/derivatives.py", "reference/gradients.py")
 
 
 @functools.cache
-def code_version() -> str:
+def code_version(files: tuple[str, ...] = _CODE_FILES) -> str:
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for name in _CODE_FILES:
+    for name in files:
         digest.update((root / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -69,9 +75,12 @@ class InputSet:
         return cls(loss, tuple(spec.resolve_params({}).items()), dtype, regime, seed,
                    width if spec.layout is Layout.ROWWISE else 1)
 
-    def key(self) -> str:
-        content = json.dumps([self.loss, self.params, self.dtype, self.regime, self.seed, self.width, code_version()])
-        return hashlib.sha256(content.encode()).hexdigest()[:24]
+    def key(self, gradient: str | None = None) -> str:
+        """The set's cache key; with ``gradient`` (a reduction), that of its reference gradient."""
+        content = [self.loss, self.params, self.dtype, self.regime, self.seed, self.width, code_version()]
+        if gradient is not None:
+            content += [gradient, code_version(_GRADIENT_CODE_FILES)]
+        return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:24]
 
     def inputs(self, size: int) -> dict[str, np.ndarray]:
         return regimes.generate(registry.get(self.loss), self.dtype, self.regime, self.seed, size, self.width)
@@ -162,15 +171,26 @@ def _formula(inputset: InputSet) -> Callable[..., mpmath.mpf]:
 
 
 @dataclass(frozen=True)
+class GradArrays:
+    """A reference gradient, one entry per input element; ``defined`` is False where
+    the loss has no derivative (ref.hi is nan there and carries no meaning)."""
+
+    ref: RefArrays
+    defined: np.ndarray
+
+
+@dataclass(frozen=True)
 class ChunkTask:
     """Items [start, stop) of a set's input of ``size``; ``boundaries`` are the item
-    counts of the sizes being reduced (prefix ends)."""
+    counts of the sizes being reduced (prefix ends). With ``gradient`` (a reduction),
+    the chunk is of the set's reference gradient under that reduction."""
 
     inputset: InputSet
     size: int
     start: int
     stop: int
     boundaries: tuple[int, ...]
+    gradient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,15 +204,27 @@ class ChunkResult:
     partial_sums: dict[int, tuple[mpmath.mpf, mpmath.mpf]]
 
 
-def chunk_tasks(inputset: InputSet, sizes: Sequence[int]) -> list[ChunkTask]:
+@dataclass(frozen=True)
+class GradientChunk:
+    """A chunk's reference gradient: for each item count n of a size holding part
+    of the chunk, the gradient entries of the chunk's items below n."""
+
+    task: ChunkTask
+    by_count: dict[int, GradArrays]
+
+
+def chunk_tasks(inputset: InputSet, sizes: Sequence[int], gradient: str | None = None) -> list[ChunkTask]:
     largest = max(sizes)
     count = inputset.items(largest)
     boundaries = tuple(sorted({inputset.items(s) for s in sizes}))
-    return [ChunkTask(inputset, largest, a, min(a + CHUNK, count), boundaries) for a in range(0, count, CHUNK)]
+    return [ChunkTask(inputset, largest, a, min(a + CHUNK, count), boundaries, gradient)
+            for a in range(0, count, CHUNK)]
 
 
-def settle_chunk(task: ChunkTask) -> ChunkResult:
+def settle_chunk(task: ChunkTask) -> ChunkResult | GradientChunk:
     """Settle one chunk of items (runs in a worker)."""
+    if task.gradient is not None:
+        return _settle_gradient_chunk(task)
     inputset = task.inputset
     spec = registry.get(inputset.loss)
     arrays = regimes.generate_items(spec, inputset.dtype, inputset.regime, inputset.seed, task.start, task.stop,
@@ -209,6 +241,47 @@ def settle_chunk(task: ChunkTask) -> ChunkResult:
         sums[b] = (high if is_exact(formula) else exact_total(settled.previous[:b - task.start]), high)
     return ChunkResult(task, to_arrays(settled.refs, inputset.dtype), max(r.precision for r in settled.refs),
                        all(r.settled for r in settled.refs), sums)
+
+
+def _settle_gradient_chunk(task: ChunkTask) -> GradientChunk:
+    """Every item's derivative divided by each scale it needs: under 'mean' the item
+    counts of the sizes holding it, under 'sum' nothing (one scale for all sizes)."""
+    inputset = task.inputset
+    spec = registry.get(inputset.loss)
+    arrays = regimes.generate_items(spec, inputset.dtype, inputset.regime, inputset.seed, task.start, task.stop,
+                                    inputset.width)
+    derivative = functools.partial(spec.derivative, **{k: mpmath.mpf(v) for k, v in inputset.params})
+    holders = [[n for n in task.boundaries if n > i] for i in range(task.start, task.stop)]
+    item_scales = [gradients.scales(task.gradient, counts) for counts in holders]  # type: ignore[arg-type]
+    per_item = gradients.settle(derivative, reference_items(spec, arrays), item_scales, task.gradient,
+                                formats.get_format(inputset.dtype))
+    by_count = {}
+    for n in task.boundaries:
+        if n <= task.start:
+            continue
+        values = [v for item, counts in zip(per_item, holders) if n in counts
+                  for v in item[0 if task.gradient == "sum" else counts.index(n)]]
+        by_count[n] = gradient_arrays(values, inputset.dtype)
+    return GradientChunk(task, by_count)
+
+
+def gradient_arrays(values: Sequence[RefValue], dtype: str) -> GradArrays:
+    """Reference gradient components as arrays; an undefined one becomes nan, not defined."""
+    defined = np.array([v.value is not None for v in values], dtype=bool)
+    refs = [v if v.value is not None else RefValue(mpmath.nan, v.settled, v.precision) for v in values]
+    return GradArrays(to_arrays(refs, dtype), defined)
+
+
+def assemble_gradient(sizes: Sequence[int], inputset: InputSet, chunks: Sequence[GradientChunk]) -> dict[int, GradArrays]:
+    """Each size's reference gradient, concatenated from the chunks."""
+    chunks = sorted(chunks, key=lambda c: c.task.start)
+    result = {}
+    for size in sorted(set(sizes)):
+        parts = [c.by_count[inputset.items(size)] for c in chunks if inputset.items(size) in c.by_count]
+        result[size] = GradArrays(
+            RefArrays(*(np.concatenate([getattr(p.ref, f) for p in parts]) for f in _FIELDS)),
+            np.concatenate([p.defined for p in parts]))
+    return result
 
 
 def assemble(inputset: InputSet, sizes: Sequence[int], chunks: Sequence[ChunkResult]) -> SetReference:
@@ -252,20 +325,39 @@ def compute(inputset: InputSet, sizes: Sequence[int]) -> SetReference:
 
 
 class ReferenceCache:
-    """Set references on disk, one .npz per input set."""
+    """Set references on disk, one .npz per input set, and one per set and reduction
+    for reference gradients."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
 
-    def path(self, inputset: InputSet) -> Path:
-        return self.directory / f"{inputset.loss}-{inputset.dtype}-{inputset.regime}-{inputset.key()}.npz"
+    def path(self, inputset: InputSet, gradient: str | None = None) -> Path:
+        what = "" if gradient is None else f"-grad-{gradient}"
+        return self.directory / f"{inputset.loss}-{inputset.dtype}-{inputset.regime}{what}-{inputset.key(gradient)}.npz"
 
-    def has(self, inputset: InputSet, sizes: Sequence[int]) -> bool:
-        path = self.path(inputset)
+    def has(self, inputset: InputSet, sizes: Sequence[int], gradient: str | None = None) -> bool:
+        path = self.path(inputset, gradient)
         if not path.exists():
             return False
         with np.load(path) as data:
             return set(sizes) <= {int(s) for s in data["sizes"]}
+
+    @staticmethod
+    def read_gradient(path: Path) -> dict[int, GradArrays]:
+        with np.load(path) as data:
+            return {int(s): GradArrays(RefArrays(*(data[f"{s}_{f}"] for f in _FIELDS)), data[f"{s}_defined"])
+                    for s in data["sizes"]}
+
+    def save_gradient(self, inputset: InputSet, reduction: str, grads: dict[int, GradArrays]) -> None:
+        data = {f"{s}_{f}": getattr(g.ref, f) for s, g in grads.items() for f in _FIELDS}
+        data.update({f"{s}_defined": g.defined for s, g in grads.items()})
+        self._write(self.path(inputset, reduction), sizes=np.array(sorted(grads)), **data)
+
+    def _write(self, path: Path, **data: np.ndarray) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(partial, **data)
+        os.replace(partial, path)  # atomic: a killed run never leaves half a file
 
     @staticmethod
     def read(path: Path) -> SetReference:
@@ -276,14 +368,10 @@ class ReferenceCache:
         return SetReference(items, reduced)
 
     def save(self, inputset: InputSet, ref: SetReference) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         sizes = sorted({s for s, _ in ref.reduced})
         data = {f"items_{f}": getattr(ref.items, f) for f in _FIELDS}
         for r in REDUCED:
             for f in _FIELDS:
                 data[f"{r}_{f}"] = np.concatenate([getattr(ref.reduced[(s, r)], f) for s in sizes])
-        path = self.path(inputset)
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(partial, sizes=np.array(sizes), **data)
-        os.replace(partial, path)  # atomic: a killed run never leaves half a file
+        self._write(self.path(inputset), sizes=np.array(sizes), **data)
 

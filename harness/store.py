@@ -1,6 +1,7 @@
 """SQLite results store: a versioned schema, one row per run and one per cell,
-the bandwidth measured for each timed run, and the conventions atlas (one row
-per loss, framework version, impl and dtype).
+one per cell whose gradient was measured, the bandwidth measured for each timed
+run, and the conventions atlas (one row per loss, framework version, impl and
+dtype).
 
 A cell is unique by what was measured (loss, params, framework and its version,
 impl, dtype, device, regime, size, width, seed), so a rerun of the same
@@ -21,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from harness.bandwidth import StreamResult
 
-# 2 added the atlas table; 3 the timing columns of cells and the bandwidth table.
-SCHEMA_VERSION = 3
+# 2 added the atlas table; 3 the timing columns of cells and the bandwidth table;
+# 4 the gradients table.
+SCHEMA_VERSION = 4
 DEFAULT_DB = Path("reports/results.sqlite")
 
 _SCHEMA = """
@@ -48,6 +50,16 @@ CREATE TABLE IF NOT EXISTS cells (
     reduced_value REAL, reduced_reference REAL, reduced_ulp REAL, reduced_rel REAL, reduced_nonfinite TEXT,
     ref_unsettled INTEGER, seconds REAL, created REAL NOT NULL,
     {timing_columns},
+    UNIQUE (loss, params, framework, framework_version, impl, dtype, device, regime, size, width, seed)
+);
+CREATE TABLE IF NOT EXISTS gradients (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    loss TEXT NOT NULL, params TEXT NOT NULL, framework TEXT NOT NULL, framework_version TEXT NOT NULL,
+    impl TEXT NOT NULL, dtype TEXT NOT NULL, device TEXT NOT NULL, regime TEXT NOT NULL,
+    size INTEGER NOT NULL, width INTEGER NOT NULL, seed INTEGER NOT NULL,
+    {gradient_columns},
+    created REAL NOT NULL,
     UNIQUE (loss, params, framework, framework_version, impl, dtype, device, regime, size, width, seed)
 );
 CREATE TABLE IF NOT EXISTS bandwidth (
@@ -89,7 +101,7 @@ TIMING_COLUMNS = {
 }
 _SCHEMA = _SCHEMA.replace("{timing_columns}", ",\n    ".join(f"{k} {v}" for k, v in TIMING_COLUMNS.items()))
 # Versions whose stores only lack what CREATE IF NOT EXISTS and added columns give.
-_ADDITIVE_UPGRADES = {1, 2}
+_ADDITIVE_UPGRADES = {1, 2, 3}
 
 
 @dataclass(frozen=True)
@@ -153,8 +165,39 @@ class CellRow:
     bandwidth_limit_gbps: float | None = None
 
 
+@dataclass(frozen=True)
+class GradientRow:
+    """The gradient of one cell's default-reduction loss with respect to input, per
+    input element against the reference derivative. ``status`` is ok, error (the
+    gradient raised), no_gradient (the impl has none), timeout or crashed. Metrics
+    summarise the elements that have a derivative, a settled reference and a finite
+    result; ``undefined`` counts the elements where the loss has no derivative (a
+    corner: frameworks return a subgradient there, which is not judged)."""
+
+    key: CellKey
+    status: str
+    reduction: str | None = None
+    method: str | None = None
+    error: str | None = None
+    result_dtype: str | None = None
+    elements: int | None = None
+    elements_measured: int | None = None
+    undefined: int | None = None
+    max_ulp: float | None = None
+    p99_ulp: float | None = None
+    median_ulp: float | None = None
+    max_rel: float | None = None
+    nonfinite: str | None = None  # JSON counts per class
+    unexpected_nonfinite: int | None = None
+    ref_unsettled: int | None = None
+
+
 _KEY_COLUMNS = [f.name for f in fields(CellKey)]
 _ROW_COLUMNS = [f.name for f in fields(CellRow) if f.name != "key"]
+_GRADIENT_COLUMNS = [f.name for f in fields(GradientRow) if f.name != "key"]
+_SQL_TYPES = {"str | None": "TEXT", "int | None": "INTEGER", "float | None": "REAL", "str": "TEXT NOT NULL"}
+_SCHEMA = _SCHEMA.replace("{gradient_columns}", ",\n    ".join(
+    f"{f.name} {_SQL_TYPES[str(f.type)]}" for f in fields(GradientRow) if f.name != "key"))
 
 
 class StoreError(RuntimeError):
@@ -216,6 +259,33 @@ class Store:
             before = self.db.total_changes
             self.db.executemany(sql, values)
             return self.db.total_changes - before
+
+    def existing_gradient_keys(self) -> set[CellKey]:
+        return {CellKey(*row) for row in self.db.execute(f"SELECT {', '.join(_KEY_COLUMNS)} FROM gradients")}
+
+    def add_gradients(self, run_id: int, rows: Iterable[GradientRow]) -> int:
+        """Insert gradient rows; one already stored is left as it is. Returns how many were added."""
+        columns = ["run_id", *_KEY_COLUMNS, *_GRADIENT_COLUMNS, "created"]
+        sql = (f"INSERT INTO gradients ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+               f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO NOTHING")
+        now = time.time()
+        values = [(run_id, *asdict(r.key).values(), *(getattr(r, c) for c in _GRADIENT_COLUMNS), now) for r in rows]
+        with self.db:
+            before = self.db.total_changes
+            self.db.executemany(sql, values)
+            return self.db.total_changes - before
+
+    def gradients(self) -> Iterator[dict[str, Any]]:
+        """Gradient rows, each with its cell's forward max_ulp (null if the cell is not stored) for comparison."""
+        keys = " AND ".join(f"c.{k} = g.{k}" for k in _KEY_COLUMNS)
+        cur = self.db.execute(
+            f"SELECT g.run_id, {', '.join('g.' + k for k in _KEY_COLUMNS)}, "
+            f"{', '.join('g.' + c for c in _GRADIENT_COLUMNS)}, c.max_ulp AS forward_max_ulp "
+            f"FROM gradients g LEFT JOIN cells c ON {keys} "
+            "ORDER BY g.loss, g.framework, g.impl, g.dtype, g.device, g.regime, g.size, g.width, g.seed")
+        names = [d[0] for d in cur.description]
+        for row in cur:
+            yield dict(zip(names, row))
 
     def cells(self) -> Iterator[dict[str, Any]]:
         cur = self.db.execute(f"SELECT run_id, {', '.join(_KEY_COLUMNS)}, {', '.join(_ROW_COLUMNS)} FROM cells "

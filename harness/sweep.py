@@ -8,6 +8,10 @@ are committed as they arrive, and cells already in the store are skipped, so a
 killed sweep rerun with the same configuration completes without losing or
 duplicating anything.
 
+With ``grad``, every cell also measures the gradient of its default-reduction
+loss with respect to input against the set's reference gradient (stored in
+the gradients table); a cell stored without it is completed.
+
 With ``time``, cells of the timed regimes are also timed (harness.timing), one
 cell at a time in a single worker holding every core, after the machine's
 memory bandwidth is measured (harness.bandwidth) and stored with the run. An
@@ -31,10 +35,13 @@ from typing import Any
 import numpy as np
 
 from harness import adapters, bandwidth, metrics, regimes, registry, timing
-from harness.adapters.base import cpu_model, error_line
-from harness.refsets import ChunkResult, InputSet, ReferenceCache, RefArrays, SetReference, assemble, chunk_tasks, settle_chunk
+from harness.adapters.base import Output, cpu_model, error_line
+from harness.refsets import (
+    ChunkResult, GradArrays, GradientChunk, InputSet, ReferenceCache, RefArrays, SetReference, assemble,
+    assemble_gradient, chunk_tasks, settle_chunk,
+)
 from harness.spec import DTYPES, LossSpec
-from harness.store import CellKey, CellRow, Store
+from harness.store import CellKey, CellRow, GradientRow, Store
 from harness.workers import Failure, WorkerPool
 
 QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
@@ -62,6 +69,7 @@ class SweepConfig:
     cell_timeout: float = DEFAULT_CELL_TIMEOUT
     time: bool = False
     timed_regimes: tuple[str, ...] = DEFAULT_TIMED_REGIMES
+    grad: bool = False
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +87,8 @@ class CellTask:
     timeout: float
     time: bool = False
     bandwidth_limit: float | None = None  # GB/s of this device, for timed cells
+    grad: bool = False
+    gradient_path: str = ""  # the set's reference gradient under the loss's default reduction
 
     def key(self) -> CellKey:
         s = self.inputset
@@ -98,6 +108,7 @@ class SweepReport:
     reference_seconds: float = 0.0
     cell_seconds: float = 0.0
     timed: int = 0
+    gradients: int = 0  # gradient rows stored
     bandwidth_limits: dict[str, float] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
 
@@ -132,15 +143,26 @@ def _reference(path: str) -> SetReference:
     return ReferenceCache.read(Path(path))
 
 
+@functools.lru_cache(maxsize=8)
+def _gradient_reference(path: str) -> dict[int, GradArrays]:
+    return ReferenceCache.read_gradient(Path(path))
+
+
 @functools.lru_cache(maxsize=4)
 def _inputs(inputset: InputSet, size: int) -> dict[str, np.ndarray]:
     """Cells of one set and size run one after another: generate their input once."""
     return inputset.inputs(size)
 
 
-def _summary(values: np.ndarray, ref: RefArrays, dtype: str) -> dict[str, Any]:
+def _summary(values: np.ndarray, ref: RefArrays, dtype: str, defined: np.ndarray | None = None) -> dict[str, Any]:
+    """Error summary over the items with a settled reference and a finite result
+    (and, for a gradient, a derivative: ``defined``); non-finite classes counted apart."""
     codes = metrics.classify_many(values, ref.hi, ref.rounded)
+    if defined is not None:
+        codes = np.where(defined, codes, 0)
     measured = (codes == 0) & ref.settled
+    if defined is not None:
+        measured &= defined
     ulps = metrics.ulp_errors(values, ref.hi, ref.lo, dtype)[measured]
     rels = metrics.relative_errors(values, ref.hi, ref.lo)[measured]
     counts = metrics.count_classes(codes)
@@ -157,11 +179,26 @@ def _summary(values: np.ndarray, ref: RefArrays, dtype: str) -> dict[str, Any]:
     }
 
 
-def run_cell(task: CellTask) -> CellRow:
+@dataclass(frozen=True)
+class CellOutcome:
+    """What one cell task stores: its value row, and its gradient row when asked."""
+
+    value: CellRow
+    gradient: GradientRow | None = None
+
+    @classmethod
+    def failed(cls, task: CellTask, status: str, error: str, seconds: float | None = None) -> CellOutcome:
+        """The same failure for the value and (when asked) the gradient."""
+        return cls(CellRow(task.key(), status, error=error, seconds=seconds),
+                   GradientRow(task.key(), status, error=error) if task.grad else None)
+
+
+def run_cell(task: CellTask) -> CellOutcome:
     """Measure one cell (runs in a worker)."""
     started = time.perf_counter()
     key = task.key()
     s = task.inputset
+    gradient = None
     try:
         spec = registry.get(s.loss)
         adapter = adapters.load(task.framework)
@@ -172,6 +209,8 @@ def run_cell(task: CellTask) -> CellRow:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, task.timeout)
         try:
+            if task.grad:
+                gradient = _gradient_row(adapter, spec, task, arrays, params)
             per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params)
             reduced = adapter.run(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params)
             timed = _time_cell(adapter, spec, task, arrays, params) if task.time else {}
@@ -179,10 +218,17 @@ def run_cell(task: CellTask) -> CellRow:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
     except CellTimeout:
-        return CellRow(key, "timeout", error=f"exceeded the {task.timeout:g} s cell limit",
-                       seconds=time.perf_counter() - started)
+        return CellOutcome.failed(task, "timeout", f"exceeded the {task.timeout:g} s cell limit",
+                                  time.perf_counter() - started)
     except Exception as exc:  # the framework raised: a result, not a crash
-        return CellRow(key, "error", error=error_line(exc), seconds=time.perf_counter() - started)
+        return CellOutcome(CellRow(key, "error", error=error_line(exc), seconds=time.perf_counter() - started),
+                           gradient)
+    return CellOutcome(_value_row(task, spec, per_item, reduced, reference, count, timed, started), gradient)
+
+
+def _value_row(task: CellTask, spec: LossSpec, per_item: Output, reduced: Output,
+               reference: SetReference, count: int, timed: dict[str, Any], started: float) -> CellRow:
+    key, s = task.key(), task.inputset
     items_ref = reference.items[:count]
     if per_item.values.shape != (count,) or reduced.values.shape != (1,):
         return CellRow(key, "error", result_dtype=per_item.result_dtype, seconds=time.perf_counter() - started,
@@ -201,6 +247,32 @@ def run_cell(task: CellTask) -> CellRow:
         reduced_nonfinite=metrics.class_names(reduced_code)[0],
         ref_unsettled=int((~items_ref.settled).sum() + (~reduced_ref.settled).sum()),
         seconds=time.perf_counter() - started, **timed,
+    )
+
+
+def _gradient_row(adapter: adapters.Adapter, spec: LossSpec, task: CellTask, arrays: dict[str, np.ndarray],
+                  params: dict[str, float]) -> GradientRow:
+    """The gradient of the default-reduction loss against the set's reference gradient."""
+    key, s, reduction = task.key(), task.inputset, spec.default_reduction
+    if adapter.gradient(spec, task.impl) is None:
+        return GradientRow(key, "no_gradient", reduction=reduction, method="none")
+    method = adapter.gradient_method
+    try:
+        output = adapter.run(spec, task.impl, arrays, s.dtype, task.device, reduction, params, gradient=True)
+    except CellTimeout:
+        raise
+    except Exception as exc:  # the gradient raised: a result, not a crash
+        return GradientRow(key, "error", reduction=reduction, method=method, error=error_line(exc))
+    reference = _gradient_reference(task.gradient_path)[task.size]
+    if output.values.shape != reference.defined.shape:
+        return GradientRow(key, "error", reduction=reduction, method=method, result_dtype=output.result_dtype,
+                           error=f"gradient has {output.values.size} elements, the input {reference.defined.size}")
+    summary = _summary(output.values, reference.ref, s.dtype, reference.defined)
+    return GradientRow(
+        key, "ok", reduction=reduction, method=method, result_dtype=output.result_dtype,
+        elements=int(reference.defined.size), elements_measured=summary.pop("items_measured"),
+        undefined=int((~reference.defined).sum()),
+        ref_unsettled=int((~reference.ref.settled & reference.defined).sum()), **summary,
     )
 
 
@@ -292,10 +364,16 @@ def plan(config: SweepConfig, info: dict[str, dict[str, Any]], cache: ReferenceC
                         continue
                     for device in config.devices:
                         if device in fw["devices"]:
-                            tasks.append(CellTask(inputset, size, framework, fw["version"], impl, device,
-                                                  str(cache.path(inputset)), config.cell_timeout,
-                                                  time=config.time and inputset.regime in config.timed_regimes))
+                            tasks.append(CellTask(
+                                inputset, size, framework, fw["version"], impl, device, str(cache.path(inputset)),
+                                config.cell_timeout, time=config.time and inputset.regime in config.timed_regimes,
+                                grad=config.grad, gradient_path=str(cache.path(inputset, _gradient_of(inputset)))))
     return tasks
+
+
+def _gradient_of(inputset: InputSet) -> str:
+    """The reduction whose gradient a set's cells measure: the loss's default."""
+    return registry.get(inputset.loss).default_reduction
 
 
 # Grace beyond the in-worker limit before a stuck worker (inside C code) is killed,
@@ -318,21 +396,20 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
                 raise RuntimeError(f"could not start a worker: {info.message}")
             run_id = store.start_run(config.describe(), environment(info, config, threads))
             tasks = plan(config, info, cache)
-            done = store.existing_keys()
-            pending = [t for t in tasks if t.key() not in done or (t.time and not done[t.key()])]
+            pending = _pending(tasks, store)
             report = SweepReport(run_id, len(tasks), len(tasks) - len(pending), 0,
                                  unavailable={n: d["reason"] for n, d in info.items() if not d["available"]})
             started = time.perf_counter()
-            failed_sets = _references(pending, config, cache, pool, report, progress)
+            failed_refs = _references(pending, config, cache, pool, report, progress)
             report.reference_seconds = time.perf_counter() - started
             started = time.perf_counter()
             if any(t.time for t in pending):
                 pool.close()  # timed cells get the machine to themselves: one worker, every core
                 with WorkerPool(1, os.cpu_count() or 1) as timing_pool:
                     pending = _with_bandwidth(pending, timing_pool, store, report, progress)
-                    _cells(pending, failed_sets, timing_pool, store, report, progress)
+                    _cells(pending, failed_refs, timing_pool, store, report, progress)
             else:
-                _cells(pending, failed_sets, pool, store, report, progress)
+                _cells(pending, failed_refs, pool, store, report, progress)
             report.cell_seconds = time.perf_counter() - started
             store.end_run(run_id, "complete")
             return report
@@ -342,32 +419,61 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
             raise
 
 
+def _pending(tasks: list[CellTask], store: Store) -> list[CellTask]:
+    """The tasks with something left to store, each asked only for what is missing
+    (a stored cell is not timed again, a stored gradient not measured again)."""
+    done, gradients_done = store.existing_keys(), store.existing_gradient_keys()
+    pending = []
+    for t in tasks:
+        key = t.key()
+        time_it = t.time and not done.get(key, False)
+        grad = t.grad and key not in gradients_done
+        if key not in done or time_it or grad:
+            pending.append(dataclasses.replace(t, time=time_it, grad=grad))
+    return pending
+
+
+# A set reference: of the loss values (None) or of the gradient under a reduction.
+RefKey = tuple[InputSet, str | None]
+
+
 def _references(pending: list[CellTask], config: SweepConfig, cache: ReferenceCache, pool: WorkerPool,
-                report: SweepReport, progress: Callable[..., Any] | None) -> dict[InputSet, str]:
-    """Compute every missing set reference, chunks of all sets in parallel; returns
-    the sets whose reference failed, with why."""
-    needed = {t.inputset: sizes_for(t.inputset, config) for t in pending}
-    missing = {s: sizes for s, sizes in needed.items() if not cache.has(s, sizes)}
+                report: SweepReport, progress: Callable[..., Any] | None) -> dict[RefKey, str]:
+    """Compute every missing set reference and reference gradient, chunks of all
+    sets in parallel; returns those that failed, with why."""
+    needed: dict[RefKey, list[int]] = {(t.inputset, None): sizes_for(t.inputset, config) for t in pending}
+    needed.update({(t.inputset, _gradient_of(t.inputset)): sizes_for(t.inputset, config) for t in pending if t.grad})
+    missing = {k: sizes for k, sizes in needed.items() if not cache.has(k[0], sizes, k[1])}
     report.reference_sets, report.reference_cached = len(needed), len(needed) - len(missing)
-    chunks = [c for s, sizes in missing.items() for c in chunk_tasks(s, sizes)]
-    remaining = Counter(c.inputset for c in chunks)
-    results: dict[InputSet, list[ChunkResult]] = {s: [] for s in missing}
-    failed: dict[InputSet, str] = {}
+    chunks = [c for (s, gradient), sizes in missing.items() for c in chunk_tasks(s, sizes, gradient)]
+    remaining = Counter((c.inputset, c.gradient) for c in chunks)
+    results: dict[RefKey, list[Any]] = {k: [] for k in missing}
+    failed: dict[RefKey, str] = {}
     bar = progress(total=len(chunks), desc="reference", unit="chunk") if progress else None
     for chunk, outcome in pool.run(settle_chunk, chunks, lambda c: REFERENCE_CHUNK_LIMIT):
-        s = chunk.inputset
+        k = (chunk.inputset, chunk.gradient)
         if isinstance(outcome, Failure):
-            failed[s] = f"reference failed ({outcome.kind}): {outcome.message}"
+            what = "reference gradient" if chunk.gradient else "reference"
+            failed[k] = f"{what} failed ({outcome.kind}): {outcome.message}"
         else:
-            results[s].append(outcome)
-        remaining[s] -= 1
-        if remaining[s] == 0 and s not in failed:
-            cache.save(s, assemble(s, missing[s], results.pop(s)))
+            results[k].append(outcome)
+        remaining[k] -= 1
+        if remaining[k] == 0 and k not in failed:
+            _save_reference(cache, k, missing[k], results.pop(k))
         if bar:
             bar.update(1)
     if bar:
         bar.close()
     return failed
+
+
+def _save_reference(cache: ReferenceCache, key: RefKey, sizes: list[int],
+                    chunks: list[ChunkResult] | list[GradientChunk]) -> None:
+    inputset, gradient = key
+    if gradient is None:
+        cache.save(inputset, assemble(inputset, sizes, chunks))  # type: ignore[arg-type]
+    else:
+        cache.save_gradient(inputset, gradient, assemble_gradient(sizes, inputset, chunks))  # type: ignore[arg-type]
 
 
 def _with_bandwidth(pending: list[CellTask], pool: WorkerPool, store: Store, report: SweepReport,
@@ -393,17 +499,27 @@ def _with_bandwidth(pending: list[CellTask], pool: WorkerPool, store: Store, rep
             for t in pending]
 
 
-def _cells(pending: list[CellTask], failed_sets: dict[InputSet, str], pool: WorkerPool, store: Store,
+def _cells(pending: list[CellTask], failed_refs: dict[RefKey, str], pool: WorkerPool, store: Store,
            report: SweepReport, progress: Callable[..., Any] | None) -> None:
-    runnable = [t for t in pending if t.inputset not in failed_sets]
-    _store(store, report, [CellRow(t.key(), "error", error=failed_sets[t.inputset])
-                           for t in pending if t.inputset in failed_sets], None)
+    runnable, unrunnable = [], []
+    for t in pending:
+        value_failed = failed_refs.get((t.inputset, None))
+        gradient_failed = failed_refs.get((t.inputset, _gradient_of(t.inputset))) if t.grad else None
+        if value_failed:
+            unrunnable.append(CellOutcome.failed(t, "error", value_failed))
+            continue
+        if gradient_failed:  # the values can still be measured
+            report.gradients += store.add_gradients(report.run_id, [GradientRow(t.key(), "error",
+                                                                                error=gradient_failed)])
+            t = dataclasses.replace(t, grad=False)
+        runnable.append(t)
+    _store(store, report, unrunnable, None)
     bar = progress(total=len(runnable), desc="cells", unit="cell") if progress else None
-    batch: list[CellRow] = []
+    batch: list[CellOutcome] = []
     last_commit = time.monotonic()
     for task, outcome in pool.run(run_cell, runnable, lambda t: t.timeout + HARD_LIMIT_GRACE):
         if isinstance(outcome, Failure):
-            outcome = CellRow(task.key(), outcome.kind, error=outcome.message)
+            outcome = CellOutcome.failed(task, outcome.kind, outcome.message)
         batch.append(outcome)
         if len(batch) >= 64 or time.monotonic() - last_commit > 1.0:
             _store(store, report, batch, bar)
@@ -413,15 +529,17 @@ def _cells(pending: list[CellTask], failed_sets: dict[InputSet, str], pool: Work
         bar.close()
 
 
-def _store(store: Store, report: SweepReport, rows: list[CellRow], bar: Any) -> None:
-    if not rows:
+def _store(store: Store, report: SweepReport, outcomes: list[CellOutcome], bar: Any) -> None:
+    if not outcomes:
         return
+    rows = [o.value for o in outcomes]
     report.stored += store.add_cells(report.run_id, rows)
+    report.gradients += store.add_gradients(report.run_id, [o.gradient for o in outcomes if o.gradient])
     for row in rows:
         report.statuses[row.status] = report.statuses.get(row.status, 0) + 1
         report.timed += row.forward_seconds is not None
     if bar:
-        bar.update(len(rows))
+        bar.update(len(outcomes))
 
 
 def default_config(quick: bool = True) -> dict[str, Any]:

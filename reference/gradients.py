@@ -14,16 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import mpmath
-
 from reference import escalation
 from reference.derivatives import Component, Derivative
 from reference.escalation import RefValue
 from reference.formats import BinaryFormat
 from reference.formulas import is_exact
-
-# A reference gradient component: the value is None where the loss has no derivative.
-GradValue = RefValue
 
 
 def _scale(value: Component, count: int) -> Component:
@@ -51,9 +46,10 @@ def scales(reduction: str, counts: Sequence[int]) -> tuple[int, ...]:
 
 
 def settle(derivative: Derivative, items: Sequence[tuple[Any, ...]], item_scales: Sequence[tuple[int, ...]],
-           reduction: str, fmt: BinaryFormat) -> list[list[list[GradValue]]]:
-    """For each item and each of its scales, the settled gradient components:
-    result[item][scale][component]."""
+           reduction: str, fmt: BinaryFormat) -> list[list[list[RefValue]]]:
+    """For each item and each of its scales, the settled gradient components
+    (result[item][scale][component]); a component's value is None where the loss
+    has no derivative."""
     settled = escalation.settle_items(scaled(derivative, reduction),
                                       [(*item, s) for item, s in zip(items, item_scales)], fmt)
     result = []
@@ -65,19 +61,10 @@ def settle(derivative: Derivative, items: Sequence[tuple[Any, ...]], item_scales
 
 
 def evaluate(derivative: Derivative, items: Sequence[tuple[Any, ...]], reduction: str,
-             fmt: BinaryFormat) -> list[GradValue]:
+             fmt: BinaryFormat) -> list[RefValue]:
     """d(reduction of every item)/d(input), one value per input element, in order."""
     if not items:
         raise ValueError("the reference needs at least one item")
     (count,) = scales(reduction, (len(items),))
     per_item = settle(derivative, items, [(count,)] * len(items), reduction, fmt)
     return [value for item in per_item for value in item[0]]
-
-
-def is_undefined(value: GradValue) -> bool:
-    return value.value is None
-
-
-def as_mpf(value: GradValue) -> mpmath.mpf:
-    """The component's value, nan standing for an undefined one (for printing)."""
-    return mpmath.nan if value.value is None else value.value

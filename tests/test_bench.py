@@ -44,7 +44,7 @@ def test_unsupported_cases_raise_not_implemented() -> None:
     with pytest.raises(NotImplementedError, match="numpy has no native mse"):
         benchgrid.prepare(benchgrid.BenchCase("mse", "numpy:native", "float32", 1000))
     with pytest.raises(NotImplementedError, match="no gradient"):
-        benchgrid.prepare(benchgrid.BenchCase("mse", "numpy:naive", "float32", 1000), gradient=True)
+        benchgrid.prepare(benchgrid.BenchCase("focal", "numpy:naive", "float32", 1000), gradient=True)
     with pytest.raises(NotImplementedError, match="tracked up to"):
         benchgrid.accuracy_task(benchgrid.BenchCase("mse", "numpy:stable", "float32", 1_000_000))
 

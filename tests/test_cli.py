@@ -212,8 +212,41 @@ BAD_INPUTS = {
     "results without store": (["results", "--db", "/nonexistent/r.sqlite"], "no results store"),
     "sweep unknown timed regime": (["sweep", "--time", "--time-regime", "calm"], "invalid choice: 'calm'"),
     "bandwidth zero elements": (["bandwidth", "--elements", "0"], "expected a positive integer"),
+    "gradient of an unreduced loss": (BASE + ["--input", "[1]", "--target", "[0]", "--reduction", "none", "--grad"],
+                                      "--grad needs a reduced loss"),
+    "results grad and speed": (["results", "--grad", "--speed"], "not allowed with argument"),
     "bandwidth unknown framework": (["bandwidth", "--framework", "jax"], "invalid choice: 'jax'"),
 }
+
+
+def test_eval_grad_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    """d/dz of the summed bce_logits at z = -1000, y = 1 is -sigmoid(1000): -1 to
+    far below any ulp; at z = 0, y = 0 it is sigmoid(0) = 1/2 exactly."""
+    record = eval_json(capsys, "bce_logits", "--framework", "numpy", "--dtype", "float32", "--input", "[-1000, 0]",
+                       "--target", "[1, 0]", "--reduction", "sum", "--grad")
+    assert record["grad"] == [-1.0, 0.5] and record["grad_method"] == "numpy analytic"
+    assert [float(r) for r in record["grad_reference"]] == [-1.0, 0.5]
+    assert record["grad_reference_status"] == ["settled", "settled"]
+    assert record["grad_ulp_error"] == [0.0, 0.0] and record["grad_nonfinite"] == [None, None]
+
+
+def test_eval_grad_is_shaped_like_the_input_and_marks_corners(capsys: pytest.CaptureFixture[str]) -> None:
+    # mean over 2 rows: d/dz_j = (softmax_j - [j = t]) / 2; softmax of equal logits is 1/3 each.
+    record = eval_json(capsys, "cross_entropy", "--framework", "numpy", "--dtype", "float64",
+                       "--input", "[[0, 0, 0], [5, 5, 5]]", "--target", "[0, 2]", "--grad")
+    assert [[float(v) for v in row] for row in record["grad_reference"]] == \
+        [[-1 / 3, 1 / 6, 1 / 6], [1 / 6, 1 / 6, -1 / 3]]
+    assert len(record["grad"]) == 2 and all(len(row) == 3 for row in record["grad_ulp_error"])
+    record = eval_json(capsys, "mae", "--framework", "numpy", "--dtype", "float32", "--input", "[1, 2]",
+                       "--target", "[1, 0]", "--grad")  # |d| has no derivative at d = 0
+    assert record["grad_reference_status"] == ["undefined", "settled"]
+    assert record["grad_ulp_error"][0] is None and record["grad_reference"] == [None, "0.5" + "0" * 29]
+
+
+def test_eval_grad_of_an_impl_without_one_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "eval", "focal", "--framework", "numpy", "--impl", "naive", "--dtype", "float32",
+                           "--input", "[1]", "--target", "[1]", "--grad", "--json")
+    assert code == 1 and "no gradient for focal" in json.loads(out)["grad_error"]
 
 
 @pytest.mark.parametrize("argv, message", list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))

@@ -1,35 +1,41 @@
-"""Gradients through the adapters: NumPy's analytic gradients against torch
-autograd (an independent computation) for every loss NumPy has one for, a
-saturated case whose exact gradient is known, and refused requests."""
+"""Gradients through the adapters: NumPy's analytic gradients against the mp
+reference derivative for every loss and impl NumPy has one for, a saturated
+case whose exact gradient is known in every framework, and refused requests."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from harness import adapters, registry, regimes
+from harness.evaluate import evaluate_gradient
+from harness.spec import Case
 from conftest import need
 
 NUMPY = adapters.load("numpy")
-WITH_GRADIENT = [name for name in registry.names() if NUMPY.gradient(registry.get(name), "stable") is not None]
+WITH_GRADIENT = [(name, impl) for name in registry.names() for impl in NUMPY.impl_names(name)
+                 if NUMPY.gradient(registry.get(name), impl) is not None]
 
 
-def test_numpy_has_gradients_for_the_simple_losses() -> None:
-    assert {"mse", "mae", "huber", "bce_logits", "cross_entropy"} <= set(WITH_GRADIENT)
+def test_numpy_stable_has_a_gradient_for_every_loss() -> None:
+    assert {name for name, impl in WITH_GRADIENT if impl == "stable"} == set(registry.names())
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("loss", WITH_GRADIENT)
-def test_numpy_gradient_matches_torch_autograd(loss: str, reduction: str) -> None:
-    need("torch")
-    torch_adapter = adapters.load("torch")
+@pytest.mark.parametrize(("loss", "impl"), WITH_GRADIENT)
+def test_numpy_gradient_matches_the_reference_derivative(loss: str, impl: str, reduction: str) -> None:
+    """On typical float64 inputs every analytic gradient is within 1e-12 of the
+    largest component (formula mistakes are O(1); cancellation in a naive formula
+    stays far below this on typical inputs)."""
     spec = registry.get(loss)
-    arrays = regimes.typical(spec, "float64", 200, seed=3)
-    params = spec.resolve_params({})
-    ours = NUMPY.run(spec, "stable", arrays, "float64", "cpu", reduction, params, gradient=True)
-    (impl,) = torch_adapter.impl_names(loss)
-    theirs = torch_adapter.run(spec, impl, arrays, "float64", "cpu", reduction, params, gradient=True)
-    assert ours.result_dtype == theirs.result_dtype == "float64"
-    np.testing.assert_allclose(ours.values, theirs.values, rtol=1e-12, atol=1e-300)
+    arrays = regimes.typical(spec, "float64", 60, seed=3)
+    params = tuple(spec.resolve_params({}).items())
+    result = evaluate_gradient(Case(loss, "numpy", impl, "float64", reduction=reduction, params=params), arrays)
+    assert result.error is None and result.result_dtype == "float64"
+    defined = [r.value is not None for r in result.reference]
+    assert sum(defined) > len(defined) // 2
+    ours = np.array(result.values)[defined]
+    exact = np.array([float(r.value) for r in result.reference if r.value is not None])
+    np.testing.assert_allclose(ours, exact, rtol=1e-12, atol=1e-12 * np.abs(exact).max())
 
 
 @pytest.mark.parametrize("framework", list(adapters.FRAMEWORKS))
@@ -50,5 +56,6 @@ def test_gradient_of_unreduced_loss_and_missing_gradient_are_refused() -> None:
     arrays = {"input": np.array([1.0]), "target": np.array([0.0])}
     with pytest.raises(ValueError, match="reduction must be mean or sum"):
         NUMPY.run(spec, "stable", arrays, "float64", "cpu", "none", {}, gradient=True)
-    with pytest.raises(NotImplementedError, match="numpy naive has no gradient for mse"):
-        NUMPY.run(spec, "naive", arrays, "float64", "cpu", "mean", {}, gradient=True)
+    focal = registry.get("focal")
+    with pytest.raises(NotImplementedError, match="numpy naive has no gradient for focal"):
+        NUMPY.run(focal, "naive", arrays, "float64", "cpu", "mean", {"gamma": 2.0}, gradient=True)

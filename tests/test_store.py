@@ -7,7 +7,9 @@ from dataclasses import asdict
 import pytest
 
 from harness.bandwidth import StreamResult
-from harness.store import SCHEMA_VERSION, TIMING_COLUMNS, CellKey, CellRow, Store, StoreError, open_store
+from harness.store import (
+    SCHEMA_VERSION, TIMING_COLUMNS, CellKey, CellRow, GradientRow, Store, StoreError, open_store,
+)
 
 KEY = CellKey("mse", "{}", "numpy", "2.0", "naive", "float32", "cpu", "typical", 100, 1, 0)
 
@@ -74,6 +76,7 @@ def test_version_2_store_gains_the_timing_columns(tmp_path) -> None:
         for column in TIMING_COLUMNS:
             db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
         db.execute("DROP TABLE bandwidth")
+        db.execute("DROP TABLE gradients")
         db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     with open_store(path) as store:
         (row,) = list(store.cells())
@@ -81,6 +84,24 @@ def test_version_2_store_gains_the_timing_columns(tmp_path) -> None:
         assert store.bandwidth() == []
         assert store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
             str(SCHEMA_VERSION)
+
+
+def test_version_3_store_gains_the_gradients_table(tmp_path) -> None:
+    path = tmp_path / "r.sqlite"
+    store = Store(path)
+    store.add_cells(store.start_run({}, {}), [CellRow(KEY, "ok", max_ulp=3.0)])
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE gradients")
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    with open_store(path) as store:
+        assert [r["max_ulp"] for r in store.cells()] == [3.0] and list(store.gradients()) == []
+        run = store.start_run({}, {})
+        assert store.add_gradients(run, [GradientRow(KEY, "ok", max_ulp=5.0)]) == 1
+        assert store.add_gradients(run, [GradientRow(KEY, "ok", max_ulp=7.0)]) == 0  # stored once
+        (row,) = store.gradients()
+        assert (row["max_ulp"], row["forward_max_ulp"]) == (5.0, 3.0)
+        assert store.existing_gradient_keys() == {KEY}
 
 
 def test_other_schema_version_is_refused(tmp_path) -> None:
