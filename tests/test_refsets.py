@@ -2,12 +2,16 @@
 independently, unchanged by chunking, deterministic, and cached faithfully."""
 from __future__ import annotations
 
+import functools
+
+import mpmath
 import numpy as np
 import pytest
 
-from harness import registry
-from harness.evaluate import compute_reference
+from harness import refsets, registry
+from harness.evaluate import compute_reference, reference_items
 from harness.refsets import InputSet, ReferenceCache, compute
+from reference import formats, gradients
 from reference.formats import round_mpf
 
 SIZES = (10, 100, 300)
@@ -52,8 +56,6 @@ def test_hi_lo_pairs_hold_the_exact_value() -> None:
 
 
 def test_chunking_does_not_change_anything(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness import refsets
-
     inputset = SETS[3]
     whole = compute(inputset, SIZES)
     monkeypatch.setattr(refsets, "CHUNK", 7)  # many chunks, boundaries inside chunks
@@ -87,3 +89,32 @@ def test_key_depends_on_content() -> None:
                 InputSet("huber", (("delta", 1.0),), "float32", "wide", 0, 1),
                 InputSet("huber", (("delta", 1.0),), "float32", "typical", 1, 1)]
     assert len({base.key(), *(v.key() for v in variants)}) == 5
+
+
+GRADIENT_SETS = [
+    (InputSet("cross_entropy", (), "float32", "typical", 0, 10), "mean"),
+    (InputSet("mae", (), "float16", "edge", 0, 1), "mean"),  # infinities and corners (d = 0) have no derivative
+    (InputSet("l1_penalty", (), "bfloat16", "edge", 0, 1), "sum"),
+]
+
+
+@pytest.mark.parametrize(("inputset", "reduction"), GRADIENT_SETS, ids=[s.loss for s, _ in GRADIENT_SETS])
+def test_set_gradient_matches_the_single_case_gradient(inputset: InputSet, reduction: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks that straddle the sizes' boundaries, items shared by every size and
+    divided by each size's own count: the same as each size's gradient evaluated alone."""
+    monkeypatch.setattr(refsets, "CHUNK", 7)
+    grads = refsets.assemble_gradient(SIZES, inputset, [refsets.settle_chunk(t) for t in
+                                                        refsets.chunk_tasks(inputset, SIZES, reduction)])
+    spec = registry.get(inputset.loss)
+    derivative = functools.partial(spec.derivative, **{k: mpmath.mpf(v) for k, v in inputset.params})
+    for size in SIZES:
+        direct = gradients.evaluate(derivative, reference_items(spec, inputset.inputs(size)), reduction,
+                                    formats.get_format(inputset.dtype))
+        shared = grads[size]
+        assert shared.defined.tolist() == [r.value is not None for r in direct]
+        expected = [round_mpf(r.value, "float64") if r.value is not None else np.nan for r in direct]
+        assert np.array_equal(shared.ref.hi, expected, equal_nan=True), size
+        assert shared.ref.settled.tolist() == [r.settled for r in direct]
+    if inputset.loss == "mae":
+        assert not grads[SIZES[-1]].defined.all()
