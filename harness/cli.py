@@ -16,10 +16,11 @@ from typing import Any, NoReturn
 import numpy as np
 from tqdm import tqdm
 
-from harness import adapters, atlas, bandwidth, registry
+from harness import adapters, atlas, bandwidth, registry, report
 from harness.adapters import FRAMEWORKS, FrameworkUnavailable
 from harness.evaluate import evaluate, evaluate_gradient, json_number, reference_decimal
 from harness.inputs import InputError, parse_json, prepare
+from harness.recommend import Recommendation, recommend
 from harness.refsets import ReferenceCache
 from harness.spec import ALL_REGIMES, DEVICES, DTYPES, REDUCTIONS, Case, LossSpec, Result
 from harness.store import DEFAULT_DB, StoreError, open_store
@@ -105,6 +106,31 @@ def _build_parser() -> argparse.ArgumentParser:
     at.add_argument("--json", action="store_true", help="one JSON list of entries")
     at.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    rp = commands.add_parser("report", help="figures, index.html and summary.md from the results store")
+    rp.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    rp.add_argument("--out", type=Path, default=report.DEFAULT_OUT, help=f"output folder (default {report.DEFAULT_OUT})")
+    rp.add_argument("--asv-results", type=Path, default=report.DEFAULT_ASV_RESULTS, metavar="DIR",
+                    help=f"asv results for the speed history, if present (default {report.DEFAULT_ASV_RESULTS})")
+
+    rc = commands.add_parser("recommend", help="the fastest measured choice for a loss within an accuracy bound")
+    rc.add_argument("--loss", required=True)
+    rc.add_argument("--size", type=_positive_int, metavar="N", help="input elements (default: the largest timed)")
+    rc.add_argument("--device", default="cpu", choices=DEVICES)
+    rc.add_argument("--regime", default="typical", choices=ALL_REGIMES)
+    bound = rc.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--max-ulp", type=_positive_float, metavar="X", help="worst ULP error allowed")
+    bound.add_argument("--max-rel-error", type=_positive_float, metavar="X", help="worst relative error allowed")
+    rc.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    rc.add_argument("--json", action="store_true", help="print one JSON object")
+
+    rn = commands.add_parser("run", help="the main job: quick CPU sweep with timing and gradients, the atlas, "
+                                         "then the report")
+    rn.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    rn.add_argument("--out", type=Path, default=report.DEFAULT_OUT, help=f"report folder (default {report.DEFAULT_OUT})")
+    rn.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="N",
+                    help="worker processes for the reference and accuracy cells (default: one per core)")
+    rn.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     res = commands.add_parser("results", help="export stored cells (or gradients), one record per cell")
     res.add_argument("--db", type=Path, default=DEFAULT_DB)
     res.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -115,6 +141,16 @@ def _build_parser() -> argparse.ArgumentParser:
     what.add_argument("--grad", action="store_true",
                       help="gradient rows, with the forward max ulp of the same cell beside them")
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -418,11 +454,16 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def _command_sweep(args: argparse.Namespace) -> int:
-    config = _sweep_config(args)
-    progress = None if args.no_progress else functools.partial(tqdm, file=sys.stderr, mininterval=1.0)
-    cache = ReferenceCache(args.db.parent / "refcache")
+    _sweep(_sweep_config(args), args.db, args.no_progress)
+    return 0
+
+
+def _sweep(config: SweepConfig, db: Path, no_progress: bool) -> None:
+    """Run the sweep into ``db`` and print what it did."""
+    progress = None if no_progress else functools.partial(tqdm, file=sys.stderr, mininterval=1.0)
+    cache = ReferenceCache(db.parent / "refcache")
     try:
-        with open_store(args.db) as store:
+        with open_store(db) as store:
             report = run_sweep(config, store, cache, progress)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
@@ -434,12 +475,76 @@ def _command_sweep(args: argparse.Namespace) -> int:
     print(f"run {report.run_id}: {report.planned} cells planned, {report.skipped} already stored, "
           f"{report.stored} stored now ({statuses})")
     print(f"reference: {report.reference_sets} input sets ({report.reference_cached} from cache) in "
-          f"{report.reference_seconds:.1f} s; cells in {report.cell_seconds:.1f} s; store {args.db}")
+          f"{report.reference_seconds:.1f} s; cells in {report.cell_seconds:.1f} s; store {db}")
     if config.time:
         limits = ", ".join(f"{device} {gbps:.1f} GB/s" for device, gbps in sorted(report.bandwidth_limits.items()))
         print(f"timed {report.timed} cells; bandwidth limit {limits or 'not measured (nothing new to time)'}")
     if config.grad:
         print(f"gradients: {report.gradients} stored now (lossbench results --grad lists them)")
+
+
+def _command_report(args: argparse.Namespace) -> int:
+    if not args.db.exists():
+        raise UsageError(f"no results store at {args.db}; run 'lossbench sweep' first")
+    print(f"report: {_report(args.db, args.out, args.asv_results)}")
+    return 0
+
+
+def _report(db: Path, out: Path, asv_results: Path = report.DEFAULT_ASV_RESULTS) -> Path:
+    """Write the report; returns the path of its index.html."""
+    try:
+        with open_store(db) as store:
+            written = report.build(store, out, asv_results)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{len(written.figures)} figures: {', '.join(f.file for f in written.figures)}")
+    return written.index.resolve()
+
+
+def _command_recommend(args: argparse.Namespace) -> int:
+    loss = _spec(args.loss).name
+    if not args.db.exists():
+        raise UsageError(f"no results store at {args.db}; run 'lossbench sweep --time' first")
+    metric, bound = ("ulp", args.max_ulp) if args.max_ulp is not None else ("rel", args.max_rel_error)
+    try:
+        with open_store(args.db) as store:
+            found = recommend(store.cells(), loss, metric, bound, args.size, args.device, args.regime)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(found.to_json()))
+    else:
+        _print_recommendation(found)
+    return 0 if found.choice else 1
+
+
+def _print_recommendation(found: Recommendation) -> None:
+    unit = "ulp" if found.metric == "ulp" else "relative error"
+    size = f"{found.size:g} elements" if found.size else "no timed size"
+    print(f"{found.loss} at {size} on {found.device}, {found.regime} inputs, worst error <= {found.bound:g} {unit}:")
+    if found.choice is None:
+        print("  nothing measured qualifies")
+    for rank, c in enumerate(found.qualifying):
+        lead = "  use " if rank == 0 else "    runner-up "
+        print(f"{lead}{c.label}: {c.seconds * 1e6:.4g} us per call, worst {c.error:.3g} {unit}")
+    if found.excluded:
+        print("  excluded:")
+        for e in found.excluded:
+            print(f"    {e.label}: {e.reason}")
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    """The main job: what `make run` does."""
+    config = SweepConfig(**default_config(quick=True), jobs=args.jobs, time=True, grad=True)
+    print(f"lossbench run: quick sweep of {len(config.losses)} losses with timing and gradients into {args.db}",
+          flush=True)
+    _sweep(config, args.db, args.no_progress)
+    entries = _atlas(list(registry.names()), _chosen_frameworks(None), ["float32"], args.no_progress)
+    with open_store(args.db) as store:
+        for entry in entries:
+            store.put_atlas(entry)
+    print(f"atlas: {len(entries)} entries stored")
+    print(_report(args.db, args.out))
     return 0
 
 
@@ -513,12 +618,16 @@ def _format_cell(value: Any) -> str:
     return str(value)[:60]
 
 
+def _atlas(losses: list[str], frameworks: list[str], dtypes: list[str], no_progress: bool) -> list[dict[str, Any]]:
+    planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(losses, frameworks) for dtype in dtypes]
+    bar = tqdm(planned, desc="atlas", unit="entry", file=sys.stderr, disable=no_progress, mininterval=1.0)
+    return [atlas.entry(*item).to_json() for item in bar]
+
+
 def _command_atlas(args: argparse.Namespace) -> int:
     losses = [_spec(loss).name for loss in dict.fromkeys(args.loss or registry.names())]
-    planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(losses, _chosen_frameworks(args.framework))
-               for dtype in dict.fromkeys(args.dtype or ["float32"])]
-    bar = tqdm(planned, desc="atlas", unit="entry", file=sys.stderr, disable=args.no_progress, mininterval=1.0)
-    entries = [atlas.entry(*item).to_json() for item in bar]
+    entries = _atlas(losses, _chosen_frameworks(args.framework), list(dict.fromkeys(args.dtype or ["float32"])),
+                     args.no_progress)
     if not args.no_store:
         try:
             with open_store(args.db) as store:
@@ -540,7 +649,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         commands = {"list": _command_list, "eval": _command_eval, "sweep": _command_sweep,
-                    "results": _command_results, "atlas": _command_atlas, "bandwidth": _command_bandwidth}
+                    "results": _command_results, "atlas": _command_atlas, "bandwidth": _command_bandwidth,
+                    "report": _command_report, "recommend": _command_recommend, "run": _command_run}
         return commands[args.command](args)
     except (UsageError, InputError) as exc:
         print(f"lossbench: error: {exc}", file=sys.stderr)
