@@ -84,6 +84,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     help=f"regimes to time (default {' '.join(DEFAULT_TIMED_REGIMES)})")
     sw.add_argument("--grad", action="store_true",
                     help="also measure each cell's gradient with respect to input against the reference derivative")
+    sw.add_argument("--grad-regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES,
+                    help="regimes whose gradients to measure (default: every regime swept)")
     sw.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
     sw.add_argument("--no-progress", action="store_true", help="no progress bars")
     sw.set_defaults(full=False)
@@ -123,8 +125,8 @@ def _build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
     rc.add_argument("--json", action="store_true", help="print one JSON object")
 
-    rn = commands.add_parser("run", help="the main job: quick CPU sweep with timing and gradients, the atlas, "
-                                         "then the report")
+    rn = commands.add_parser("run", help="the main job: quick CPU sweep (timing and gradients on typical inputs), "
+                                         "the atlas, then the report")
     rn.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
     rn.add_argument("--out", type=Path, default=report.DEFAULT_OUT, help=f"report folder (default {report.DEFAULT_OUT})")
     rn.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="N",
@@ -435,6 +437,8 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
                 raise UsageError(f"unknown impl {impl!r}; expected one of {', '.join(sorted(impls))}")
     if args.cell_timeout <= 0:
         raise UsageError("--cell-timeout must be positive")
+    if args.grad_regime and not args.grad:
+        raise UsageError("--grad-regime needs --grad")
     for name in args.framework or ():
         if name in adapters.disabled():
             raise UsageError(f"framework {name} is disabled by LOSSBENCH_DISABLE")
@@ -449,7 +453,7 @@ def _sweep_config(args: argparse.Namespace) -> SweepConfig:
         widths=defaults["widths"],
         seeds=args.seeds, jobs=args.jobs, cell_timeout=args.cell_timeout,
         time=args.time, timed_regimes=tuple(dict.fromkeys(args.time_regime or DEFAULT_TIMED_REGIMES)),
-        grad=args.grad,
+        grad=args.grad, grad_regimes=tuple(dict.fromkeys(args.grad_regime)) if args.grad_regime else None,
     )
 
 
@@ -464,23 +468,23 @@ def _sweep(config: SweepConfig, db: Path, no_progress: bool) -> None:
     cache = ReferenceCache(db.parent / "refcache")
     try:
         with open_store(db) as store:
-            report = run_sweep(config, store, cache, progress)
+            done = run_sweep(config, store, cache, progress)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
-    for name, reason in report.unavailable.items():
+    for name, reason in done.unavailable.items():
         print(f"skipped {name}: {reason}")
-    if report.planned == 0:
+    if done.planned == 0:
         raise UsageError("the filters select no cell (check --framework, --impl, --device and --regime)")
-    statuses = ", ".join(f"{n} {k}" for k, n in sorted(report.statuses.items())) or "nothing new"
-    print(f"run {report.run_id}: {report.planned} cells planned, {report.skipped} already stored, "
-          f"{report.stored} stored now ({statuses})")
-    print(f"reference: {report.reference_sets} input sets ({report.reference_cached} from cache) in "
-          f"{report.reference_seconds:.1f} s; cells in {report.cell_seconds:.1f} s; store {db}")
+    statuses = ", ".join(f"{n} {k}" for k, n in sorted(done.statuses.items())) or "nothing new"
+    print(f"run {done.run_id}: {done.planned} cells planned, {done.skipped} already stored, "
+          f"{done.stored} stored now ({statuses})")
+    print(f"reference: {done.reference_sets} input sets ({done.reference_cached} from cache) in "
+          f"{done.reference_seconds:.1f} s; cells in {done.cell_seconds:.1f} s; store {db}")
     if config.time:
-        limits = ", ".join(f"{device} {gbps:.1f} GB/s" for device, gbps in sorted(report.bandwidth_limits.items()))
-        print(f"timed {report.timed} cells; bandwidth limit {limits or 'not measured (nothing new to time)'}")
+        limits = ", ".join(f"{device} {gbps:.1f} GB/s" for device, gbps in sorted(done.bandwidth_limits.items()))
+        print(f"timed {done.timed} cells; bandwidth limit {limits or 'not measured (nothing new to time)'}")
     if config.grad:
-        print(f"gradients: {report.gradients} stored now (lossbench results --grad lists them)")
+        print(f"gradients: {done.gradients} stored now (lossbench results --grad lists them)")
 
 
 def _command_report(args: argparse.Namespace) -> int:
@@ -535,9 +539,12 @@ def _print_recommendation(found: Recommendation) -> None:
 
 def _command_run(args: argparse.Namespace) -> int:
     """The main job: what `make run` does."""
-    config = SweepConfig(**default_config(quick=True), jobs=args.jobs, time=True, grad=True)
-    print(f"lossbench run: quick sweep of {len(config.losses)} losses with timing and gradients into {args.db}",
-          flush=True)
+    # Timing and gradients on typical inputs, accuracy on every regime: the gradient
+    # reference of every regime would double the cold run (sweep --grad does it).
+    config = SweepConfig(**default_config(quick=True), jobs=args.jobs, time=True, grad=True,
+                         grad_regimes=DEFAULT_TIMED_REGIMES)
+    print(f"lossbench run: quick sweep of {len(config.losses)} losses into {args.db}; timing and gradients on "
+          f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs", flush=True)
     _sweep(config, args.db, args.no_progress)
     entries = _atlas(list(registry.names()), _chosen_frameworks(None), ["float32"], args.no_progress)
     with open_store(args.db) as store:

@@ -107,42 +107,52 @@ def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row],
     plt.close(fig)
 
 
-def _per_loss(rows: Sequence[Row], path: Path, ylabel: str, line: Callable[[Row], float | None],
-              logy: bool = True) -> bool:
-    """One panel per loss, one line per choice against size; False if nothing to draw."""
-    series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        v = line(r)
-        if v is not None and (v > 0 or not logy) and math.isfinite(v):
-            series[r["loss"]][choice(r)].append((r["size"], v))
-    if not series:
-        return False
-    losses = sorted(series)
+def _panels(losses: Sequence[str], path: Path, xlabel: str, ylabel: str,
+            draw: Callable[[Any, str], None]) -> None:
+    """One log-log panel per loss, four to a row, drawn by ``draw(axes, loss)``."""
     columns = min(4, len(losses))
     count = math.ceil(len(losses) / columns)
-    fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.0 * count), squeeze=False)
-    colours = {"float16": "tab:red", "bfloat16": "tab:orange", "float32": "tab:blue", "float64": "tab:green"}
-    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.1 * count), squeeze=False)
     for ax, loss in zip(axes.flat, losses):
-        implementations = sorted({c.split()[0] for c in series[loss]})
-        for c, points in sorted(series[loss].items()):
-            impl, dtype = c.split()
-            points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], styles[implementations.index(impl) % 4],
-                    color=colours.get(dtype, "black"), marker=".", label=c, linewidth=1)
+        draw(ax, loss)
         ax.set_xscale("log")
-        if logy:
-            ax.set_yscale("log")
-        ax.set_title(loss, fontsize=9)
+        ax.set_yscale("log")
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=5, ncol=2)
     for ax in list(axes.flat)[len(losses):]:
         ax.axis("off")
-    fig.supxlabel("input elements")
+    fig.supxlabel(xlabel)
     fig.supylabel(ylabel)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+_DTYPE_COLOURS = {"float16": "tab:red", "bfloat16": "tab:orange", "float32": "tab:blue", "float64": "tab:green"}
+_STYLES = ("-", "--", ":", "-.")
+
+
+def _per_loss(rows: Sequence[Row], path: Path, ylabel: str, line: Callable[[Row], float | None]) -> bool:
+    """One panel per loss, one line per choice against size (colour = dtype); False
+    if nothing positive and finite to draw on a log scale."""
+    series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        v = line(r)
+        if v is not None and v > 0 and math.isfinite(v):
+            series[r["loss"]][choice(r)].append((r["size"], v))
+    if not series:
+        return False
+
+    def draw(ax: Any, loss: str) -> None:
+        implementations = sorted({c.split()[0] for c in series[loss]})
+        for c, points in sorted(series[loss].items()):
+            impl, dtype = c.split()
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], _STYLES[implementations.index(impl) % 4],
+                    color=_DTYPE_COLOURS.get(dtype, "black"), marker=".", label=c, linewidth=1)
+        ax.set_title(loss, fontsize=9)
+        ax.legend(fontsize=5, ncol=2)
+
+    _panels(sorted(series), path, "input elements", ylabel, draw)
     return True
 
 
@@ -155,11 +165,8 @@ def _pareto(rows: Sequence[Row], path: Path) -> bool:
             by_loss[r["loss"]].append(r)
     if not by_loss:
         return False
-    losses = sorted(by_loss)
-    columns = min(4, len(losses))
-    count = math.ceil(len(losses) / columns)
-    fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.2 * count), squeeze=False)
-    for ax, loss in zip(axes.flat, losses):
+
+    def draw(ax: Any, loss: str) -> None:
         largest = max(r["size"] for r in by_loss[loss])
         points = sorted((r["forward_seconds"], max(worst_ulp(r) or 0.0, CORRECTLY_ROUNDED), choice(r))
                         for r in by_loss[loss] if r["size"] == largest)
@@ -169,17 +176,9 @@ def _pareto(rows: Sequence[Row], path: Path) -> bool:
         for t, u, label in points:
             if (t, u) in front:
                 ax.annotate(label, (t, u), fontsize=5, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_title(f"{loss} ({largest:g} elements)", fontsize=9)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(losses):]:
-        ax.axis("off")
-    fig.supxlabel("forward seconds per call (median)")
-    fig.supylabel("worst ULP error")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+
+    _panels(sorted(by_loss), path, "forward seconds per call (median)", "worst ULP error", draw)
     return True
 
 

@@ -40,9 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS cells (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
-    loss TEXT NOT NULL, params TEXT NOT NULL, framework TEXT NOT NULL, framework_version TEXT NOT NULL,
-    impl TEXT NOT NULL, dtype TEXT NOT NULL, device TEXT NOT NULL, regime TEXT NOT NULL,
-    size INTEGER NOT NULL, width INTEGER NOT NULL, seed INTEGER NOT NULL,
+    {key_columns},
     status TEXT NOT NULL, error TEXT, result_dtype TEXT,
     items INTEGER, items_measured INTEGER,
     max_ulp REAL, p99_ulp REAL, median_ulp REAL, max_rel REAL,
@@ -50,17 +48,15 @@ CREATE TABLE IF NOT EXISTS cells (
     reduced_value REAL, reduced_reference REAL, reduced_ulp REAL, reduced_rel REAL, reduced_nonfinite TEXT,
     ref_unsettled INTEGER, seconds REAL, created REAL NOT NULL,
     {timing_columns},
-    UNIQUE (loss, params, framework, framework_version, impl, dtype, device, regime, size, width, seed)
+    UNIQUE ({key_names})
 );
 CREATE TABLE IF NOT EXISTS gradients (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
-    loss TEXT NOT NULL, params TEXT NOT NULL, framework TEXT NOT NULL, framework_version TEXT NOT NULL,
-    impl TEXT NOT NULL, dtype TEXT NOT NULL, device TEXT NOT NULL, regime TEXT NOT NULL,
-    size INTEGER NOT NULL, width INTEGER NOT NULL, seed INTEGER NOT NULL,
+    {key_columns},
     {gradient_columns},
     created REAL NOT NULL,
-    UNIQUE (loss, params, framework, framework_version, impl, dtype, device, regime, size, width, seed)
+    UNIQUE ({key_names})
 );
 CREATE TABLE IF NOT EXISTS bandwidth (
     id INTEGER PRIMARY KEY,
@@ -120,31 +116,38 @@ class CellKey:
 
 
 @dataclass(frozen=True)
-class CellRow:
-    """One measured cell. ``status`` is ok, error (the framework raised), timeout,
-    or crashed (the worker died); metrics are null unless status is ok.
-    Element metrics summarise reduction 'none' over settled, finite items;
-    ``reduced_*`` is the loss's default reduction (the mean; the sum for
-    penalties) against that reduction's own reference."""
+class _Measured:
+    """What value and gradient rows share: the cell, its status, and the error
+    summary over what could be measured."""
 
     key: CellKey
     status: str
     error: str | None = None
     result_dtype: str | None = None
-    items: int | None = None
-    items_measured: int | None = None
     max_ulp: float | None = None
     p99_ulp: float | None = None
     median_ulp: float | None = None
     max_rel: float | None = None
     nonfinite: str | None = None  # JSON counts per class
     unexpected_nonfinite: int | None = None
+    ref_unsettled: int | None = None
+
+
+@dataclass(frozen=True)
+class CellRow(_Measured):
+    """One measured cell. ``status`` is ok, error (the framework raised), timeout,
+    or crashed (the worker died); metrics are null unless status is ok.
+    Element metrics summarise reduction 'none' over settled, finite items;
+    ``reduced_*`` is the loss's default reduction (the mean; the sum for
+    penalties) against that reduction's own reference."""
+
+    items: int | None = None
+    items_measured: int | None = None
     reduced_value: float | None = None
     reduced_reference: float | None = None
     reduced_ulp: float | None = None
     reduced_rel: float | None = None
     reduced_nonfinite: str | None = None
-    ref_unsettled: int | None = None
     seconds: float | None = None
     forward_seconds: float | None = None
     forward_stdev: float | None = None
@@ -166,7 +169,7 @@ class CellRow:
 
 
 @dataclass(frozen=True)
-class GradientRow:
+class GradientRow(_Measured):
     """The gradient of one cell's default-reduction loss with respect to input, per
     input element against the reference derivative. ``status`` is ok, error (the
     gradient raised), no_gradient (the impl has none), timeout or crashed. Metrics
@@ -174,28 +177,20 @@ class GradientRow:
     result; ``undefined`` counts the elements where the loss has no derivative (a
     corner: frameworks return a subgradient there, which is not judged)."""
 
-    key: CellKey
-    status: str
     reduction: str | None = None
     method: str | None = None
-    error: str | None = None
-    result_dtype: str | None = None
     elements: int | None = None
     elements_measured: int | None = None
     undefined: int | None = None
-    max_ulp: float | None = None
-    p99_ulp: float | None = None
-    median_ulp: float | None = None
-    max_rel: float | None = None
-    nonfinite: str | None = None  # JSON counts per class
-    unexpected_nonfinite: int | None = None
-    ref_unsettled: int | None = None
 
 
 _KEY_COLUMNS = [f.name for f in fields(CellKey)]
 _ROW_COLUMNS = [f.name for f in fields(CellRow) if f.name != "key"]
 _GRADIENT_COLUMNS = [f.name for f in fields(GradientRow) if f.name != "key"]
 _SQL_TYPES = {"str | None": "TEXT", "int | None": "INTEGER", "float | None": "REAL", "str": "TEXT NOT NULL"}
+_SCHEMA = _SCHEMA.replace("{key_columns}", ", ".join(
+    f"{f.name} {'INTEGER' if f.type == 'int' else 'TEXT'} NOT NULL" for f in fields(CellKey)))
+_SCHEMA = _SCHEMA.replace("{key_names}", ", ".join(_KEY_COLUMNS))
 _SCHEMA = _SCHEMA.replace("{gradient_columns}", ",\n    ".join(
     f"{f.name} {_SQL_TYPES[str(f.type)]}" for f in fields(GradientRow) if f.name != "key"))
 

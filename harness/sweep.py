@@ -8,9 +8,10 @@ are committed as they arrive, and cells already in the store are skipped, so a
 killed sweep rerun with the same configuration completes without losing or
 duplicating anything.
 
-With ``grad``, every cell also measures the gradient of its default-reduction
-loss with respect to input against the set's reference gradient (stored in
-the gradients table); a cell stored without it is completed.
+With ``grad``, every cell (of ``grad_regimes``, default all) also measures the
+gradient of its default-reduction loss with respect to input against the set's
+reference gradient (stored in the gradients table); a cell stored without it
+is completed.
 
 With ``time``, cells of the timed regimes are also timed (harness.timing), one
 cell at a time in a single worker holding every core, after the machine's
@@ -70,6 +71,7 @@ class SweepConfig:
     time: bool = False
     timed_regimes: tuple[str, ...] = DEFAULT_TIMED_REGIMES
     grad: bool = False
+    grad_regimes: tuple[str, ...] | None = None  # None: every regime the sweep runs
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -367,7 +369,9 @@ def plan(config: SweepConfig, info: dict[str, dict[str, Any]], cache: ReferenceC
                             tasks.append(CellTask(
                                 inputset, size, framework, fw["version"], impl, device, str(cache.path(inputset)),
                                 config.cell_timeout, time=config.time and inputset.regime in config.timed_regimes,
-                                grad=config.grad, gradient_path=str(cache.path(inputset, _gradient_of(inputset)))))
+                                grad=config.grad and (config.grad_regimes is None
+                                                      or inputset.regime in config.grad_regimes),
+                                gradient_path=str(cache.path(inputset, _gradient_of(inputset)))))
     return tasks
 
 

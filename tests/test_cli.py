@@ -215,6 +215,7 @@ BAD_INPUTS = {
     "gradient of an unreduced loss": (BASE + ["--input", "[1]", "--target", "[0]", "--reduction", "none", "--grad"],
                                       "--grad needs a reduced loss"),
     "results grad and speed": (["results", "--grad", "--speed"], "not allowed with argument"),
+    "grad regime without grad": (["sweep", "--grad-regime", "edge"], "--grad-regime needs --grad"),
     "bandwidth unknown framework": (["bandwidth", "--framework", "jax"], "invalid choice: 'jax'"),
 }
 

@@ -1,0 +1,175 @@
+"""The report, recommendations and the main job, on a small real sweep: every
+file written and referenced, the choice the stored numbers imply, bad
+arguments refused."""
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from harness import cli, report
+from harness.cli import main
+from harness.refsets import ReferenceCache
+from harness.store import open_store
+from harness.sweep import SweepConfig, run_sweep
+
+SMALL = dict(losses=("mse", "cross_entropy"), frameworks=("numpy",), impls=None, dtypes=("float32", "bfloat16"),
+             devices=("cpu",), regimes=("typical", "edge"), sizes=(100, 1000), widths=(10,), seeds=1, jobs=2)
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A timed sweep with gradients (timing only the typical cells) and one atlas entry."""
+    folder = tmp_path_factory.mktemp("sweep")
+    with open_store(folder / "r.sqlite") as store:
+        run_sweep(SweepConfig(**SMALL, time=True, grad=True), store, ReferenceCache(folder / "refcache"))
+    assert main(["atlas", "--loss", "mse", "--framework", "numpy", "--db", str(folder / "r.sqlite"),
+                 "--no-progress"]) == 0
+    return folder / "r.sqlite"
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"] or "")
+        assert tag != "script" and not any(v and "http" in v for _, v in attrs), "the page must work offline"
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _asv_result(folder: Path) -> Path:
+    """An asv result file as asv 0.6 writes one, with one anchor case and one other."""
+    machine = folder / "asv" / "machine"
+    machine.mkdir(parents=True)
+    (machine / "machine.json").write_text("{}")
+    columns = ["result", "params", "version"]
+    entry = [[2e-5, 7e-4], [["'mse/torch:native/float32/1000'", "'hinge/numpy:naive/float16/1000'"]], "v"]
+    (machine / "abc-existing.json").write_text(json.dumps(
+        {"date": 1_795_000_000_000, "result_columns": columns, "results": {"losses.Forward.time_forward": entry}}))
+    return folder / "asv"
+
+
+def test_report_writes_every_file_and_the_page_references_only_existing_images(store_path: Path,
+                                                                               tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    asv = _asv_result(tmp_path)
+    assert main(["report", "--db", str(store_path), "--out", str(out), "--asv-results", str(asv)]) == 0
+    expected = {"accuracy_typical.png", "accuracy_all_regimes.png", "error_vs_size.png", "throughput_vs_size.png",
+                "bandwidth_fraction_vs_size.png", "accuracy_vs_speed.png", "gradient_accuracy.png", "asv_history.png"}
+    assert {p.name for p in out.iterdir()} == expected | {"index.html", "summary.md"}
+    page = _Images()
+    page.feed((out / "index.html").read_text())
+    page.close()
+    assert set(page.sources) == expected
+    for source in page.sources:
+        assert (out / source).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = " ".join(page.text)
+    with open_store(store_path) as store:
+        environment = store.runs()[0]["environment"]
+    assert environment["cpu"] in text and "Conventions atlas" in text
+    summary = (out / "summary.md").read_text()
+    assert all(f"]({name})" in summary for name in expected)
+    assert report.asv_history(asv) == {"mse/torch:native/float32/1000": [(1_795_000_000.0, 2e-5)]}
+
+
+def test_report_of_an_untimed_store_leaves_out_the_speed_figures(tmp_path: Path) -> None:
+    with open_store(tmp_path / "r.sqlite") as store:
+        run_sweep(SweepConfig(**{**SMALL, "losses": ("mse",), "regimes": ("typical",)}), store,
+                  ReferenceCache(tmp_path / "refcache"))
+        written = report.build(store, tmp_path / "out", tmp_path / "no-asv")
+    assert [f.file for f in written.figures] == ["accuracy_typical.png", "accuracy_all_regimes.png",
+                                                 "error_vs_size.png"]
+
+
+def _expected_choice(store_path: Path, loss: str, size: int, bound: float) -> tuple[str, str, str] | None:
+    """The fastest qualifying choice, read from the stored rows here and now."""
+    with open_store(store_path) as store:
+        rows = [r for r in store.cells() if r["loss"] == loss and r["size"] == size and r["regime"] == "typical"]
+    ok = [r for r in rows if r["status"] == "ok" and not r["unexpected_nonfinite"] and r["forward_seconds"]
+          and max(v for v in (r["max_ulp"], r["reduced_ulp"]) if v is not None) <= bound]
+    best = min(ok, key=lambda r: r["forward_seconds"], default=None)
+    return (best["framework"], best["impl"], best["dtype"]) if best else None
+
+
+def _worsts(store_path: Path, loss: str, size: int) -> list[float]:
+    with open_store(store_path) as store:
+        return sorted(max(v for v in (r["max_ulp"], r["reduced_ulp"]) if v is not None) for r in store.cells()
+                      if r["loss"] == loss and r["size"] == size and r["regime"] == "typical")
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_recommend_returns_the_choice_the_stored_numbers_imply(store_path: Path, loss: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    worsts = _worsts(store_path, loss, 1000)
+    bound = (worsts[0] + worsts[1]) / 2 if worsts[1] > worsts[0] else worsts[0]  # excludes the rest, if they differ
+    code = main(["recommend", "--loss", loss, "--max-ulp", repr(bound), "--db", str(store_path), "--json"])
+    found = json.loads(capsys.readouterr().out)
+    expected = _expected_choice(store_path, loss, 1000, bound)
+    assert code == 0 and expected is not None
+    assert found["size"] == 1000  # the largest timed size by default
+    chosen = found["choice"]
+    assert (chosen["framework"], chosen["impl"], chosen["dtype"]) == expected
+    assert len(found["runners_up"]) + 1 + len(found["excluded"]) == 4  # numpy naive/stable x 2 dtypes
+    assert all("too inaccurate" in e["reason"] for e in found["excluded"])
+
+
+def test_recommend_exits_1_when_nothing_measured_qualifies(store_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # edge cells are not timed, so none can be recommended, and each says why.
+    code = main(["recommend", "--loss", "mse", "--regime", "edge", "--size", "1000", "--max-ulp", "1e9",
+                 "--db", str(store_path), "--json"])
+    found = json.loads(capsys.readouterr().out)
+    assert code == 1 and found["choice"] is None and len(found["excluded"]) == 4
+    with open_store(store_path) as store:
+        accurate = {f"{r['framework']}:{r['impl']} {r['dtype']}" for r in store.cells()
+                    if r["loss"] == "mse" and r["regime"] == "edge" and r["size"] == 1000 and r["status"] == "ok"
+                    and not r["unexpected_nonfinite"] and (r["max_ulp"] or 0) <= 1e9
+                    and (r["reduced_ulp"] or 0) <= 1e9}
+    assert accurate and {e["label"] for e in found["excluded"] if e["reason"].startswith("not timed")} == accurate
+    main(["recommend", "--loss", "mse", "--regime", "edge", "--size", "1000", "--max-ulp", "1e9",
+          "--db", str(store_path)])
+    assert "nothing measured qualifies" in capsys.readouterr().out
+    code = main(["recommend", "--loss", "mse", "--size", "10", "--max-ulp", "4", "--db", str(store_path)])
+    assert code == 1 and capsys.readouterr().out.count("not measured at this size") == 4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["recommend", "--loss", "nosuch", "--max-ulp", "4"], "unknown loss"),
+    (["recommend", "--loss", "mse"], "one of the arguments --max-ulp --max-rel-error is required"),
+    (["recommend", "--loss", "mse", "--max-ulp", "4", "--max-rel-error", "0.1"], "not allowed with"),
+    (["recommend", "--loss", "mse", "--max-ulp", "-1"], "expected a positive number"),
+    (["recommend", "--loss", "mse", "--max-ulp", "nan"], "expected a positive number"),
+    (["recommend", "--loss", "mse", "--max-ulp", "4", "--size", "0"], "expected a positive integer"),
+    (["recommend", "--loss", "mse", "--max-ulp", "4", "--regime", "calm"], "invalid choice"),
+    (["recommend", "--loss", "mse", "--max-ulp", "4", "--db", "/nonexistent/r.sqlite"], "no results store"),
+    (["report", "--db", "/nonexistent/r.sqlite"], "no results store"),
+    (["run", "--jobs", "0"], "expected a positive integer"),
+])
+def test_bad_arguments_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_sweeps_times_grades_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The main job on a one-loss grid: every cell timed and graded, the report written, its path printed last."""
+    grid = {k: v for k, v in SMALL.items() if k not in ("seeds", "jobs")}  # what default_config gives
+    monkeypatch.setattr(cli, "default_config", lambda quick=True: {**grid, "losses": ("mse",),
+                                                                   "regimes": ("typical",), "sizes": (100,)})
+    assert main(["run", "--db", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "out"), "--no-progress",
+                 "--jobs", "1"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert Path(last) == (tmp_path / "out" / "index.html").resolve() and Path(last).exists()
+    with open_store(tmp_path / "r.sqlite") as store:
+        cells, gradients = list(store.cells()), list(store.gradients())
+        assert len(cells) == len(gradients) == 4 and all(c["forward_seconds"] for c in cells)
+        assert store.atlas()
