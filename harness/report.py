@@ -69,8 +69,9 @@ class Report:
 # --- figures ---------------------------------------------------------------------
 
 def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row], float | None]) -> None:
-    """Loss x choice, worst value over the rows of each pair on a log colour scale;
-    a red x marks unexpected non-finite results, grey an error, white nothing measured."""
+    """Loss x choice, worst value over the rows of each pair on a log colour scale
+    (an error beyond float64, inf, takes the top colour); a red x marks unexpected
+    non-finite results, grey an error, white nothing measured."""
     losses = sorted({r["loss"] for r in rows})
     choices = sorted({choice(r) for r in rows})
     worst: dict[tuple[str, str], float] = {}
@@ -88,7 +89,8 @@ def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row],
             worst[key] = max(worst.get(key, 0.0), v)
     grid = [[max(worst[(loss, c)], CORRECTLY_ROUNDED) if (loss, c) in worst else math.nan for c in choices]
             for loss in losses]
-    top = max([v for row in grid for v in row if not math.isnan(v)] + [10.0])
+    top = max([v for row in grid for v in row if math.isfinite(v)] + [10.0])
+    grid = [[min(v, top) for v in row] for row in grid]
     fig, ax = plt.subplots(figsize=(max(8.0, 0.42 * len(choices) + 3), max(4.0, 0.32 * len(losses) + 2)))
     image = ax.imshow(grid, aspect="auto", cmap="viridis", norm=LogNorm(vmin=CORRECTLY_ROUNDED, vmax=top),
                       interpolation="nearest")
@@ -161,7 +163,8 @@ def _pareto(rows: Sequence[Row], path: Path) -> bool:
     choices no other beats on both are joined (the Pareto front)."""
     by_loss: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
-        if r.get("forward_seconds") and worst_ulp(r) is not None:
+        error = worst_ulp(r)
+        if r.get("forward_seconds") and error is not None and math.isfinite(error):
             by_loss[r["loss"]].append(r)
     if not by_loss:
         return False
