@@ -530,7 +530,8 @@ def _print_recommendation(found: Recommendation) -> None:
         print("  nothing measured qualifies")
     for rank, c in enumerate(found.qualifying):
         lead = "  use " if rank == 0 else "    runner-up "
-        print(f"{lead}{c.label}: {c.seconds * 1e6:.4g} us per call, worst {c.error:.3g} {unit}")
+        upcast = f" (returns {c.result_dtype}: measured against {c.dtype})" if c.result_dtype != c.dtype else ""
+        print(f"{lead}{c.label}: {c.seconds * 1e6:.4g} us per call, worst {c.error:.3g} {unit}{upcast}")
     if found.excluded:
         print("  excluded:")
         for e in found.excluded:

@@ -25,6 +25,7 @@ class Candidate:
     dtype: str
     seconds: float  # forward median per call
     error: float  # worst ULP or relative error, as bounded
+    result_dtype: str  # what the framework returned; not the dtype when it silently upcasts
 
     @property
     def label(self) -> str:
@@ -86,7 +87,8 @@ def recommend(rows: Iterable[Row], loss: str, metric: str, bound: float, size: i
             excluded.append(Excluded(label, reason))
             continue
         seconds = statistics.median(r["forward_seconds"] for r in cells)
-        qualifying.append(Candidate(framework, impl, dtype, seconds, max(accuracy(r, metric) or 0.0 for r in cells)))
+        qualifying.append(Candidate(framework, impl, dtype, seconds, max(accuracy(r, metric) or 0.0 for r in cells),
+                                    cells[0]["result_dtype"]))
     qualifying.sort(key=lambda c: (c.seconds, c.error))
     return Recommendation(loss, size, device, regime, metric, bound, tuple(qualifying), tuple(excluded))
 
