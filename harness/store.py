@@ -243,13 +243,19 @@ class Store:
     def add_cells(self, run_id: int, rows: Iterable[CellRow]) -> int:
         """Insert rows; a cell already stored is left as it is, unless it was untimed
         and the new row is timed. Returns how many rows were added or completed."""
-        columns = ["run_id", *_KEY_COLUMNS, *_ROW_COLUMNS, "created"]
         updates = ", ".join(f"{c} = excluded.{c}" for c in ["run_id", *_ROW_COLUMNS, "created"])
-        sql = (f"INSERT INTO cells ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-               f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {updates} "
-               "WHERE cells.forward_seconds IS NULL AND excluded.forward_seconds IS NOT NULL")
+        return self._insert("cells", run_id, _ROW_COLUMNS, rows,
+                            f"DO UPDATE SET {updates} "
+                            "WHERE cells.forward_seconds IS NULL AND excluded.forward_seconds IS NOT NULL")
+
+    def _insert(self, table: str, run_id: int, row_columns: list[str], rows: Iterable[CellRow | GradientRow],
+                on_conflict: str) -> int:
+        """Insert rows of a table keyed by CellKey; how many rows changed."""
+        columns = ["run_id", *_KEY_COLUMNS, *row_columns, "created"]
+        sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+               f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) {on_conflict}")
         now = time.time()
-        values = [(run_id, *asdict(r.key).values(), *(getattr(r, c) for c in _ROW_COLUMNS), now) for r in rows]
+        values = [(run_id, *asdict(r.key).values(), *(getattr(r, c) for c in row_columns), now) for r in rows]
         with self.db:
             before = self.db.total_changes
             self.db.executemany(sql, values)
@@ -260,15 +266,7 @@ class Store:
 
     def add_gradients(self, run_id: int, rows: Iterable[GradientRow]) -> int:
         """Insert gradient rows; one already stored is left as it is. Returns how many were added."""
-        columns = ["run_id", *_KEY_COLUMNS, *_GRADIENT_COLUMNS, "created"]
-        sql = (f"INSERT INTO gradients ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-               f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO NOTHING")
-        now = time.time()
-        values = [(run_id, *asdict(r.key).values(), *(getattr(r, c) for c in _GRADIENT_COLUMNS), now) for r in rows]
-        with self.db:
-            before = self.db.total_changes
-            self.db.executemany(sql, values)
-            return self.db.total_changes - before
+        return self._insert("gradients", run_id, _GRADIENT_COLUMNS, rows, "DO NOTHING")
 
     def gradients(self) -> Iterator[dict[str, Any]]:
         """Gradient rows, each with its cell's forward max_ulp (null if the cell is not stored) for comparison."""
