@@ -320,9 +320,7 @@ def _print_table(record: dict[str, Any]) -> None:
     table = [titles] + [(str(i) if listed else "-", repr(r[0]) if isinstance(r[0], float) else str(r[0] or "-"),
                          r[1] or "unsettled", r[2], _format_float(r[3]), _format_float(r[4]), r[5] or "-")
                         for i, r in enumerate(rows)]
-    widths = [max(len(str(row[k])) for row in table) for k in range(len(titles))]
-    for row in table:
-        print("  " + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)))
+    _print_aligned(table, "  ")
     print(f"  reference precision: {record['reference_precision_bits']} bits")
 
 
@@ -339,9 +337,7 @@ def _print_gradient(record: dict[str, Any]) -> None:
     for i, (value, ref, status, ulp, rel, cls) in enumerate(zip(*columns)):
         table.append((str(i), repr(value) if isinstance(value, float) else str(value), ref or "-", status,
                       _format_float(ulp), _format_float(rel), cls or "-"))
-    widths = [max(len(row[k]) for row in table) for k in range(len(table[0]))]
-    for row in table:
-        print("    " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    _print_aligned(table, "    ")
 
 
 def _command_eval(args: argparse.Namespace) -> int:
@@ -608,22 +604,18 @@ def _command_results(args: argparse.Namespace) -> int:
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    table = [tuple(columns)] + [tuple(_format_cell(r[c]) for c in columns) for r in rows]
-    widths = [max(len(row[k]) for row in table) for k in range(len(columns))]
+    _print_aligned([tuple(columns)] + [tuple(report.format_cell(r[c])[:60] for c in columns) for r in rows])
+
+
+def _print_aligned(table: Sequence[Sequence[Any]], indent: str = "") -> None:
+    """Rows of cells in left-aligned columns."""
+    widths = [max(len(str(row[k])) for row in table) for k in range(len(table[0]))]
     for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print((indent + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths))).rstrip())
 
 
 def _badness(row: dict[str, Any]) -> tuple[int, float]:
     return (row["unexpected_nonfinite"] or 0, row["max_ulp"] if row["max_ulp"] is not None else -1.0)
-
-
-def _format_cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)[:60]
 
 
 def _atlas(losses: list[str], frameworks: list[str], dtypes: list[str], no_progress: bool) -> list[dict[str, Any]]:

@@ -18,6 +18,11 @@ from typing import Any
 Row = dict[str, Any]
 
 
+def choice_label(framework: str, impl: str, dtype: str) -> str:
+    """How a choice is named in recommendations, reports and their tables."""
+    return f"{framework}:{impl} {dtype}"
+
+
 @dataclass(frozen=True)
 class Candidate:
     framework: str
@@ -29,7 +34,7 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return f"{self.framework}:{self.impl} {self.dtype}"
+        return choice_label(self.framework, self.impl, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ def recommend(rows: Iterable[Row], loss: str, metric: str, bound: float, size: i
             cells.append(r)
     qualifying, excluded = [], []
     for (framework, impl, dtype), cells in sorted(groups.items()):
-        label = f"{framework}:{impl} {dtype}"
+        label = choice_label(framework, impl, dtype)
         reason = _exclusion(cells, metric, bound)
         if reason:
             excluded.append(Excluded(label, reason))

@@ -10,21 +10,18 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-from matplotlib.colors import LogNorm  # noqa: E402
-
-from harness.benchgrid import ANCHORS, BenchCase  # noqa: E402
-from harness.store import Store  # noqa: E402
+from harness import atlas
+from harness.benchgrid import ANCHORS, BenchCase
+from harness.recommend import accuracy, choice_label
+from harness.spec import DTYPES
+from harness.store import Store
 
 DEFAULT_OUT = Path("reports/latest")
 DEFAULT_ASV_RESULTS = Path(".asv/results")
@@ -36,14 +33,32 @@ Row = dict[str, Any]
 
 
 def choice(row: Row) -> str:
-    """How a user picks an implementation: framework, impl and dtype."""
-    return f"{row['framework']}:{row['impl']} {row['dtype']}"
+    return choice_label(row["framework"], row["impl"], row["dtype"])
 
 
 def worst_ulp(row: Row) -> float | None:
-    """A cell's accuracy as a user meets it: the worse of its per-element and reduced ULP error."""
-    values = [v for v in (row.get("max_ulp"), row.get("reduced_ulp")) if v is not None]
-    return max(values) if values else None
+    """A cell's accuracy as recommend judges it (per-element or reduced, the worse)."""
+    return accuracy(row, "ulp")
+
+
+def _pyplot() -> Any:
+    """matplotlib on the file-only Agg backend, imported when a figure is drawn
+    (importing it costs the CLI 0.4 s on every command)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def format_cell(value: Any) -> str:
+    """A stored value in a table: '-' for null, 3 significant digits for floats."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,9 @@ def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row],
             for loss in losses]
     top = max([v for row in grid for v in row if math.isfinite(v)] + [10.0])
     grid = [[min(v, top) for v in row] for row in grid]
+    plt = _pyplot()
+    from matplotlib.colors import LogNorm
+
     fig, ax = plt.subplots(figsize=(max(8.0, 0.42 * len(choices) + 3), max(4.0, 0.32 * len(losses) + 2)))
     image = ax.imshow(grid, aspect="auto", cmap="viridis", norm=LogNorm(vmin=CORRECTLY_ROUNDED, vmax=top),
                       interpolation="nearest")
@@ -114,6 +132,7 @@ def _panels(losses: Sequence[str], path: Path, xlabel: str, ylabel: str,
     """One log-log panel per loss, four to a row, drawn by ``draw(axes, loss)``."""
     columns = min(4, len(losses))
     count = math.ceil(len(losses) / columns)
+    plt = _pyplot()
     fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.1 * count), squeeze=False)
     for ax, loss in zip(axes.flat, losses):
         draw(ax, loss)
@@ -129,7 +148,7 @@ def _panels(losses: Sequence[str], path: Path, xlabel: str, ylabel: str,
     plt.close(fig)
 
 
-_DTYPE_COLOURS = {"float16": "tab:red", "bfloat16": "tab:orange", "float32": "tab:blue", "float64": "tab:green"}
+_DTYPE_COLOURS = {dtype: f"C{k}" for k, dtype in enumerate(DTYPES)}  # matplotlib's colour cycle
 _STYLES = ("-", "--", ":", "-.")
 
 
@@ -216,6 +235,7 @@ def asv_history(results: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def _history_figure(history: dict[str, list[tuple[float, float]]], path: Path) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     for case, points in sorted(history.items()):
         points.sort()
@@ -296,14 +316,14 @@ def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, 
     worst = sorted((r for r in ok if worst_ulp(r) is not None), key=lambda r: -(worst_ulp(r) or 0))[:15]
     worse_backward = sorted(
         (g for g in gradients if g["status"] == "ok" and g["max_ulp"] is not None and g["forward_max_ulp"] is not None
-         and g["max_ulp"] > 100 * max(g["forward_max_ulp"], 1.0)),
+         and g["max_ulp"] > WORSE_BACKWARD * max(g["forward_max_ulp"], 1.0)),
         key=lambda g: -g["max_ulp"] / max(g["forward_max_ulp"], 1.0))[:15]
     return {
         "environment": last["environment"] if last else {},
         "config": last["config"] if last else {},
         "runs": len(runs),
         "cells": len(cells),
-        "statuses": dict(sorted(_count(r["status"] for r in cells).items())),
+        "statuses": dict(sorted(Counter(r["status"] for r in cells).items())),
         "gradients": len(gradients),
         "worst": worst,
         "worse_backward": worse_backward,
@@ -311,29 +331,16 @@ def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, 
     }
 
 
-def _count(values: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for v in values:
-        counts[v] += 1
-    return counts
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
+# A gradient is listed as far worse than its forward value past this ratio of max ulps.
+WORSE_BACKWARD = 100
 WORST_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "max_ulp", "reduced_ulp", "max_rel",
                  "unexpected_nonfinite")
-GRADIENT_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "max_ulp", "forward_max_ulp")
+WORSE_BACKWARD_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "max_ulp", "forward_max_ulp")
 
 
 def _html_table(rows: Sequence[Row], columns: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_cell(r.get(c)))}</td>" for c in columns) + "</tr>"
                    for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -353,12 +360,16 @@ def _environment_lines(context: dict[str, Any]) -> list[str]:
     if config:
         lines.append("run: " + ", ".join(f"{k}={v}" for k, v in config.items()
                                          if k in ("dtypes", "devices", "sizes", "widths", "seeds", "time", "grad")))
+    for device in sorted({b["device"] for b in context["bandwidth"]}):
+        best = max((b for b in context["bandwidth"] if b["device"] == device), key=lambda b: b["gbps"])
+        lines.append(f"memory bandwidth limit ({device}): {best['gbps']:.1f} GB/s, STREAM {best['kernel']} "
+                     f"in {best['framework']}")
     lines.append(f"{context['cells']} cells ({', '.join(f'{n} {s}' for s, n in context['statuses'].items())}), "
                  f"{context['gradients']} gradient rows, {context['runs']} runs")
     return lines
 
 
-def _html(report: Report, context: dict[str, Any], atlas: list[dict[str, Any]]) -> str:
+def _html(report: Report, context: dict[str, Any], entries: list[dict[str, Any]]) -> str:
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>lossbench report</title>",
              "<style>body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
@@ -371,14 +382,15 @@ def _html(report: Report, context: dict[str, Any], atlas: list[dict[str, Any]]) 
     if context["worst"]:
         parts.append("<h2>Least accurate cells</h2>" + _html_table(context["worst"], WORST_COLUMNS))
     if context["worse_backward"]:
-        parts.append("<h2>Gradients far worse than the forward value (over 100x the forward max ulp)</h2>"
-                     + _html_table(context["worse_backward"], GRADIENT_COLUMNS))
-    if atlas:
-        parts.append("<h2>Conventions atlas</h2>" + _html_table(
-            [{"loss": e["loss"], "framework": e["framework"], "impl": e["impl"], "dtype": e["dtype"],
-              "api": ", ".join(c.get("api", "") for c in e.get("calls", [])) or "-",
-              "notes": "; ".join(e.get("notes", [])) or "-"} for e in atlas],
-            ("loss", "framework", "impl", "dtype", "api", "notes")))
+        parts.append(f"<h2>Gradients far worse than the forward value (over {WORSE_BACKWARD}x the forward max "
+                     "ulp)</h2>" + _html_table(context["worse_backward"], WORSE_BACKWARD_COLUMNS))
+    if entries:
+        parts.append("<h2>Conventions atlas</h2><p>How each framework computes each loss, found by running it "
+                     "(lossbench atlas); open an entry for its calls, dtypes, mean and edge inputs.</p>")
+        for entry in entries:
+            head, *body = atlas.describe(entry)
+            parts.append(f"<details><summary>{html.escape(head)}</summary><pre>{html.escape(chr(10).join(body))}"
+                         "</pre></details>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -390,5 +402,5 @@ def _markdown(report: Report, context: dict[str, Any]) -> str:
     if context["worst"]:
         lines += ["## Least accurate cells", "", "| " + " | ".join(WORST_COLUMNS) + " |",
                   "|" + "---|" * len(WORST_COLUMNS)]
-        lines += ["| " + " | ".join(_fmt(r.get(c)) for c in WORST_COLUMNS) + " |" for r in context["worst"]]
+        lines += ["| " + " | ".join(format_cell(r.get(c)) for c in WORST_COLUMNS) + " |" for r in context["worst"]]
     return "\n".join(lines) + "\n"

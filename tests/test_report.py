@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, report
+from harness import atlas, cli, report
 from harness.cli import main
 from harness.refsets import ReferenceCache
 from harness.store import open_store
@@ -74,7 +74,12 @@ def test_report_writes_every_file_and_the_page_references_only_existing_images(s
     text = " ".join(page.text)
     with open_store(store_path) as store:
         environment = store.runs()[0]["environment"]
-    assert environment["cpu"] in text and "Conventions atlas" in text
+        limit = max(b["gbps"] for b in store.bandwidth())
+        entries = store.atlas()
+    assert environment["cpu"] in text and f"memory bandwidth limit (cpu): {limit:.1f} GB/s" in text
+    assert entries
+    for entry in entries:  # the atlas as `lossbench atlas` describes it, every line
+        assert all(line.strip() in text for line in atlas.describe(entry))
     summary = (out / "summary.md").read_text()
     assert all(f"]({name})" in summary for name in expected)
     assert report.asv_history(asv) == {"mse/torch:native/float32/1000": [(1_795_000_000.0, 2e-5)]}
