@@ -10,7 +10,8 @@ import functools
 import json
 import math
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -37,12 +38,17 @@ def reference_items(spec: LossSpec, arrays: Mapping[str, np.ndarray]) -> list[tu
     ]
 
 
+def with_params(function: Callable[..., Any], params: Mapping[str, float]) -> Callable[..., Any]:
+    """A loss's reference formula or derivative with its parameters bound as exact mp values."""
+    return functools.partial(function, **{k: mpmath.mpf(v) for k, v in params.items()})
+
+
 def compute_reference(
     spec: LossSpec, arrays: Mapping[str, np.ndarray], params: Mapping[str, float], reduction: str, dtype: str,
     start_prec: int = escalation.START_PREC, max_prec: int = escalation.MAX_PREC,
 ) -> list[RefValue]:
     """The settled reference: one value per item for 'none', else a single value."""
-    formula = functools.partial(spec.reference, **{k: mpmath.mpf(v) for k, v in params.items()})
+    formula = with_params(spec.reference, params)
     value = escalation.evaluate(formula, reference_items(spec, arrays), reduction,  # type: ignore[arg-type]
                                 get_format(dtype), start_prec, max_prec)
     return value if isinstance(value, list) else [value]
@@ -67,7 +73,7 @@ def evaluate_gradient(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
     input element, against the reference derivative. Elements where the loss has no
     derivative (reference value None) carry no metrics."""
     spec = registry.get(case.loss)
-    derivative = functools.partial(spec.derivative, **{k: mpmath.mpf(v) for k, v in case.params})
+    derivative = with_params(spec.derivative, dict(case.params))
     refs = gradients.evaluate(derivative, reference_items(spec, arrays), case.reduction, get_format(case.dtype))
     rounded = tuple(None if r.value is None else round_mpf(r.value, case.dtype) for r in refs)
     adapter = adapters.load(case.framework)

@@ -34,7 +34,7 @@ from mpmath.libmp import libmpf, to_float
 
 from harness import regimes, registry
 from harness.spec import Layout
-from harness.evaluate import reference_items
+from harness.evaluate import reference_items, with_params
 from reference import escalation, formats, gradients
 from reference.formulas import exact_total, is_exact
 from reference.escalation import RefValue
@@ -167,7 +167,7 @@ def to_arrays(refs: Sequence[RefValue], dtype: str) -> RefArrays:
 
 def _formula(inputset: InputSet) -> Callable[..., mpmath.mpf]:
     spec = registry.get(inputset.loss)
-    return functools.partial(spec.reference, **{k: mpmath.mpf(v) for k, v in inputset.params})
+    return with_params(spec.reference, dict(inputset.params))
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ def _settle_gradient_chunk(task: ChunkTask) -> GradientChunk:
     spec = registry.get(inputset.loss)
     arrays = regimes.generate_items(spec, inputset.dtype, inputset.regime, inputset.seed, task.start, task.stop,
                                     inputset.width)
-    derivative = functools.partial(spec.derivative, **{k: mpmath.mpf(v) for k, v in inputset.params})
+    derivative = with_params(spec.derivative, dict(inputset.params))
     holders = [[n for n in task.boundaries if n > i] for i in range(task.start, task.stop)]
     item_scales = [gradients.scales(task.gradient, counts) for counts in holders]  # type: ignore[arg-type]
     per_item = gradients.settle(derivative, reference_items(spec, arrays), item_scales, task.gradient,

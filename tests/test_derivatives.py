@@ -4,7 +4,6 @@ gradients of the rational losses (reduction included), and the conventions at
 points with no derivative."""
 from __future__ import annotations
 
-import functools
 from fractions import Fraction
 
 import mpmath
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness import registry, regimes
-from harness.evaluate import reference_items
+from harness.evaluate import reference_items, with_params
 from harness.spec import Layout
 from reference import derivatives, gradients
 from reference.formats import FORMATS
@@ -40,18 +39,15 @@ def _with_component(item: tuple, j: int, value: mpf) -> tuple:
     return (row, *item[1:])
 
 
-def _numerical(loss: str, item: tuple, j: int, prec: int) -> tuple[mpf, mpf]:
-    """(f'(x) by central differences at ``prec`` bits, the loss value), with a step
-    relative to the component (absolute at zero)."""
+def _numerical(loss: str, item: tuple, j: int, prec: int) -> mpf:
+    """f'(x) by central differences at ``prec`` bits, with a step relative to the
+    component (absolute at zero)."""
     spec = registry.get(loss)
-    params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
+    formula = with_params(spec.reference, spec.resolve_params({}))
     x = item[0][j] if isinstance(item[0], list) else item[0]
     with mpmath.workprec(prec):
         step = mpmath.ldexp(1, (int(mpmath.mag(x)) if x else 0) - prec)
-        def f(t: mpf) -> mpf:
-            return spec.reference(*_with_component(item, j, t), **params)
-
-        return mpmath.diff(f, x, h=step), f(x)
+        return mpmath.diff(lambda t: formula(*_with_component(item, j, t)), x, h=step)
 
 
 def _cases() -> list[tuple[str, str]]:
@@ -65,17 +61,16 @@ def test_analytic_derivative_matches_mpmath_diff(loss: str, regime: str) -> None
     the derivative is far below the loss, so agreement is asked to 2**-(prec/2)
     relative, raising the precision until it holds or runs out."""
     spec = registry.get(loss)
-    params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
+    derivative = with_params(spec.derivative, spec.resolve_params({}))
     compared = 0
     for item in _items(loss, regime):
         with mpmath.workprec(DIFF_PRECISIONS[-1] * 2):
-            analytic = spec.derivative(*item, **params)
+            analytic = derivative(*item)
         for j, exact in enumerate(analytic):
             if exact is None or not mpmath.isfinite(exact):  # a corner, or p = 1 in bce: nothing to difference
                 continue
             for prec in DIFF_PRECISIONS:
-                numeric, value = _numerical(loss, item, j, prec)
-                x = item[0][j] if isinstance(item[0], list) else item[0]
+                numeric = _numerical(loss, item, j, prec)
                 if abs(numeric - exact) <= mpmath.ldexp(abs(exact), -prec // 2):
                     break
             else:
@@ -120,8 +115,7 @@ def test_rational_gradients_match_fractions(loss: str, dtype: str, reduction: st
     if loss == "hinge":
         assert all(1 - b * a != 0 for a, b in zip(x, y)), "a draw on the corner"
     spec = registry.get(loss)
-    params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
-    derivative = functools.partial(spec.derivative, **params)
+    derivative = with_params(spec.derivative, spec.resolve_params({}))
     items = reference_items(spec, {"input": x, "target": y})
     refs = gradients.evaluate(derivative, items, reduction, FORMATS[dtype])
     count = len(x) if reduction == "mean" else 1
@@ -149,8 +143,7 @@ def test_saturated_bce_logits_reference_gradient_is_minus_one_under_sum() -> Non
 ])
 def test_corners_have_no_derivative(loss: str, item: tuple) -> None:
     spec = registry.get(loss)
-    params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
-    assert spec.derivative(*item, **params) == (None,)
+    assert with_params(spec.derivative, spec.resolve_params({}))(*item) == (None,)
 
 
 def test_row_corners_leave_the_other_components_defined() -> None:
@@ -172,7 +165,6 @@ def test_infinite_inputs_have_no_derivative_and_nan_propagates() -> None:
 def test_every_loss_has_a_derivative_of_its_input_shape() -> None:
     for loss in registry.names():
         spec = registry.get(loss)
-        params = {k: mpf(v) for k, v in spec.resolve_params({}).items()}
         item = _items(loss, "typical")[0]
         width = len(item[0]) if spec.layout is Layout.ROWWISE else 1
-        assert len(spec.derivative(*item, **params)) == width, loss
+        assert len(with_params(spec.derivative, spec.resolve_params({}))(*item)) == width, loss

@@ -2,14 +2,12 @@
 independently, unchanged by chunking, deterministic, and cached faithfully."""
 from __future__ import annotations
 
-import functools
-
 import mpmath
 import numpy as np
 import pytest
 
 from harness import refsets, registry
-from harness.evaluate import compute_reference, reference_items
+from harness.evaluate import compute_reference, reference_items, with_params
 from harness.refsets import InputSet, ReferenceCache, compute
 from reference import formats, gradients
 from reference.formats import round_mpf
@@ -107,7 +105,7 @@ def test_set_gradient_matches_the_single_case_gradient(inputset: InputSet, reduc
     grads = refsets.assemble_gradient(SIZES, inputset, [refsets.settle_chunk(t) for t in
                                                         refsets.chunk_tasks(inputset, SIZES, reduction)])
     spec = registry.get(inputset.loss)
-    derivative = functools.partial(spec.derivative, **{k: mpmath.mpf(v) for k, v in inputset.params})
+    derivative = with_params(spec.derivative, dict(inputset.params))
     for size in SIZES:
         direct = gradients.evaluate(derivative, reference_items(spec, inputset.inputs(size)), reduction,
                                     formats.get_format(inputset.dtype))
