@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import atlas, cli, report
+from harness import adapters, atlas, cli, report
 from harness.cli import main
 from harness.refsets import ReferenceCache
 from harness.store import open_store
@@ -17,6 +17,8 @@ from harness.sweep import SweepConfig, run_sweep
 
 SMALL = dict(losses=("mse", "cross_entropy"), frameworks=("numpy",), impls=None, dtypes=("float32", "bfloat16"),
              devices=("cpu",), regimes=("typical", "edge"), sizes=(100, 1000), widths=(10,), seeds=1, jobs=2)
+# (impl, dtype) choices per loss in SMALL: NumPy's impls of each loss times the dtypes.
+CHOICES = len(adapters.load("numpy").impl_names("mse")) * len(SMALL["dtypes"])
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,7 @@ def test_recommend_returns_the_choice_the_stored_numbers_imply(store_path: Path,
     assert found["size"] == 1000  # the largest timed size by default
     chosen = found["choice"]
     assert (chosen["framework"], chosen["impl"], chosen["dtype"]) == expected
-    assert len(found["runners_up"]) + 1 + len(found["excluded"]) == 4  # numpy naive/stable x 2 dtypes
+    assert len(found["runners_up"]) + 1 + len(found["excluded"]) == CHOICES
     assert all("too inaccurate" in e["reason"] for e in found["excluded"])
 
 
@@ -132,7 +134,7 @@ def test_recommend_exits_1_when_nothing_measured_qualifies(store_path: Path,
     code = main(["recommend", "--loss", "mse", "--regime", "edge", "--size", "1000", "--max-ulp", "1e9",
                  "--db", str(store_path), "--json"])
     found = json.loads(capsys.readouterr().out)
-    assert code == 1 and found["choice"] is None and len(found["excluded"]) == 4
+    assert code == 1 and found["choice"] is None and len(found["excluded"]) == CHOICES
     with open_store(store_path) as store:
         accurate = {f"{r['framework']}:{r['impl']} {r['dtype']}" for r in store.cells()
                     if r["loss"] == "mse" and r["regime"] == "edge" and r["size"] == 1000 and r["status"] == "ok"
@@ -143,7 +145,7 @@ def test_recommend_exits_1_when_nothing_measured_qualifies(store_path: Path,
           "--db", str(store_path)])
     assert "nothing measured qualifies" in capsys.readouterr().out
     code = main(["recommend", "--loss", "mse", "--size", "10", "--max-ulp", "4", "--db", str(store_path)])
-    assert code == 1 and capsys.readouterr().out.count("not measured at this size") == 4
+    assert code == 1 and capsys.readouterr().out.count("not measured at this size") == CHOICES
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -176,7 +178,7 @@ def test_run_sweeps_times_grades_and_reports(tmp_path: Path, monkeypatch: pytest
     assert Path(last) == (tmp_path / "out" / "index.html").resolve() and Path(last).exists()
     with open_store(tmp_path / "r.sqlite") as store:
         cells, gradients = list(store.cells()), list(store.gradients())
-        assert len(cells) == len(gradients) == 4 and all(c["forward_seconds"] for c in cells)
+        assert len(cells) == len(gradients) == CHOICES and all(c["forward_seconds"] for c in cells)
         assert store.atlas()
 
 
