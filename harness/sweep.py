@@ -91,6 +91,7 @@ class CellTask:
     bandwidth_limit: float | None = None  # GB/s of this device, for timed cells
     grad: bool = False
     gradient_path: str = ""  # the set's reference gradient under the loss's default reduction
+    value: bool = True  # measure the value row (False when only the gradient is missing)
 
     def key(self) -> CellKey:
         s = self.inputset
@@ -183,15 +184,15 @@ def _summary(values: np.ndarray, ref: RefArrays, dtype: str, defined: np.ndarray
 
 @dataclass(frozen=True)
 class CellOutcome:
-    """What one cell task stores: its value row, and its gradient row when asked."""
+    """What one cell task stores: its value row and its gradient row, each when asked."""
 
-    value: CellRow
+    value: CellRow | None
     gradient: GradientRow | None = None
 
     @classmethod
     def failed(cls, task: CellTask, status: str, error: str, seconds: float | None = None) -> CellOutcome:
-        """The same failure for the value and (when asked) the gradient."""
-        return cls(CellRow(task.key(), status, error=error, seconds=seconds),
+        """The same failure for the value and the gradient, each when asked."""
+        return cls(CellRow(task.key(), status, error=error, seconds=seconds) if task.value else None,
                    GradientRow(task.key(), status, error=error) if task.grad else None)
 
 
@@ -205,14 +206,15 @@ def run_cell(task: CellTask) -> CellOutcome:
         spec = registry.get(s.loss)
         adapter = adapters.load(task.framework)
         arrays = _inputs(s, task.size)
-        reference = _reference(task.reference_path)
-        count = s.items(task.size)
         params = dict(s.params)
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, task.timeout)
         try:
             if task.grad:
                 gradient = _gradient_row(adapter, spec, task, arrays, params)
+            if not task.value:
+                return CellOutcome(None, gradient)
+            reference = _reference(task.reference_path)
             per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params)
             reduced = adapter.run(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params)
             timed = _time_cell(adapter, spec, task, arrays, params) if task.time else {}
@@ -223,8 +225,11 @@ def run_cell(task: CellTask) -> CellOutcome:
         return CellOutcome.failed(task, "timeout", f"exceeded the {task.timeout:g} s cell limit",
                                   time.perf_counter() - started)
     except Exception as exc:  # the framework raised: a result, not a crash
+        if not task.value:
+            return CellOutcome(None, gradient or GradientRow(key, "error", error=error_line(exc)))
         return CellOutcome(CellRow(key, "error", error=error_line(exc), seconds=time.perf_counter() - started),
                            gradient)
+    count = s.items(task.size)
     return CellOutcome(_value_row(task, spec, per_item, reduced, reference, count, timed, started), gradient)
 
 
@@ -425,15 +430,17 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
 
 def _pending(tasks: list[CellTask], store: Store) -> list[CellTask]:
     """The tasks with something left to store, each asked only for what is missing
-    (a stored cell is not timed again, a stored gradient not measured again)."""
+    (a stored cell is neither measured nor timed again, a stored gradient not
+    measured again; a stored untimed cell to be timed is measured whole)."""
     done, gradients_done = store.existing_keys(), store.existing_gradient_keys()
     pending = []
     for t in tasks:
         key = t.key()
         time_it = t.time and not done.get(key, False)
         grad = t.grad and key not in gradients_done
-        if key not in done or time_it or grad:
-            pending.append(dataclasses.replace(t, time=time_it, grad=grad))
+        value = key not in done or time_it  # a timed row replaces the whole untimed one
+        if value or grad:
+            pending.append(dataclasses.replace(t, time=time_it, grad=grad, value=value))
     return pending
 
 
@@ -445,7 +452,7 @@ def _references(pending: list[CellTask], config: SweepConfig, cache: ReferenceCa
                 report: SweepReport, progress: Callable[..., Any] | None) -> dict[RefKey, str]:
     """Compute every missing set reference and reference gradient, chunks of all
     sets in parallel; returns those that failed, with why."""
-    needed: dict[RefKey, list[int]] = {(t.inputset, None): sizes_for(t.inputset, config) for t in pending}
+    needed: dict[RefKey, list[int]] = {(t.inputset, None): sizes_for(t.inputset, config) for t in pending if t.value}
     needed.update({(t.inputset, _gradient_of(t.inputset)): sizes_for(t.inputset, config) for t in pending if t.grad})
     missing = {k: sizes for k, sizes in needed.items() if not cache.has(k[0], sizes, k[1])}
     report.reference_sets, report.reference_cached = len(needed), len(needed) - len(missing)
@@ -507,7 +514,7 @@ def _cells(pending: list[CellTask], failed_refs: dict[RefKey, str], pool: Worker
            report: SweepReport, progress: Callable[..., Any] | None) -> None:
     runnable, unrunnable = [], []
     for t in pending:
-        value_failed = failed_refs.get((t.inputset, None))
+        value_failed = failed_refs.get((t.inputset, None)) if t.value else None
         gradient_failed = failed_refs.get((t.inputset, _gradient_of(t.inputset))) if t.grad else None
         if value_failed:
             unrunnable.append(CellOutcome.failed(t, "error", value_failed))
@@ -536,7 +543,7 @@ def _cells(pending: list[CellTask], failed_refs: dict[RefKey, str], pool: Worker
 def _store(store: Store, report: SweepReport, outcomes: list[CellOutcome], bar: Any) -> None:
     if not outcomes:
         return
-    rows = [o.value for o in outcomes]
+    rows = [o.value for o in outcomes if o.value]
     report.stored += store.add_cells(report.run_id, rows)
     report.gradients += store.add_gradients(report.run_id, [o.gradient for o in outcomes if o.gradient])
     for row in rows:

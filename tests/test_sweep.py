@@ -155,9 +155,14 @@ def test_gradient_sweep_completes_stored_cells_and_matches_a_direct_evaluation(t
     cache = ReferenceCache(tmp_path / "refcache")
     with open_store(tmp_path / "r.sqlite") as store:
         run_sweep(SweepConfig(**base), store, cache)
+        for stale in cache.directory.glob("*.npz"):  # the cells are stored: their references are not needed again
+            stale.unlink()
         report = run_sweep(SweepConfig(**base, grad=True), store, cache)
         graded = len(base["losses"]) * 2 * len(base["regimes"]) * len(base["sizes"])  # numpy: naive and stable
         assert (report.stored, report.gradients) == (0, graded)
+        gradient_sets = len(base["losses"]) * len(base["regimes"]) * len(base["dtypes"])
+        assert report.reference_sets == gradient_sets == len(list(cache.directory.glob("*-grad-*.npz")))
+        assert len(list(cache.directory.glob("*.npz"))) == gradient_sets
         rows = {(g["loss"], g["impl"], g["regime"], g["size"]): g for g in store.gradients()}
         assert {k: g["status"] for k, g in rows.items() if g["status"] != "ok"} == {
             ("focal", "naive", r, n): "no_gradient" for r in ("typical", "edge") for n in (10, 100)}
