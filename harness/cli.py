@@ -9,7 +9,8 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,7 +24,7 @@ from harness.inputs import InputError, parse_json, prepare
 from harness.recommend import Recommendation, recommend
 from harness.refsets import ReferenceCache
 from harness.spec import ALL_REGIMES, DEVICES, DTYPES, REDUCTIONS, Case, LossSpec, Result
-from harness.store import DEFAULT_DB, StoreError, open_store
+from harness.store import DEFAULT_DB, Store, StoreError
 from harness.sweep import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMED_REGIMES, SweepConfig, default_config, run_sweep
 from reference.formats import FORMATS
 
@@ -462,11 +463,8 @@ def _sweep(config: SweepConfig, db: Path, no_progress: bool) -> None:
     """Run the sweep into ``db`` and print what it did."""
     progress = None if no_progress else functools.partial(tqdm, file=sys.stderr, mininterval=1.0)
     cache = ReferenceCache(db.parent / "refcache")
-    try:
-        with open_store(db) as store:
-            done = run_sweep(config, store, cache, progress)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    with _opened(db) as store:
+        done = run_sweep(config, store, cache, progress)
     for name, reason in done.unavailable.items():
         print(f"skipped {name}: {reason}")
     if done.planned == 0:
@@ -483,34 +481,40 @@ def _sweep(config: SweepConfig, db: Path, no_progress: bool) -> None:
         print(f"gradients: {done.gradients} stored now (lossbench results --grad lists them)")
 
 
+@contextmanager
+def _opened(db: Path, made_by: str | None = None) -> Iterator[Store]:
+    """The store at ``db`` (created if absent, unless ``made_by`` names the command
+    that makes it); a missing or unreadable store is a usage error."""
+    if made_by and not db.exists():
+        raise UsageError(f"no results store at {db}; run '{made_by}' first")
+    try:
+        store = Store(db)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def _command_report(args: argparse.Namespace) -> int:
-    if not args.db.exists():
-        raise UsageError(f"no results store at {args.db}; run 'lossbench sweep' first")
     print(f"report: {_report(args.db, args.out, args.asv_results)}")
     return 0
 
 
 def _report(db: Path, out: Path, asv_results: Path = report.DEFAULT_ASV_RESULTS) -> Path:
     """Write the report; returns the path of its index.html."""
-    try:
-        with open_store(db) as store:
-            written = report.build(store, out, asv_results)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    with _opened(db, "lossbench sweep") as store:
+        written = report.build(store, out, asv_results)
     print(f"{len(written.figures)} figures: {', '.join(f.file for f in written.figures)}")
     return written.index.resolve()
 
 
 def _command_recommend(args: argparse.Namespace) -> int:
     loss = _spec(args.loss).name
-    if not args.db.exists():
-        raise UsageError(f"no results store at {args.db}; run 'lossbench sweep --time' first")
     metric, bound = ("ulp", args.max_ulp) if args.max_ulp is not None else ("rel", args.max_rel_error)
-    try:
-        with open_store(args.db) as store:
-            found = recommend(store.cells(), loss, metric, bound, args.size, args.device, args.regime)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    with _opened(args.db, "lossbench sweep --time") as store:
+        found = recommend(store.cells(), loss, metric, bound, args.size, args.device, args.regime)
     if args.json:
         print(json.dumps(found.to_json()))
     else:
@@ -544,9 +548,7 @@ def _command_run(args: argparse.Namespace) -> int:
           f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs", flush=True)
     _sweep(config, args.db, args.no_progress)
     entries = _atlas(list(registry.names()), _chosen_frameworks(None), ["float32"], args.no_progress)
-    with open_store(args.db) as store:
-        for entry in entries:
-            store.put_atlas(entry)
+    _store_atlas(args.db, entries)
     print(f"atlas: {len(entries)} entries stored")
     print(_report(args.db, args.out))
     return 0
@@ -581,13 +583,8 @@ SPEED_COLUMNS = ("loss", "framework", "impl", "dtype", "device", "regime", "size
 
 
 def _command_results(args: argparse.Namespace) -> int:
-    if not args.db.exists():
-        raise UsageError(f"no results store at {args.db}; run 'lossbench sweep' first")
-    try:
-        with open_store(args.db) as store:
-            rows = list(store.gradients() if args.grad else store.cells())
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    with _opened(args.db, "lossbench sweep") as store:
+        rows = list(store.gradients() if args.grad else store.cells())
     if args.speed:
         rows = [r for r in rows if r["forward_seconds"] is not None]
     if args.worst:
@@ -624,17 +621,18 @@ def _atlas(losses: list[str], frameworks: list[str], dtypes: list[str], no_progr
     return [atlas.entry(*item).to_json() for item in bar]
 
 
+def _store_atlas(db: Path, entries: list[dict[str, Any]]) -> None:
+    with _opened(db) as store:
+        for entry in entries:
+            store.put_atlas(entry)
+
+
 def _command_atlas(args: argparse.Namespace) -> int:
     losses = [_spec(loss).name for loss in dict.fromkeys(args.loss or registry.names())]
     entries = _atlas(losses, _chosen_frameworks(args.framework), list(dict.fromkeys(args.dtype or ["float32"])),
                      args.no_progress)
     if not args.no_store:
-        try:
-            with open_store(args.db) as store:
-                for entry in entries:
-                    store.put_atlas(entry)
-        except StoreError as exc:
-            raise UsageError(str(exc)) from None
+        _store_atlas(args.db, entries)
     if args.json:
         print(json.dumps(entries))
         return 0
