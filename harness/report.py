@@ -327,8 +327,15 @@ def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, 
         "gradients": len(gradients),
         "worst": worst,
         "worse_backward": worse_backward,
-        "bandwidth": store.bandwidth(last["id"]) if last else [],
+        "bandwidth": _latest_bandwidth(store),
     }
+
+
+def _latest_bandwidth(store: Store) -> list[Row]:
+    """The STREAM results of the latest run that measured them (a later untimed run measures none)."""
+    rows = store.bandwidth()
+    latest = max((r["run_id"] for r in rows), default=None)
+    return [r for r in rows if r["run_id"] == latest]
 
 
 # A gradient is listed as far worse than its forward value past this ratio of max ulps.
@@ -358,7 +365,7 @@ def _environment_lines(context: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"{name}: unavailable ({fw.get('reason')})")
     if config:
-        lines.append("run: " + ", ".join(f"{k}={v}" for k, v in config.items()
+        lines.append("last run: " + ", ".join(f"{k}={v}" for k, v in config.items()
                                          if k in ("dtypes", "devices", "sizes", "widths", "seeds", "time", "grad")))
     for device in sorted({b["device"] for b in context["bandwidth"]}):
         best = max((b for b in context["bandwidth"] if b["device"] == device), key=lambda b: b["gbps"])

@@ -87,6 +87,19 @@ def test_report_writes_every_file_and_the_page_references_only_existing_images(s
     assert report.asv_history(asv) == {"mse/torch:native/float32/1000": [(1_795_000_000.0, 2e-5)]}
 
 
+def test_bandwidth_limit_comes_from_the_latest_run_that_measured_it(store_path: Path, tmp_path: Path) -> None:
+    """An untimed run after the timed one measures no bandwidth; the page keeps the timed run's limit."""
+    db = tmp_path / "r.sqlite"
+    db.write_bytes(store_path.read_bytes())
+    with open_store(db) as store:
+        limit = max(b["gbps"] for b in store.bandwidth())
+        run_sweep(SweepConfig(**{**SMALL, "losses": ("mse",), "regimes": ("typical",), "sizes": (10,)}), store,
+                  ReferenceCache(tmp_path / "refcache"))
+        assert store.bandwidth(store.runs()[-1]["id"]) == []
+    main(["report", "--db", str(db), "--out", str(tmp_path / "out"), "--asv-results", str(tmp_path / "none")])
+    assert f"memory bandwidth limit (cpu): {limit:.1f} GB/s" in (tmp_path / "out" / "index.html").read_text()
+
+
 def test_report_of_an_untimed_store_leaves_out_the_speed_figures(tmp_path: Path) -> None:
     with open_store(tmp_path / "r.sqlite") as store:
         run_sweep(SweepConfig(**{**SMALL, "losses": ("mse",), "regimes": ("typical",)}), store,
