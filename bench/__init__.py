@@ -1,3 +1,3 @@
 """lossbench benchmarks: the asv suite (losses.py), the pytest-benchmark suite
 (test_throughput.py) and the reference-cost script. Parameters come from
-harness.benchgrid, which derives them from the registry."""
+harness.running.benchgrid, which derives them from the registry."""

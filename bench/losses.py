@@ -1,4 +1,4 @@
-"""asv suite: speed and accuracy of the cases of harness.benchgrid (loss /
+"""asv suite: speed and accuracy of the cases of harness.running.benchgrid (loss /
 framework:impl / dtype / size), so an accuracy regression shows in asv exactly
 like a slowdown.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-from harness import benchgrid
+from harness.running import benchgrid, benchrun
 
 PARAMS = [[case.id for case in benchgrid.cases()]]
 PARAM_NAMES = ["case"]
@@ -30,14 +30,14 @@ class _Timed:
 
     def setup(self, case: str) -> None:
         self.stack = ExitStack()  # asv tears down skipped cases too
-        self.prepared = benchgrid.prepare(benchgrid.BenchCase.from_id(case), gradient=self.gradient)
+        self.prepared = benchrun.prepare(benchgrid.BenchCase.from_id(case), gradient=self.gradient)
         self.stack.enter_context(self.prepared.context())
 
     def teardown(self, case: str) -> None:
         self.stack.close()
 
     def _call(self) -> None:
-        self.prepared.settle(self.prepared.call())
+        self.prepared.synchronize(self.prepared.call())
 
 
 class Forward(_Timed):
@@ -71,14 +71,14 @@ class Accuracy:
     timeout = 1800  # the first run computes the references (cached afterwards)
 
     def setup(self, case: str) -> None:
-        self.task = benchgrid.accuracy_task(benchgrid.BenchCase.from_id(case))
+        self.task = benchrun.accuracy_task(benchgrid.BenchCase.from_id(case))
 
     def track_max_ulp(self, case: str) -> float:
-        return benchgrid.accuracy(self.task).max_ulp
+        return benchrun.accuracy(self.task).max_ulp
 
     track_max_ulp.unit = "ulp"  # type: ignore[attr-defined]
 
     def track_unexpected_nonfinite(self, case: str) -> int:
-        return benchgrid.accuracy(self.task).unexpected_nonfinite
+        return benchrun.accuracy(self.task).unexpected_nonfinite
 
     track_unexpected_nonfinite.unit = "elements"  # type: ignore[attr-defined]

@@ -19,8 +19,10 @@ from pathlib import Path
 import mpmath
 
 from harness import adapters
-from harness.refsets import InputSet, ReferenceCache, compute
-from harness.sweep import QUICK_SIZES
+from harness.measure.quantity import VALUE, compute
+from harness.measure.refcache import ReferenceCache
+from harness.measure.refsets import InputSet
+from harness.running.sweep import QUICK_SIZES
 
 
 def _plain_mse(x: float, y: float) -> mpmath.mpf:
@@ -72,9 +74,9 @@ def measure(loss: str, size: int) -> dict[str, float]:
     ours = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         cache = ReferenceCache(Path(tmp))
-        cache.save(inputset, reference)
+        cache.save(inputset, VALUE, reference)
         start = time.perf_counter()
-        cache.read(cache.path(inputset))
+        cache.read(cache.path(inputset, VALUE), VALUE)
         warm = time.perf_counter() - start
     return {"plain": plain, "ours": ours, "warm": warm, "sizes": len(sizes), "size_sum": sum(sizes)}
 

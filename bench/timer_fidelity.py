@@ -1,4 +1,4 @@
-"""Fidelity of lossbench's timer (harness.timing), three figures:
+"""Fidelity of lossbench's timer (harness.measure.timing), three figures:
 
 1. against torch.utils.benchmark.Timer(...).blocked_autorange() on the same call
    (torch native mse and cross_entropy, float32, 1e3 and 1e6 elements): ratio of
@@ -18,8 +18,9 @@ import statistics
 import torch
 import torch.utils.benchmark as torch_benchmark
 
-from harness import timing
-from harness.benchgrid import BenchCase, prepare
+from harness.measure import timing
+from harness.running.benchgrid import BenchCase
+from harness.running.benchrun import prepare
 
 CASES = [BenchCase(loss, "torch:native", "float32", size)
          for loss in ("mse", "cross_entropy") for size in (1_000, 1_000_000)]
@@ -42,7 +43,7 @@ def main() -> None:
         ours, theirs = [], []
         with prepared.context():
             for _ in range(args.runs):
-                ours.append(timing.measure(prepared.call, prepared.settle).median)
+                ours.append(timing.measure(prepared.call, prepared.synchronize).median)
                 theirs.append(torch_median(prepared.call, args.min_run_time))
         a, b = statistics.median(ours), statistics.median(theirs)
         print(f"{case.id:36} {a * 1e6:10.2f} {b * 1e6:12.2f} {a / b:6.3f} "
@@ -51,7 +52,7 @@ def main() -> None:
     nothing = [timing.overhead().median for _ in range(args.runs)]
     tiny = prepare(BenchCase("mse", "torch:native", "float32", 10))
     with tiny.context():
-        ten = [timing.measure(tiny.call, tiny.settle).median for _ in range(args.runs)]
+        ten = [timing.measure(tiny.call, tiny.synchronize).median for _ in range(args.runs)]
     print(f"timer overhead (a call doing nothing): {statistics.median(nothing) * 1e9:.1f} ns per call; "
           f"mse torch float32 on 10 elements: {statistics.median(ten) * 1e6:.2f} us per call "
           f"(overhead {statistics.median(nothing) / statistics.median(ten):.3%} of it)")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import mpmath
+import numpy as np
 from mpmath.libmp import to_float
 
 
@@ -36,6 +37,10 @@ class BinaryFormat:
         """Exponent k with 2**k the spacing of this format in binade ``binade``
         (values in [2**binade, 2**(binade+1))), clamped to the subnormal and top range."""
         return min(max(binade, self.emin), self.emax) - self.precision + 1
+
+    def ulp_exponents(self, binades: np.ndarray) -> np.ndarray:
+        """ulp_exponent of each binade, vectorised (the one formula, for arrays)."""
+        return np.clip(binades, self.emin, self.emax) - self.precision + 1
 
 
 FORMATS: dict[str, BinaryFormat] = {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness import adapters
-from harness.adapters.numpy_adapter import DTYPES
+from harness.model.dtypes import NUMPY_DTYPES as DTYPES
 from reference.formats import FORMATS
 
 

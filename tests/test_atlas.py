@@ -9,8 +9,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from harness import atlas, registry
-from harness.cli import main
+from harness.measure import atlas
+from harness.model import registry
+from harness.present.cli import main
 from harness.store import SCHEMA_VERSION, open_store
 
 from conftest import need

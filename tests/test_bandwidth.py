@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import adapters, bandwidth, registry, regimes
-from harness.adapters.numpy_adapter import DTYPES
-from harness.spec import DTYPES as DTYPE_NAMES
+from harness import adapters
+from harness.measure import bandwidth, regimes
+from harness.model import registry
+from harness.model.dtypes import NUMPY_DTYPES as DTYPES
+from harness.model.spec import DTYPES as DTYPE_NAMES
 from conftest import need
 
 

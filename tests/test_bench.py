@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import adapters, benchgrid, registry
-from harness.spec import DTYPES
+from harness import adapters
+from harness.running import benchgrid, benchrun
+from harness.model import registry
+from harness.model.spec import DTYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -42,11 +44,11 @@ def test_environment_variable_selects_the_whole_grid(monkeypatch: pytest.MonkeyP
 
 def test_unsupported_cases_raise_not_implemented() -> None:
     with pytest.raises(NotImplementedError, match="numpy has no native mse"):
-        benchgrid.prepare(benchgrid.BenchCase("mse", "numpy:native", "float32", 1000))
+        benchrun.prepare(benchgrid.BenchCase("mse", "numpy:native", "float32", 1000))
     with pytest.raises(NotImplementedError, match="no gradient"):
-        benchgrid.prepare(benchgrid.BenchCase("focal", "numpy:naive", "float32", 1000), gradient=True)
+        benchrun.prepare(benchgrid.BenchCase("focal", "numpy:naive", "float32", 1000), gradient=True)
     with pytest.raises(NotImplementedError, match="tracked up to"):
-        benchgrid.accuracy_task(benchgrid.BenchCase("mse", "numpy:stable", "float32", 1_000_000))
+        benchrun.accuracy_task(benchgrid.BenchCase("mse", "numpy:stable", "float32", 1_000_000))
 
 
 def test_asv_suite_is_derived_from_the_grid() -> None:
@@ -76,8 +78,8 @@ def test_asv_check_passes() -> None:
 def test_accuracy_track_of_a_correctly_rounded_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """|x - y| in float64 is one correctly rounded subtraction: at most half an ulp."""
     monkeypatch.setenv(benchgrid.REFCACHE_ENV, str(tmp_path))
-    task = benchgrid.accuracy_task(benchgrid.BenchCase("mae", "numpy:naive", "float64", 1000))
-    row = benchgrid.accuracy(task)
+    task = benchrun.accuracy_task(benchgrid.BenchCase("mae", "numpy:naive", "float64", 1000))
+    row = benchrun.accuracy(task)
     assert row.items_measured == 1000 and row.unexpected_nonfinite == 0
     assert 0 <= row.max_ulp <= 0.5
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness import adapters, registry, regimes
-from harness.evaluate import evaluate, repro_command
-from harness.spec import DTYPES, Case
+from harness import adapters
+from harness.model import registry
+from harness.measure import regimes
+from harness.measure.evaluate import evaluate, repro_command
+from harness.model.spec import DTYPES, Case
 
 SIZE = 40
 # A few roundings plus a 40-term reduction at float64; row sums of kl_div cancel,

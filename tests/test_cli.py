@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from harness import adapters, bandwidth
-from harness.cli import main
+from harness import adapters
+from harness.measure import bandwidth
+from harness.present.cli import main
 
 from conftest import need
 

@@ -10,9 +10,10 @@ import mpmath
 import numpy as np
 import pytest
 
-from harness import registry, regimes
-from harness.evaluate import reference_items, with_params
-from harness.spec import Layout
+from harness.model import registry
+from harness.measure import regimes
+from harness.measure.items import reference_items, with_params
+from harness.model.spec import Layout
 from reference import derivatives, gradients
 from reference.formats import FORMATS
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from harness import registry
-from harness.evaluate import compute_reference
+from harness.model import registry
+from harness.measure.evaluate import compute_reference
 from reference import escalation
 from reference.formats import FORMATS, round_mpf
 

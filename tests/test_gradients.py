@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import adapters, registry, regimes
-from harness.evaluate import evaluate_gradient
-from harness.spec import Case
+from harness import adapters
+from harness.model import registry
+from harness.measure import regimes
+from harness.measure.evaluate import evaluate_gradient
+from harness.model.spec import Case
 from conftest import need
 
 NUMPY = adapters.load("numpy")

@@ -9,8 +9,8 @@ import mpmath
 import numpy as np
 import pytest
 
-from harness import metrics
-from harness.adapters.numpy_adapter import DTYPES
+from harness.measure import metrics
+from harness.model.dtypes import NUMPY_DTYPES as DTYPES
 from reference.formats import FORMATS, mpf_ulp_exponent, round_mpf
 
 from conftest import wide_values
@@ -131,7 +131,7 @@ def _references(dtype: str, rng: np.random.Generator) -> list[mpmath.mpf]:
 
 
 def test_vectorised_metrics_equal_the_scalar_definitions(dtype: str) -> None:
-    from harness.refsets import round_pairs, split
+    from harness.measure.refsets import round_pairs, split
 
     rng = np.random.default_rng(9)
     refs = _references(dtype, rng)

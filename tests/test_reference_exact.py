@@ -12,10 +12,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from harness import registry
-from harness.evaluate import compute_reference
-from harness.regimes import in_dtype
-from harness.spec import Domain, Layout
+from harness.model import registry
+from harness.measure.evaluate import compute_reference
+from harness.measure.regimes import in_dtype
+from harness.model.spec import Domain, Layout
 from reference.formats import round_mpf, round_rational, get_format
 
 from conftest import wide_values

@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 import mpmath
 import pytest
 
-from harness import registry, regimes
-from harness.evaluate import compute_reference, reference_items
-from harness.spec import Layout
+from harness.model import registry
+from harness.measure import regimes
+from harness.measure.evaluate import compute_reference
+from harness.measure.items import reference_items
+from harness.model.spec import Layout
 from reference.formats import round_mpf
 
 LITERAL_PREC = 20000

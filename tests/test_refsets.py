@@ -6,9 +6,13 @@ import mpmath
 import numpy as np
 import pytest
 
-from harness import refsets, registry
-from harness.evaluate import compute_reference, reference_items, with_params
-from harness.refsets import InputSet, ReferenceCache, compute
+from harness.measure import refsets
+from harness.model import registry
+from harness.measure.evaluate import compute_reference
+from harness.measure.items import reference_items, with_params
+from harness.measure.quantity import VALUE, LossGradient, compute
+from harness.measure.refcache import ReferenceCache
+from harness.measure.refsets import InputSet
 from reference import formats, gradients
 from reference.formats import round_mpf
 
@@ -42,8 +46,6 @@ def test_matches_independent_single_case_reference(inputset: InputSet) -> None:
 
 
 def test_hi_lo_pairs_hold_the_exact_value() -> None:
-    import mpmath
-
     inputset = SETS[2]
     ref = compute(inputset, SIZES)
     items = compute_reference(registry.get(inputset.loss), inputset.inputs(300), {}, "none", inputset.dtype)
@@ -69,11 +71,11 @@ def test_deterministic_and_cache_round_trip(tmp_path) -> None:
     first, second = compute(inputset, SIZES), compute(inputset, SIZES)
     assert first.items.hi.tobytes() == second.items.hi.tobytes()
     cache = ReferenceCache(tmp_path)
-    assert not cache.has(inputset, SIZES)
-    cache.save(inputset, first)
-    assert cache.has(inputset, SIZES) and cache.has(inputset, SIZES[:1])
-    assert not cache.has(inputset, (*SIZES, 1000))
-    loaded = cache.read(cache.path(inputset))
+    assert not cache.has(inputset, SIZES, VALUE)
+    cache.save(inputset, VALUE, first)
+    assert cache.has(inputset, SIZES, VALUE) and cache.has(inputset, SIZES[:1], VALUE)
+    assert not cache.has(inputset, (*SIZES, 1000), VALUE)
+    loaded = cache.read(cache.path(inputset, VALUE), VALUE)
     for field in ("hi", "lo", "rounded", "settled", "precision"):
         assert np.array_equal(getattr(first.items, field), getattr(loaded.items, field), equal_nan=True)
     assert set(loaded.reduced) == set(first.reduced)
@@ -86,7 +88,8 @@ def test_key_depends_on_content() -> None:
                 InputSet("huber", (("delta", 1.0),), "float16", "typical", 0, 1),
                 InputSet("huber", (("delta", 1.0),), "float32", "wide", 0, 1),
                 InputSet("huber", (("delta", 1.0),), "float32", "typical", 1, 1)]
-    assert len({base.key(), *(v.key() for v in variants)}) == 5
+    assert len({base.key(VALUE), *(v.key(VALUE) for v in variants)}) == 5
+    assert len({base.key(VALUE), base.key(LossGradient("mean")), base.key(LossGradient("sum"))}) == 3
 
 
 GRADIENT_SETS = [
@@ -102,8 +105,7 @@ def test_set_gradient_matches_the_single_case_gradient(inputset: InputSet, reduc
     """Chunks that straddle the sizes' boundaries, items shared by every size and
     divided by each size's own count: the same as each size's gradient evaluated alone."""
     monkeypatch.setattr(refsets, "CHUNK", 7)
-    grads = refsets.assemble_gradient(SIZES, inputset, [refsets.settle_chunk(t) for t in
-                                                        refsets.chunk_tasks(inputset, SIZES, reduction)])
+    grads = LossGradient(reduction).compute(inputset, SIZES)
     spec = registry.get(inputset.loss)
     derivative = with_params(spec.derivative, dict(inputset.params))
     for size in SIZES:

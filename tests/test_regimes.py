@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from harness import registry, regimes
-from harness.adapters.numpy_adapter import DTYPES
-from harness.inputs import validate
-from harness.spec import Domain
+from harness.model import registry
+from harness.measure import regimes
+from harness.model.dtypes import NUMPY_DTYPES as DTYPES
+from harness.measure.inputs import validate
+from harness.model.spec import Domain
 from reference.formats import FORMATS
 
 CASES = [(spec.name, regime) for spec in registry.iter_losses() for regime in spec.regimes]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness import adapters, registry
-from harness.spec import ArgSpec, Case, Domain, Layout, LossSpec, ParamSpec
+from harness import adapters
+from harness.model import registry
+from harness.model.spec import ArgSpec, Case, Domain, Layout, LossSpec, ParamSpec
 from reference import derivatives, formulas
 
 CORE_LOSSES = {"mse", "mae", "huber", "smooth_l1", "log_cosh", "bce", "bce_logits", "cross_entropy",

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import adapters, atlas, cli, report
-from harness.cli import main
-from harness.refsets import ReferenceCache
+from harness import adapters
+from harness.present.render import describe
+from harness.present import report
+from harness.present.commands import sweeping
+from harness.present.cli import main
+from harness.measure.refcache import ReferenceCache
 from harness.store import open_store
-from harness.sweep import SweepConfig, run_sweep
+from harness.running.sweep import SweepConfig, run_sweep
 
 SMALL = dict(losses=("mse", "cross_entropy"), frameworks=("numpy",), impls=None, dtypes=("float32", "bfloat16"),
              devices=("cpu",), regimes=("typical", "edge"), sizes=(100, 1000), widths=(10,), seeds=1, jobs=2)
@@ -75,13 +78,13 @@ def test_report_writes_every_file_and_the_page_references_only_existing_images(s
         assert (out / source).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = " ".join(page.text)
     with open_store(store_path) as store:
-        environment = store.runs()[0]["environment"]
+        environment = store.runs()[0].environment
         limit = max(b["gbps"] for b in store.bandwidth())
         entries = store.atlas()
     assert environment["cpu"] in text and f"memory bandwidth limit (cpu): {limit:.1f} GB/s" in text
     assert entries
     for entry in entries:  # the atlas as `lossbench atlas` describes it, every line
-        assert all(line.strip() in text for line in atlas.describe(entry))
+        assert all(line.strip() in text for line in describe(entry))
     summary = (out / "summary.md").read_text()
     assert all(f"]({name})" in summary for name in expected)
     assert report.asv_history(asv) == {"mse/torch:native/float32/1000": [(1_795_000_000.0, 2e-5)]}
@@ -95,7 +98,7 @@ def test_bandwidth_limit_comes_from_the_latest_run_that_measured_it(store_path: 
         limit = max(b["gbps"] for b in store.bandwidth())
         run_sweep(SweepConfig(**{**SMALL, "losses": ("mse",), "regimes": ("typical",), "sizes": (10,)}), store,
                   ReferenceCache(tmp_path / "refcache"))
-        assert store.bandwidth(store.runs()[-1]["id"]) == []
+        assert store.bandwidth(store.runs()[-1].id) == []
     main(["report", "--db", str(db), "--out", str(tmp_path / "out"), "--asv-results", str(tmp_path / "none")])
     assert f"memory bandwidth limit (cpu): {limit:.1f} GB/s" in (tmp_path / "out" / "index.html").read_text()
 
@@ -183,8 +186,8 @@ def test_run_sweeps_times_grades_and_reports(tmp_path: Path, monkeypatch: pytest
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """The main job on a one-loss grid: every cell timed and graded, the report written, its path printed last."""
     grid = {k: v for k, v in SMALL.items() if k not in ("seeds", "jobs")}  # what default_config gives
-    monkeypatch.setattr(cli, "default_config", lambda quick=True: {**grid, "losses": ("mse",),
-                                                                   "regimes": ("typical",), "sizes": (100,)})
+    monkeypatch.setattr(sweeping, "default_config", lambda quick=True: {**grid, "losses": ("mse",),
+                                                                        "regimes": ("typical",), "sizes": (100,)})
     assert main(["run", "--db", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "out"), "--no-progress",
                  "--jobs", "1"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]

@@ -6,59 +6,62 @@ from dataclasses import asdict
 
 import pytest
 
-from harness.bandwidth import StreamResult
+from harness.measure.bandwidth import StreamResult
+from harness.measure.environment import Environment
 from harness.store import (
-    SCHEMA_VERSION, TIMING_COLUMNS, CellKey, CellRow, GradientRow, Store, StoreError, open_store,
+    SCHEMA_VERSION, TIMING_COLUMNS, BadRow, CellKey, CellRow, GradientRow, Store, StoreError, open_store,
 )
+from harness.store.schema import table_sql
 
 KEY = CellKey("mse", "{}", "numpy", "2.0", "naive", "float32", "cpu", "typical", 100, 1, 0)
+NO_ENV = Environment({})
 
 
 def test_round_trip(tmp_path) -> None:
     store = Store(tmp_path / "r.sqlite")
-    run = store.start_run({"sizes": [100]}, {"cpu": "test"})
+    run = store.start_run({"sizes": [100]}, Environment({"cpu": "test"}))
     row = CellRow(KEY, "ok", result_dtype="float32", items=100, items_measured=99, max_ulp=1.5, p99_ulp=1.0,
                   median_ulp=0.25, max_rel=1e-7, nonfinite='{"expected_inf": 1}', unexpected_nonfinite=0,
                   reduced_value=0.5, reduced_reference=0.5, reduced_ulp=0.0, reduced_rel=0.0, ref_unsettled=0,
                   seconds=0.01)
-    assert store.add_cells(run, [row]) == 1
+    assert store.add(run, [row]) == 1
     store.end_run(run, "complete")
     (stored,) = list(store.cells())
     assert {k: stored[k] for k in asdict(KEY)} == asdict(KEY)
     assert {k: stored[k] for k in asdict(row) if k != "key"} == {k: v for k, v in asdict(row).items() if k != "key"}
     (r,) = store.runs()
-    assert r["status"] == "complete" and r["config"] == {"sizes": [100]} and r["environment"]["cpu"] == "test"
+    assert r.status == "complete" and r.config == {"sizes": [100]} and r.environment["cpu"] == "test"
     store.close()
 
 
 def test_a_cell_is_stored_once(tmp_path) -> None:
     store = Store(tmp_path / "r.sqlite")
-    run = store.start_run({}, {})
-    assert store.add_cells(run, [CellRow(KEY, "ok"), CellRow(KEY, "error", error="again")]) == 1
-    assert store.add_cells(run, [CellRow(KEY, "ok")]) == 0
-    assert len(list(store.cells())) == 1 and store.existing_keys() == {KEY: False}  # ok but untimed
+    run = store.start_run({}, NO_ENV)
+    assert store.add(run, [CellRow(KEY, "ok"), CellRow(KEY, "error", error="again")]) == 1
+    assert store.add(run, [CellRow(KEY, "ok")]) == 0
+    assert len(list(store.cells())) == 1 and store.stored_keys().cells == {KEY: False}  # ok but untimed
     store.close()
 
 
 def test_a_timed_row_completes_an_untimed_one_once(tmp_path) -> None:
     store = Store(tmp_path / "r.sqlite")
-    run = store.start_run({}, {})
-    store.add_cells(run, [CellRow(KEY, "ok", max_ulp=1.0)])
+    run = store.start_run({}, NO_ENV)
+    store.add(run, [CellRow(KEY, "ok", max_ulp=1.0)])
     timed = CellRow(KEY, "ok", max_ulp=1.0, forward_seconds=2e-6, forward_bytes=800, backward_method="none")
-    assert store.add_cells(run, [timed]) == 1
-    assert store.add_cells(run, [CellRow(KEY, "ok", max_ulp=1.0, forward_seconds=9.0)]) == 0
+    assert store.add(run, [timed]) == 1
+    assert store.add(run, [CellRow(KEY, "ok", max_ulp=1.0, forward_seconds=9.0)]) == 0
     (stored,) = list(store.cells())
     assert stored["forward_seconds"] == 2e-6 and stored["forward_bytes"] == 800
-    assert store.existing_keys() == {KEY: True}
+    assert store.stored_keys().cells == {KEY: True}
     failed = CellKey(*(asdict(KEY) | {"seed": 1}).values())
-    store.add_cells(run, [CellRow(failed, "error", error="raised")])
-    assert store.existing_keys()[failed] is True  # nothing to time in a failed cell
+    store.add(run, [CellRow(failed, "error", error="raised")])
+    assert store.stored_keys().cells[failed] is True  # nothing to time in a failed cell
     store.close()
 
 
 def test_bandwidth_round_trip(tmp_path) -> None:
     store = Store(tmp_path / "r.sqlite")
-    run = store.start_run({}, {})
+    run = store.start_run({}, NO_ENV)
     result = StreamResult("numpy", "cpu", "triad", 1000, best_seconds=2.4e-6, median_seconds=3e-6)
     store.add_bandwidth(run, [result])
     (row,) = store.bandwidth(run)
@@ -70,13 +73,15 @@ def test_bandwidth_round_trip(tmp_path) -> None:
 def test_version_2_store_gains_the_timing_columns(tmp_path) -> None:
     path = tmp_path / "r.sqlite"
     store = Store(path)
-    store.add_cells(store.start_run({}, {}), [CellRow(KEY, "ok", max_ulp=3.0)])
+    store.add(store.start_run({}, NO_ENV), [CellRow(KEY, "ok", max_ulp=3.0)])
     store.close()
     with sqlite3.connect(path) as db:  # make it what version 2 wrote
+        _without_checks(db)
         for column in TIMING_COLUMNS:
             db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
         db.execute("DROP TABLE bandwidth")
         db.execute("DROP TABLE gradients")
+        db.execute("DROP TABLE quarantine")
         db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     with open_store(path) as store:
         (row,) = list(store.cells())
@@ -89,19 +94,21 @@ def test_version_2_store_gains_the_timing_columns(tmp_path) -> None:
 def test_version_3_store_gains_the_gradients_table(tmp_path) -> None:
     path = tmp_path / "r.sqlite"
     store = Store(path)
-    store.add_cells(store.start_run({}, {}), [CellRow(KEY, "ok", max_ulp=3.0)])
+    store.add(store.start_run({}, NO_ENV), [CellRow(KEY, "ok", max_ulp=3.0)])
     store.close()
     with sqlite3.connect(path) as db:
+        _without_checks(db)
         db.execute("DROP TABLE gradients")
+        db.execute("DROP TABLE quarantine")
         db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     with open_store(path) as store:
         assert [r["max_ulp"] for r in store.cells()] == [3.0] and list(store.gradients()) == []
-        run = store.start_run({}, {})
-        assert store.add_gradients(run, [GradientRow(KEY, "ok", max_ulp=5.0)]) == 1
-        assert store.add_gradients(run, [GradientRow(KEY, "ok", max_ulp=7.0)]) == 0  # stored once
+        run = store.start_run({}, NO_ENV)
+        assert store.add(run, [GradientRow(KEY, "ok", max_ulp=5.0)]) == 1
+        assert store.add(run, [GradientRow(KEY, "ok", max_ulp=7.0)]) == 0  # stored once
         (row,) = store.gradients()
         assert (row["max_ulp"], row["forward_max_ulp"]) == (5.0, 3.0)
-        assert store.existing_gradient_keys() == {KEY}
+        assert store.stored_keys().gradients == {KEY}
 
 
 def test_other_schema_version_is_refused(tmp_path) -> None:
@@ -111,3 +118,89 @@ def test_other_schema_version_is_refused(tmp_path) -> None:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="schema version 99"):
         Store(path)
+
+
+def _without_checks(db: sqlite3.Connection) -> None:
+    """Make the cells and gradients tables what version 4 had: the same columns, no CHECK constraints."""
+    for table in ("cells", "gradients"):
+        sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+        plain = ",\n".join(line for line in sql.split(",\n") if "CHECK (" not in line)
+        db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+        db.execute(plain)
+        db.execute(f"INSERT INTO {table} SELECT * FROM old_{table}")
+        db.execute(f"DROP TABLE old_{table}")
+
+
+def test_version_1_store_is_upgraded_in_place(tmp_path) -> None:
+    """Version 1 had runs and cells (no timing columns) and meta; nothing else."""
+    path = tmp_path / "r.sqlite"
+    store = Store(path)
+    store.add(store.start_run({}, NO_ENV), [CellRow(KEY, "ok", max_ulp=2.0)])
+    store.close()
+    with sqlite3.connect(path) as db:
+        _without_checks(db)
+        for column in TIMING_COLUMNS:
+            db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
+        for table in ("bandwidth", "gradients", "atlas", "quarantine"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with open_store(path) as store:
+        assert [r["max_ulp"] for r in store.cells()] == [2.0] and store.atlas() == []
+        assert store.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+def test_version_4_store_gains_checks_and_quarantines_impossible_rows(tmp_path) -> None:
+    path = tmp_path / "r.sqlite"
+    store = Store(path)
+    run = store.start_run({}, NO_ENV)
+    store.add(run, [CellRow(KEY, "ok", max_ulp=3.0)])
+    store.close()
+    bad_key = {**KEY.__dict__, "seed": 1}
+    with sqlite3.connect(path) as db:
+        _without_checks(db)
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        columns = ", ".join(["run_id", *bad_key, "status", "max_ulp", "created"])
+        db.execute(f"INSERT INTO cells ({columns}) VALUES (?, {', '.join('?' * len(bad_key))}, 'ok', -2.2, 0)",
+                   (run, *bad_key.values()))
+    with open_store(path) as store:
+        assert [r["max_ulp"] for r in store.cells()] == [3.0]
+        (bad,) = store.quarantined()
+        assert bad["source"] == "cells" and bad["row"]["max_ulp"] == -2.2 and "max_ulp" in bad["reason"]
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            with store.db:
+                store.db.execute(f"INSERT INTO cells ({columns}) VALUES (?, {', '.join('?' * len(bad_key))}, "
+                                 "'ok', -2.2, 0)", (run, *bad_key.values()))
+
+
+def test_impossible_rows_are_refused_on_write() -> None:
+    with pytest.raises(BadRow, match="max_ulp"):
+        CellRow(KEY, "ok", max_ulp=-2.2)
+    with pytest.raises(BadRow, match="items_measured"):
+        CellRow(KEY, "ok", items=10, items_measured=11)
+    with pytest.raises(BadRow, match="status"):
+        GradientRow(KEY, "finished")
+    with pytest.raises(BadRow, match="negative"):
+        GradientRow(KEY, "ok", undefined=-1)
+
+
+def test_a_row_that_bypassed_the_checks_is_named_not_served(tmp_path) -> None:
+    """SQLite keeps no checksums: a value changed under the store (here written with
+    its checks switched off, as a flipped byte would) is detected when read back."""
+    path = tmp_path / "r.sqlite"
+    with open_store(path) as store:
+        run = store.start_run({}, NO_ENV)
+        store.add(run, [CellRow(KEY, "ok", max_ulp=1.0), GradientRow(KEY, "ok", max_ulp=1.0)])
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA ignore_check_constraints = ON")
+        db.execute("UPDATE cells SET max_ulp = -2.2")
+    with open_store(path) as store:
+        assert list(store.cells()) == []
+        (complaint,) = store.complaints
+        assert "cells row 1" in complaint and "max_ulp" in complaint
+        assert [g["max_ulp"] for g in store.gradients()] == [1.0]
+
+
+def test_schema_is_generated_from_the_rows() -> None:
+    sql = table_sql(CellRow)
+    assert all(column in sql for column in TIMING_COLUMNS)
+    assert "CHECK (max_ulp IS NULL OR max_ulp >= 0)" in sql and "items_measured <= items" in sql

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import registry, timing
-from harness.cli import main
-from harness.evaluate import evaluate_gradient
-from harness.refsets import InputSet, ReferenceCache
-from harness.spec import Case
+from harness.model import registry
+from harness.measure import timing
+from harness.present.cli import main
+from harness.measure.evaluate import evaluate_gradient
+from harness.measure.refcache import ReferenceCache
+from harness.measure.refsets import InputSet
+from harness.model.spec import Case
 from harness.store import open_store
-from harness.sweep import SweepConfig, run_sweep
+from harness.running.sweep import SweepConfig, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULTY = "faulty=tests.support.faulty_adapter"

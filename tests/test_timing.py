@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import timing
+from harness.measure import timing
 
 
 class FakeClock:
@@ -44,24 +44,24 @@ def test_warmup_calls_are_run_and_excluded() -> None:
     assert timed.warmup == 3 and max(timed.per_call) == pytest.approx(1e-5)
 
 
-def test_settle_runs_before_each_clock_reading_and_counts_queued_work() -> None:
-    """Like a CUDA stream: calls only queue work; settling waits for it to finish."""
-    clock, queued, settled = FakeClock(), [], []
+def test_synchronize_runs_before_each_clock_reading_and_counts_queued_work() -> None:
+    """Like a CUDA stream: calls only queue work; synchronizing waits for it to finish."""
+    clock, queued, synchronized = FakeClock(), [], []
 
     def call() -> int:
         queued.append(2e-6)
         return len(queued)
 
-    def settle(result: int | None) -> None:
-        settled.append(result)
+    def synchronize(result: int | None) -> None:
+        synchronized.append(result)
         clock.now += sum(queued)
         queued.clear()
 
-    timed = timing.measure(call, settle, samples=4, min_sample_time=1e-3, warmup=1, clock=clock)
+    timed = timing.measure(call, synchronize, samples=4, min_sample_time=1e-3, warmup=1, clock=clock)
     assert timed.median == pytest.approx(2e-6)
-    # Per sample: settle(None) before the start reading, settle(last result) before the end reading.
-    # After the warm-up call's settle: (None, last result) for every calibration sample and sample.
-    pairs = settled[1:]
+    # Per sample: synchronize(None) before the start reading, synchronize(last result) before the end reading.
+    # After the warm-up call's synchronize: (None, last result) for every calibration sample and sample.
+    pairs = synchronized[1:]
     assert len(pairs) % 2 == 0 and len(pairs) // 2 > len(timed.per_call)
     assert all(start is None and isinstance(end, int) for start, end in zip(pairs[::2], pairs[1::2]))
 

@@ -3,28 +3,16 @@ from __future__ import annotations
 
 import inspect
 import numbers
-import platform
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.spec import LossSpec
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from harness.model.spec import LossSpec
 
 
 @dataclass(frozen=True)
@@ -90,16 +78,51 @@ def error_line(exc: BaseException) -> str:
 Impl = Callable[[dict[str, Any], str, dict[str, float]], Any]
 
 
+def reduce(items: Any, reduction: str, mean: Callable[[Any], Any], total: Callable[[Any], Any]) -> Any:
+    """The reduction every adapter applies to its per-item values, with the
+    framework's own mean and sum: 'none' keeps the items."""
+    if reduction == "mean":
+        return mean(items)
+    if reduction == "sum":
+        return total(items)
+    return items
+
+
+FAILS, INACCURATE = "fails", "inaccurate"
+
+
+@dataclass(frozen=True)
+class Known:
+    """A cell a framework cannot run (FAILS) or computes far less accurately than
+    its dtype allows (INACCURATE), and why: data, as OpInfo keeps its skips. None
+    in impl, dtypes or device means every one."""
+
+    kind: str
+    loss: str
+    reason: str
+    impl: str | None = None
+    dtypes: tuple[str, ...] | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in (FAILS, INACCURATE):
+            raise ValueError(f"known {self.loss}: kind must be {FAILS!r} or {INACCURATE!r}")
+
+    def covers(self, loss: str, impl: str, dtype: str, device: str | None) -> bool:
+        return (loss == self.loss and self.impl in (None, impl) and (self.dtypes is None or dtype in self.dtypes)
+                and (device is None or self.device in (None, device)))
+
+
 @dataclass(frozen=True)
 class Prepared:
     """One loss call made ready to time: arguments already converted (and placed on
-    the device), so only the call itself is measured. ``settle(result)`` blocks until
+    the device), so only the call itself is measured. ``synchronize(result)`` blocks until
     the result exists (CUDA synchronisation, TensorFlow forcing); the timer calls it
     before each clock reading. ``bytes_moved`` is the least traffic the call can
     cause: every argument read once and the result written once."""
 
     call: Callable[[], Any]
-    settle: Callable[[Any], Any]
+    synchronize: Callable[[Any], Any]
     context: Callable[[], AbstractContextManager[Any]]
     bytes_moved: int
     method: str  # "forward", or how the gradient is obtained
@@ -116,13 +139,12 @@ class Output:
 
 class Adapter(ABC):
     """One framework. ``impls`` maps impl name -> loss name -> implementation;
-    ``known_failure`` says which cells the framework itself cannot run, and why."""
+    ``known`` lists the cells it cannot run or computes far less accurately than
+    its dtype allows, each with why (the cell tests check each still shows)."""
 
     name: str
     impls: Mapping[str, Mapping[str, Impl]]
-    # (loss, impl, dtype, or None for every dtype) -> why that cell is far less
-    # accurate than its dtype allows; the cell tests check each still shows.
-    inaccurate: Mapping[tuple[str, str, str | None], str] = {}
+    known: tuple[Known, ...] = ()
 
     @abstractmethod
     def version(self) -> str: ...
@@ -137,21 +159,25 @@ class Adapter(ABC):
     @abstractmethod
     def to_output(self, result: Any) -> Output: ...
 
+    def _known(self, kind: str, loss: str, impl: str, dtype: str, device: str | None) -> str | None:
+        return next((k.reason for k in self.known if k.kind == kind and k.covers(loss, impl, dtype, device)), None)
+
     def known_failure(self, loss: str, impl: str, dtype: str, device: str) -> str | None:
         """Why the framework itself cannot run this cell, if it cannot."""
-        return None
+        return self._known(FAILS, loss, impl, dtype, device)
 
     def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
         """Why this cell is far less accurate than its dtype allows, if it is."""
-        return self.inaccurate.get((loss, impl, dtype)) or self.inaccurate.get((loss, impl, None))
+        return self._known(INACCURATE, loss, impl, dtype, None)
 
     def settings(self) -> dict[str, Any]:
         """Framework-wide settings that change loss values, read from the framework."""
         return {}
 
-    def device_name(self, device: str) -> str:
-        """What the device is, for the run's environment record."""
-        return cpu_model()
+    def device_name(self, device: str) -> str | None:
+        """What an accelerator is, for the run's environment record (None: the host
+        CPU, which harness.measure.environment names)."""
+        return None
 
     def context(self, device: str) -> AbstractContextManager[Any]:
         """Where and how the call runs (device placement, autograd off)."""
@@ -173,11 +199,11 @@ class Adapter(ABC):
         tensor back to NumPy would copy it)."""
         return int(np.asarray(tensor).nbytes)
 
-    def settle(self, result: Any, device: str) -> None:
+    def synchronize(self, result: Any, device: str) -> None:
         """Block until ``result`` is computed (the timer reads the clock after this)."""
 
     def stream_kernels(self, device: str, elements: int) -> dict[str, Callable[[], Any]]:
-        """STREAM kernels on float64 arrays of ``elements``, by name (see harness.bandwidth)."""
+        """STREAM kernels on float64 arrays of ``elements``, by name (see harness.measure.bandwidth)."""
         return {}
 
     def native_args(self, spec: LossSpec, arrays: Mapping[str, np.ndarray], dtype: str, device: str) -> dict[str, Any]:
@@ -202,10 +228,10 @@ class Adapter(ABC):
         with self.context(device):
             native = self.native_args(spec, arrays, dtype, device)
             result = function(native, reduction, params)
-            self.settle(result, device)
+            self.synchronize(result, device)
         read = sum(self.nbytes(t) for t in native.values())
         return Prepared(call=lambda: function(native, reduction, params),
-                        settle=lambda r: self.settle(r, device),
+                        synchronize=lambda r: self.synchronize(r, device),
                         context=lambda: self.context(device),
                         bytes_moved=read + self.nbytes(result),
                         method=self.gradient_method if gradient else "forward")

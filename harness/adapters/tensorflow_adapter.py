@@ -21,19 +21,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from harness.adapters.base import Adapter, Impl, Output, note_call  # noqa: E402
-from harness.spec import LossSpec  # noqa: E402
+from harness.adapters.base import INACCURATE, Adapter, Impl, Known, Output, note_call, reduce  # noqa: E402
+from harness.model.spec import LossSpec  # noqa: E402
 
 _DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16, "float32": tf.float32, "float64": tf.float64}
 _KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}
 
 
-def _reduce(items: tf.Tensor, reduction: str) -> tf.Tensor:
-    if reduction == "mean":
-        return tf.reduce_mean(items)
-    if reduction == "sum":
-        return tf.reduce_sum(items)
-    return items
+_reduce = functools.partial(reduce, mean=tf.reduce_mean, total=tf.reduce_sum)
 
 
 def _instance(api: type, **options: Any) -> Any:
@@ -170,13 +165,15 @@ class TensorFlowAdapter(Adapter):
     name = "tensorflow"
     impls = {"native": NATIVE, "composed": COMPOSED}
     gradient_method = "tf.GradientTape"
-    inaccurate = {
-        ("log_cosh", "native", "float64"): "keras LogCosh subtracts log(2.0) computed in float32, then cast to float64",
-        ("log_cosh", "native", "float32"): "keras LogCosh computes x + softplus(-2x) - log(2), which cancels for small x",
-        ("poisson_nll", "native", None): "keras Poisson takes log(y_pred + epsilon()), epsilon 1e-7",
-        ("msle", "native", None): "keras MeanSquaredLogarithmicError subtracts log(y_pred + 1) and log(y_true + 1), "
-                                  "which cancels when they are close",
-    }
+    known = (
+        Known(INACCURATE, "log_cosh", "keras LogCosh subtracts log(2.0) computed in float32, then cast to float64",
+              "native", ("float64",)),
+        Known(INACCURATE, "log_cosh", "keras LogCosh computes x + softplus(-2x) - log(2), which cancels for small x",
+              "native", ("float32",)),
+        Known(INACCURATE, "poisson_nll", "keras Poisson takes log(y_pred + epsilon()), epsilon 1e-7", "native"),
+        Known(INACCURATE, "msle", "keras MeanSquaredLogarithmicError subtracts log(y_pred + 1) and log(y_true + 1), "
+                                  "which cancels when they are close", "native"),
+    )
 
     def version(self) -> str:
         return f"{tf.__version__} (keras {keras.__version__})"
@@ -187,8 +184,11 @@ class TensorFlowAdapter(Adapter):
     def settings(self) -> dict[str, Any]:
         return {"keras.config.epsilon()": keras.config.epsilon(), "keras.config.floatx()": keras.config.floatx()}
 
-    def device_name(self, device: str) -> str:
-        return tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("device_name", "GPU") if device == "cuda" else super().device_name(device)
+    def device_name(self, device: str) -> str | None:
+        if device != "cuda":
+            return None
+        return tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("device_name",
+                                                                                                       "GPU")
 
     def to_native(self, array: np.ndarray, dtype: str | None, device: str) -> tf.Tensor:
         if dtype is None:
@@ -205,7 +205,7 @@ class TensorFlowAdapter(Adapter):
     def nbytes(self, tensor: tf.Tensor) -> int:
         return int(tf.size(tensor)) * tensor.dtype.size
 
-    def settle(self, result: Any, device: str) -> None:
+    def synchronize(self, result: Any, device: str) -> None:
         if result is not None:
             result.numpy()  # eager ops may still be queued (async execution, GPU streams)
 

@@ -2,6 +2,7 @@
 composed from torch primitives where they do not (impl 'composed')."""
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -10,18 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.adapters.base import Adapter, Impl, Output, api_call
-from harness.spec import LossSpec
+from harness.adapters.base import FAILS, INACCURATE, Adapter, Impl, Known, Output, api_call, reduce
+from harness.model.spec import LossSpec
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
 
-def _reduce(items: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return items.mean()
-    if reduction == "sum":
-        return items.sum()
-    return items
+_reduce = functools.partial(reduce, mean=torch.mean, total=torch.sum)
 
 
 def _kl_div(a: dict[str, Any], reduction: str, p: dict[str, float]) -> torch.Tensor:
@@ -128,12 +124,14 @@ class TorchAdapter(Adapter):
     name = "torch"
     impls = {"native": NATIVE, "composed": COMPOSED}
     gradient_method = "torch.autograd.grad"
-    inaccurate = {
-        ("poisson_nll", "native", None): "F.poisson_nll_loss(log_input=False) takes log(input + eps), eps=1e-8",
-        ("triplet_margin", "native", None): "F.triplet_margin_loss adds eps=1e-6 to every difference before the norm",
-        ("msle", "composed", None): "log1p(x) - log1p(y) cancels when x is close to y",
-        ("focal", "composed", None): "1 - p_t, with p_t = sigmoid(z), cancels when p_t is close to 1",
-    }
+    known = (
+        Known(FAILS, "multi_margin", "torch has no half-precision CPU kernel for multi_margin_loss",
+              dtypes=("float16", "bfloat16"), device="cpu"),
+        Known(INACCURATE, "poisson_nll", "F.poisson_nll_loss(log_input=False) takes log(input + eps), eps=1e-8", "native"),
+        Known(INACCURATE, "triplet_margin", "F.triplet_margin_loss adds eps=1e-6 to every difference before the norm", "native"),
+        Known(INACCURATE, "msle", "log1p(x) - log1p(y) cancels when x is close to y", "composed"),
+        Known(INACCURATE, "focal", "1 - p_t, with p_t = sigmoid(z), cancels when p_t is close to 1", "composed"),
+    )
 
     def version(self) -> str:
         return torch.__version__
@@ -144,8 +142,8 @@ class TorchAdapter(Adapter):
     def settings(self) -> dict[str, Any]:
         return {"torch.get_default_dtype()": str(torch.get_default_dtype())}
 
-    def device_name(self, device: str) -> str:
-        return torch.cuda.get_device_name(0) if device == "cuda" else super().device_name(device)
+    def device_name(self, device: str) -> str | None:
+        return torch.cuda.get_device_name(0) if device == "cuda" else None
 
     def to_native(self, array: np.ndarray, dtype: str | None, device: str) -> torch.Tensor:
         if dtype is None:
@@ -163,7 +161,7 @@ class TorchAdapter(Adapter):
     def nbytes(self, tensor: torch.Tensor) -> int:
         return tensor.numel() * tensor.element_size()
 
-    def settle(self, result: Any, device: str) -> None:
+    def synchronize(self, result: Any, device: str) -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -171,11 +169,6 @@ class TorchAdapter(Adapter):
         a, b, c = (torch.full((elements,), v, dtype=torch.float64, device=device) for v in (1.0, 2.0, 0.5))
         return {"copy": lambda: a.copy_(b), "scale": lambda: torch.mul(b, 3.0, out=a),
                 "add": lambda: torch.add(b, c, out=a), "triad": lambda: torch.add(b, c, alpha=3.0, out=a)}
-
-    def known_failure(self, loss: str, impl: str, dtype: str, device: str) -> str | None:
-        if loss == "multi_margin" and device == "cpu" and dtype in ("float16", "bfloat16"):
-            return f"torch has no {dtype} CPU kernel for multi_margin_loss"
-        return None
 
     def context(self, device: str) -> torch.no_grad:
         return torch.no_grad()

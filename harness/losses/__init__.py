@@ -1,2 +1,0 @@
-"""Loss families; importing this package registers every loss."""
-from harness.losses import classification, embedding, margin, penalty, regression  # noqa: F401

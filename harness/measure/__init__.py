@@ -1,0 +1,1 @@
+"""Measurement: inputs, regimes, reference items and sets, metrics, evaluation, the atlas, timing, bandwidth."""

@@ -1,0 +1,97 @@
+"""One case, end to end: exact reference, framework call, metrics.
+
+The reference is computed first and independently of the framework, so a
+framework that raises still leaves an honest record (its error, beside the
+reference it should have matched).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from harness import adapters
+from harness.measure import metrics
+from harness.model import registry
+from harness.adapters.base import Output, error_line
+from harness.measure.numbers import jsonable
+from harness.measure.items import reference_items, with_params
+from harness.model.spec import Case, LossSpec, Result
+from reference import escalation, gradients
+from reference.escalation import RefValue
+from reference.formats import get_format, round_mpf
+
+
+def compute_reference(
+    spec: LossSpec, arrays: Mapping[str, np.ndarray], params: Mapping[str, float], reduction: str, dtype: str,
+    start_prec: int = escalation.START_PREC, max_prec: int = escalation.MAX_PREC,
+) -> list[RefValue]:
+    """The settled reference: one value per item for 'none', else a single value."""
+    formula = with_params(spec.reference, params)
+    value = escalation.evaluate(formula, reference_items(spec, arrays), reduction,  # type: ignore[arg-type]
+                                get_format(dtype), start_prec, max_prec)
+    return value if isinstance(value, list) else [value]
+
+
+def evaluate(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
+    """Evaluate ``case`` on validated ``arrays`` (see harness.measure.inputs.prepare)."""
+    spec = registry.get(case.loss)
+    params = dict(case.params)
+    refs = compute_reference(spec, arrays, params, case.reduction, case.dtype)
+    rounded = tuple(round_mpf(r.value, case.dtype) for r in refs)
+    adapter = adapters.load(case.framework)
+    try:
+        output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, params)
+    except Exception as exc:  # a framework failure is a result, not a crash
+        return Result(case, (), None, tuple(refs), rounded, (), (), (), error=error_line(exc))
+    return _measured(case, output, refs, rounded)
+
+
+def evaluate_gradient(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
+    """The gradient of ``case``'s reduced loss with respect to input, one value per
+    input element, against the reference derivative. Elements where the loss has no
+    derivative (reference value None) carry no metrics."""
+    spec = registry.get(case.loss)
+    derivative = with_params(spec.derivative, dict(case.params))
+    refs = gradients.evaluate(derivative, reference_items(spec, arrays), case.reduction, get_format(case.dtype))
+    rounded = tuple(None if r.value is None else round_mpf(r.value, case.dtype) for r in refs)
+    adapter = adapters.load(case.framework)
+    try:
+        output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, dict(case.params),
+                             gradient=True)
+    except Exception as exc:  # no gradient, or the framework raised: a result, not a crash
+        return Result(case, (), None, tuple(refs), rounded, (), (), (), error=error_line(exc))
+    return _measured(case, output, refs, rounded)
+
+
+def _measured(case: Case, output: Output, refs: Sequence[RefValue], rounded: tuple[float | None, ...]) -> Result:
+    values = tuple(float(v) for v in output.values)
+    if len(values) != len(refs):
+        error = f"framework returned {len(values)} values, the reference has {len(refs)}"
+        return Result(case, values, output.result_dtype, tuple(refs), rounded, (), (), (), error=error)
+    ulps, rels, classes = [], [], []
+    for value, ref in zip(values, refs):
+        cls = None if ref.value is None else metrics.classify(value, ref.value, case.dtype)
+        honest = cls is None and ref.settled and ref.value is not None
+        classes.append(cls)
+        ulps.append(metrics.ulp_error(value, ref.value, case.dtype) if honest else None)
+        rels.append(metrics.relative_error(value, ref.value) if honest else None)
+    return Result(case, values, output.result_dtype, tuple(refs), rounded, tuple(ulps), tuple(rels), tuple(classes))
+
+
+def repro_command(case: Case, arrays: Mapping[str, np.ndarray]) -> str:
+    """A shell command that re-runs this case through the CLI."""
+    spec = registry.get(case.loss)
+    parts = ["lossbench", "eval", case.loss, "--framework", case.framework, "--impl", case.impl,
+             "--dtype", case.dtype, "--device", case.device, "--reduction", case.reduction]
+    for name, value in case.params:
+        parts += ["--param", f"{name}={value!r}"]
+    for a in spec.args:
+        data = json.dumps(jsonable(arrays[a.name]))
+        if a.name in ("input", "target"):
+            parts += [f"--{a.name}", data]
+        else:
+            parts += ["--arg", f"{a.name}={data}"]
+    return shlex.join(parts + ["--json"])

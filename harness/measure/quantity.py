@@ -1,0 +1,240 @@
+"""What a reference set holds and a cell measures: the loss value, or its
+gradient with respect to input under one reduction. Each quantity owns its
+formula, how a chunk of items is settled and the chunks assembled, how its
+reference is written to and read from the cache, its cache file name and the
+store table its rows go to, so nothing else branches on which one it is.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import mpmath
+import numpy as np
+
+from harness.measure import regimes
+from harness.measure.items import reference_items, with_params
+from harness.measure.refsets import FIELDS, ChunkTask, GradArrays, InputSet, RefArrays, chunk_tasks, \
+    gradient_arrays, to_arrays
+from harness.model import registry
+from harness.model.spec import LossSpec
+from reference import escalation, formats, gradients
+from reference.formulas import exact_total, is_exact
+
+REDUCED = ("mean", "sum")
+# The code a cached value reference depends on: formulas, settlement, rounding, inputs, items.
+_VALUE_CODE = ("reference/formulas.py", "reference/escalation.py", "reference/formats.py", "reference/exact.py",
+               "harness/model/dtypes.py", "harness/measure/regimes.py", "harness/measure/items.py",
+               "harness/measure/refsets.py", "harness/measure/quantity.py")
+
+
+def _items(task: ChunkTask) -> tuple[LossSpec, list[tuple]]:
+    s = task.inputset
+    spec = registry.get(s.loss)
+    arrays = regimes.generate_items(spec, s.dtype, s.regime, s.seed, task.start, task.stop, s.width)
+    return spec, reference_items(spec, arrays)
+
+
+class Quantity(ABC):
+    """The interface both quantities share (see the module docstring)."""
+
+    label: ClassVar[str]  # what its reference is called in messages
+    table: ClassVar[str]  # the store table a cell's row of this quantity goes to
+    code_files: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def key_parts(self) -> list[Any]: ...
+
+    @property
+    @abstractmethod
+    def file_tag(self) -> str: ...
+
+    @abstractmethod
+    def settle(self, task: ChunkTask) -> Any:
+        """One chunk of items settled (runs in a worker)."""
+
+    @abstractmethod
+    def assemble(self, inputset: InputSet, sizes: Sequence[int], chunks: Sequence[Any]) -> Any:
+        """The set's reference for ``sizes`` from all of its chunks."""
+
+    @abstractmethod
+    def encode(self, reference: Any) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def decode(self, data: Any) -> Any: ...
+
+    def compute(self, inputset: InputSet, sizes: Sequence[int]) -> Any:
+        """The set's reference, computed in this process."""
+        return self.assemble(inputset, sizes, [self.settle(t) for t in chunk_tasks(inputset, sizes, self)])
+
+
+@dataclass(frozen=True)
+class ValueChunk:
+    task: ChunkTask
+    arrays: RefArrays
+    precision: int  # the highest item precision in the chunk
+    all_settled: bool
+    # Exact (unrounded) sums of the items' last two levels from ``start`` up to each
+    # boundary inside the chunk and up to ``stop``: (previous level, final level).
+    partial_sums: dict[int, tuple[mpmath.mpf, mpmath.mpf]]
+
+
+@dataclass(frozen=True)
+class ValueReference:
+    items: RefArrays
+    reduced: dict[tuple[int, str], RefArrays]  # (size, reduction) -> one value
+
+
+@dataclass(frozen=True)
+class LossValue(Quantity):
+    """The loss per item, and each size's mean and sum from exact partial sums."""
+
+    label: ClassVar[str] = "reference"
+    table: ClassVar[str] = "cells"
+    code_files: ClassVar[tuple[str, ...]] = _VALUE_CODE
+
+    def key_parts(self) -> list[Any]:
+        return []
+
+    @property
+    def file_tag(self) -> str:
+        return ""
+
+    def settle(self, task: ChunkTask) -> ValueChunk:
+        s = task.inputset
+        spec, items = _items(task)
+        formula = with_params(spec.reference, dict(s.params))
+        settled = escalation.settle_items(formula, items, formats.get_format(s.dtype))
+        values = [r.value for r in settled.refs]
+        sums = {}
+        for b in [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]:
+            high = exact_total(values[:b - task.start])
+            # Exact formulas have one level: the previous values are the values.
+            sums[b] = (high if is_exact(formula) else exact_total(settled.previous[:b - task.start]), high)
+        return ValueChunk(task, to_arrays(settled.refs, s.dtype), max(r.precision for r in settled.refs),
+                          all(r.settled for r in settled.refs), sums)
+
+    def assemble(self, inputset: InputSet, sizes: Sequence[int], chunks: Sequence[ValueChunk]) -> ValueReference:
+        """Chunk references concatenated, every size's mean and sum settled from the
+        exact partial sums; a reduction whose two levels disagree is escalated."""
+        chunks = sorted(chunks, key=lambda c: c.task.start)
+        fmt = formats.get_format(inputset.dtype)
+        reduced = {}
+        for size in sorted(set(sizes)):
+            n = inputset.items(size)
+            low, high = mpmath.mpf(0), mpmath.mpf(0)
+            precision, settled = 0, True
+            for c in chunks:
+                if c.task.start >= n:
+                    break
+                part_low, part_high = c.partial_sums[min(n, c.task.stop)]
+                low, high = mpmath.fadd(low, part_low, exact=True), mpmath.fadd(high, part_high, exact=True)
+                precision, settled = max(precision, c.precision), settled and c.all_settled
+
+            def recompute(prec: int, size: int = size) -> mpmath.mpf:  # only when the sum cancels
+                spec = registry.get(inputset.loss)
+                formula = with_params(spec.reference, dict(inputset.params))
+                with mpmath.workprec(prec):
+                    return exact_total([formula(*item) for item in reference_items(spec, inputset.inputs(size))])
+
+            for reduction in REDUCED:
+                ref = escalation.settle_totals(low, high, n, precision, settled, reduction, fmt,  # type: ignore[arg-type]
+                                               recompute)
+                reduced[(size, reduction)] = to_arrays([ref], inputset.dtype)
+        return ValueReference(RefArrays.concatenate([c.arrays for c in chunks]), reduced)
+
+    def encode(self, reference: ValueReference) -> dict[str, np.ndarray]:
+        sizes = sorted({s for s, _ in reference.reduced})
+        data = {f"items_{f}": getattr(reference.items, f) for f in FIELDS}
+        for r in REDUCED:
+            for f in FIELDS:
+                data[f"{r}_{f}"] = np.concatenate([getattr(reference.reduced[(s, r)], f) for s in sizes])
+        return {"sizes": np.array(sizes), **data}
+
+    def decode(self, data: Any) -> ValueReference:
+        items = RefArrays(*(data[f"items_{f}"] for f in FIELDS))
+        reduced = {(int(s), r): RefArrays(*(data[f"{r}_{f}"][[i]] for f in FIELDS))
+                   for i, s in enumerate(data["sizes"]) for r in REDUCED}
+        return ValueReference(items, reduced)
+
+
+@dataclass(frozen=True)
+class GradientChunk:
+    """A chunk's reference gradient: for each item count n of a size holding part
+    of the chunk, the gradient entries of the chunk's items below n."""
+
+    task: ChunkTask
+    by_count: dict[int, GradArrays]
+
+
+@dataclass(frozen=True)
+class LossGradient(Quantity):
+    """d(reduced loss)/d(input) under ``reduction``, per size: under 'mean' the
+    items' shared derivatives are divided by each size's item count."""
+
+    reduction: str
+    label: ClassVar[str] = "reference gradient"
+    table: ClassVar[str] = "gradients"
+    code_files: ClassVar[tuple[str, ...]] = (*_VALUE_CODE, "reference/derivatives.py", "reference/gradients.py")
+
+    def key_parts(self) -> list[Any]:
+        return [self.reduction]
+
+    @property
+    def file_tag(self) -> str:
+        return f"-grad-{self.reduction}"
+
+    def settle(self, task: ChunkTask) -> GradientChunk:
+        """Every item's derivative divided by each scale it needs: under 'mean' the item
+        counts of the sizes holding it, under 'sum' nothing (one scale for all sizes)."""
+        s = task.inputset
+        spec, items = _items(task)
+        derivative = with_params(spec.derivative, dict(s.params))
+        holders = [[n for n in task.boundaries if n > i] for i in range(task.start, task.stop)]
+        item_scales = [gradients.scales(self.reduction, counts) for counts in holders]  # type: ignore[arg-type]
+        per_item = gradients.settle(derivative, items, item_scales, self.reduction,  # type: ignore[arg-type]
+                                    formats.get_format(s.dtype))
+        by_count = {}
+        for n in task.boundaries:
+            if n <= task.start:
+                continue
+            values = [v for item, counts in zip(per_item, holders) if n in counts
+                      for v in item[0 if self.reduction == "sum" else counts.index(n)]]
+            by_count[n] = gradient_arrays(values, s.dtype)
+        return GradientChunk(task, by_count)
+
+    def assemble(self, inputset: InputSet, sizes: Sequence[int],
+                 chunks: Sequence[GradientChunk]) -> dict[int, GradArrays]:
+        """Each size's reference gradient, concatenated from the chunks."""
+        chunks = sorted(chunks, key=lambda c: c.task.start)
+        result = {}
+        for size in sorted(set(sizes)):
+            n = inputset.items(size)
+            parts = [c.by_count[n] for c in chunks if n in c.by_count]
+            result[size] = GradArrays(RefArrays.concatenate([p.ref for p in parts]),
+                                      np.concatenate([p.defined for p in parts]))
+        return result
+
+    def encode(self, reference: dict[int, GradArrays]) -> dict[str, np.ndarray]:
+        data = {f"{s}_{f}": getattr(g.ref, f) for s, g in reference.items() for f in FIELDS}
+        data.update({f"{s}_defined": g.defined for s, g in reference.items()})
+        return {"sizes": np.array(sorted(reference)), **data}
+
+    def decode(self, data: Any) -> dict[int, GradArrays]:
+        return {int(s): GradArrays(RefArrays(*(data[f"{s}_{f}"] for f in FIELDS)), data[f"{s}_defined"])
+                for s in data["sizes"]}
+
+
+VALUE = LossValue()
+
+
+def gradient_of(loss: str) -> LossGradient:
+    """The gradient a sweep's cells of ``loss`` measure: that of its default reduction."""
+    return LossGradient(registry.get(loss).default_reduction)
+
+
+def compute(inputset: InputSet, sizes: Sequence[int]) -> ValueReference:
+    """The set's value reference, computed in this process."""
+    return VALUE.compute(inputset, sizes)

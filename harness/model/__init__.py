@@ -1,0 +1,1 @@
+"""The loss model: records (spec), the registry, and the losses themselves."""

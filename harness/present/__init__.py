@@ -1,0 +1,1 @@
+"""Presentation: text and JSON rendering, the report, recommendations, the command line."""

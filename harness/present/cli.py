@@ -1,0 +1,55 @@
+"""The ``lossbench`` command line. Bad input of any kind ends with one line on
+stderr naming the problem and exit code 2; a framework that raises is reported
+as that framework's error (exit 1), never as a traceback. Each command is one
+Command (its arguments and what it runs), registered in COMMANDS."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from harness.measure.inputs import InputError
+from harness.present.commands import catalog, evaluate, stored, sweeping
+from harness.present.options import Command, UsageError
+
+COMMANDS: tuple[Command, ...] = (*catalog.COMMANDS, *evaluate.COMMANDS, *sweeping.COMMANDS, *stored.COMMANDS)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lossbench", description="Accuracy of deep-learning losses against an mpmath reference.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in COMMANDS:
+        command.add_arguments(subparsers.add_parser(command.name, help=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _build_parser().parse_args(argv)
+        return next(c for c in COMMANDS if c.name == args.command).run(args)
+    except (UsageError, InputError) as exc:
+        print(f"lossbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lossbench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into head and the like
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # noqa: BLE001  a bug must still not print a traceback at users
+        if os.environ.get("LOSSBENCH_DEBUG"):
+            raise
+        print(f"lossbench: internal error: {type(exc).__name__}: {exc} (set LOSSBENCH_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

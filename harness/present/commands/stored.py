@@ -1,0 +1,110 @@
+"""Reading the results store: lossbench results, report and recommend."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.model.spec import ALL_REGIMES, DEVICES
+from harness.present import render, report
+from harness.present.options import Command, loss_spec, opened, positive_float, positive_int
+from harness.present.recommend import recommend
+from harness.store import DEFAULT_DB, KEY_COLUMNS, SHOWN_TIMING_COLUMNS
+
+# What a table shows of a row: the cell (key columns that vary in a sweep), then the row's own.
+_CELL = tuple(c for c in KEY_COLUMNS if c not in ("params", "framework_version", "width", "seed"))
+RESULT_COLUMNS = (*_CELL, "status", "result_dtype", "max_ulp", "p99_ulp", "median_ulp", "reduced_ulp",
+                  "unexpected_nonfinite", "error")
+GRADIENT_COLUMNS = (*_CELL, "status", "method", "max_ulp", "p99_ulp", "median_ulp", "forward_max_ulp", "undefined",
+                    "unexpected_nonfinite", "error")
+SPEED_COLUMNS = (*_CELL, *SHOWN_TIMING_COLUMNS)
+
+
+def _badness(row: dict[str, Any]) -> tuple[int, float]:
+    return (row["unexpected_nonfinite"] or 0, row["max_ulp"] if row["max_ulp"] is not None else -1.0)
+
+
+def write_report(db: Path, out: Path, asv_results: Path = report.DEFAULT_ASV_RESULTS) -> Path:
+    """Write the report; returns the path of its index.html."""
+    with opened(db, "lossbench sweep") as store:
+        written = report.build(store, out, asv_results)
+    print(f"{len(written.figures)} figures: {', '.join(f.file for f in written.figures)}")
+    return written.index.resolve()
+
+
+def _results_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB)
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument("--worst", type=positive_int, metavar="N",
+                        help="only the N least accurate cells (unexpected non-finite first, then max ulp)")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--speed", action="store_true", help="timed cells only, with their timing columns")
+    what.add_argument("--grad", action="store_true",
+                      help="gradient rows, with the forward max ulp of the same cell beside them")
+
+
+def _run_results(args: argparse.Namespace) -> int:
+    with opened(args.db, "lossbench sweep") as store:
+        rows = list(store.gradients() if args.grad else store.cells())
+    if args.speed:
+        rows = [r for r in rows if r["forward_seconds"] is not None]
+    if args.worst:
+        rows = sorted(rows, key=_badness, reverse=True)[:args.worst]
+    if args.format == "json":
+        print(json.dumps([dict(r) for r in rows]))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["loss"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        render.print_rows(rows, SPEED_COLUMNS if args.speed else GRADIENT_COLUMNS if args.grad else RESULT_COLUMNS)
+    return 0
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    parser.add_argument("--out", type=Path, default=report.DEFAULT_OUT, help=f"output folder (default {report.DEFAULT_OUT})")
+    parser.add_argument("--asv-results", type=Path, default=report.DEFAULT_ASV_RESULTS, metavar="DIR",
+                        help=f"asv results for the speed history, if present (default {report.DEFAULT_ASV_RESULTS})")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    print(f"report: {write_report(args.db, args.out, args.asv_results)}")
+    return 0
+
+
+def _recommend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loss", required=True)
+    parser.add_argument("--size", type=positive_int, metavar="N", help="input elements (default: the largest timed)")
+    parser.add_argument("--device", default="cpu", choices=DEVICES)
+    parser.add_argument("--regime", default="typical", choices=ALL_REGIMES)
+    bound = parser.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--max-ulp", type=positive_float, metavar="X", help="worst ULP error allowed")
+    bound.add_argument("--max-rel-error", type=positive_float, metavar="X", help="worst relative error allowed")
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _run_recommend(args: argparse.Namespace) -> int:
+    loss = loss_spec(args.loss).name
+    metric, bound = ("ulp", args.max_ulp) if args.max_ulp is not None else ("rel", args.max_rel_error)
+    with opened(args.db, "lossbench sweep --time") as store:
+        found = recommend(store.cells(), loss, metric, bound, args.size, args.device, args.regime)
+    if args.json:
+        print(json.dumps(found.to_json()))
+    else:
+        render.print_recommendation(found)
+    return 0 if found.choice else 1
+
+
+COMMANDS = (
+    Command("results", "export stored cells (or gradients), one record per cell",
+            _results_arguments, _run_results),
+    Command("report", "figures, index.html and summary.md from the results store",
+            _report_arguments, _run_report),
+    Command("recommend", "the fastest measured choice for a loss within an accuracy bound",
+            _recommend_arguments, _run_recommend),
+)

@@ -1,0 +1,144 @@
+"""Measuring into the store: lossbench sweep, and run (the main job)."""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from harness import adapters
+from harness.adapters import FRAMEWORKS
+from harness.measure.refcache import ReferenceCache
+from harness.model import registry
+from harness.model.spec import ALL_REGIMES, DEVICES, DTYPES
+from harness.present import report
+from harness.present.commands.catalog import build_atlas, store_atlas
+from harness.present.commands.stored import write_report
+from harness.present.options import Command, UsageError, chosen_frameworks, loss_spec, opened, positive_int
+from harness.running.cell import DEFAULT_CELL_TIMEOUT
+from harness.running.sweep import DEFAULT_TIMED_REGIMES, SweepConfig, default_config, run_sweep
+from harness.store import DEFAULT_DB
+
+
+def sweep_config(args: argparse.Namespace) -> SweepConfig:
+    defaults = default_config(quick=not args.full)
+    for loss in args.loss or ():
+        loss_spec(loss)
+    frameworks = tuple(dict.fromkeys(args.framework or defaults["frameworks"]))
+    chosen = [FRAMEWORKS[name] for name in frameworks]
+    if args.impl and all(fw.impls is not None for fw in chosen):
+        impls = {impl for fw in chosen for impl in fw.impls or ()}
+        for impl in args.impl:
+            if impl not in impls:
+                raise UsageError(f"unknown impl {impl!r}; expected one of {', '.join(sorted(impls))}")
+    if args.cell_timeout <= 0:
+        raise UsageError("--cell-timeout must be positive")
+    if args.grad_regime and not args.grad:
+        raise UsageError("--grad-regime needs --grad")
+    for name in args.framework or ():
+        if name in adapters.disabled():
+            raise UsageError(f"framework {name} is disabled by LOSSBENCH_DISABLE")
+    return SweepConfig(
+        losses=tuple(dict.fromkeys(args.loss or defaults["losses"])),
+        frameworks=frameworks,
+        impls=tuple(dict.fromkeys(args.impl)) if args.impl else None,
+        dtypes=tuple(dict.fromkeys(args.dtype or defaults["dtypes"])),
+        devices=tuple(dict.fromkeys(args.device or defaults["devices"])),
+        regimes=tuple(dict.fromkeys(args.regime)) if args.regime else None,
+        sizes=tuple(sorted(set(args.sizes or defaults["sizes"]))),
+        widths=defaults["widths"],
+        seeds=args.seeds, jobs=args.jobs, cell_timeout=args.cell_timeout,
+        time=args.time, timed_regimes=tuple(dict.fromkeys(args.time_regime or DEFAULT_TIMED_REGIMES)),
+        grad=args.grad, grad_regimes=tuple(dict.fromkeys(args.grad_regime)) if args.grad_regime else None,
+    )
+
+
+def run_and_print(config: SweepConfig, db: Path, no_progress: bool) -> None:
+    """Run the sweep into ``db`` and print what it did."""
+    progress = None if no_progress else functools.partial(tqdm, file=sys.stderr, mininterval=1.0)
+    cache = ReferenceCache(db.parent / "refcache")
+    with opened(db) as store:
+        done = run_sweep(config, store, cache, progress)
+    for name, reason in done.unavailable.items():
+        print(f"skipped {name}: {reason}")
+    if done.planned == 0:
+        raise UsageError("the filters select no cell (check --framework, --impl, --device and --regime)")
+    statuses = ", ".join(f"{n} {k}" for k, n in sorted(done.statuses.items())) or "nothing new"
+    print(f"run {done.run_id}: {done.planned} cells planned, {done.skipped} already stored, "
+          f"{done.stored} stored now ({statuses})")
+    print(f"reference: {done.reference_sets} input sets ({done.reference_cached} from cache) in "
+          f"{done.reference_seconds:.1f} s; cells in {done.cell_seconds:.1f} s; store {db}")
+    if config.time:
+        limits = ", ".join(f"{device} {gbps:.1f} GB/s" for device, gbps in sorted(done.bandwidth_limits.items()))
+        print(f"timed {done.timed} cells; bandwidth limit {limits or 'not measured (nothing new to time)'}")
+    if config.grad:
+        print(f"gradients: {done.gradients} stored now (lossbench results --grad lists them)")
+
+
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    grid = parser.add_mutually_exclusive_group()
+    grid.add_argument("--quick", dest="full", action="store_false", help="sizes 10..1e5, width 10 (default)")
+    grid.add_argument("--full", dest="full", action="store_true", help="sizes 10..1e7, widths 10 and 1000")
+    parser.add_argument("--loss", nargs="+", action="extend", metavar="L")
+    parser.add_argument("--framework", nargs="+", action="extend", metavar="F", choices=list(FRAMEWORKS))
+    parser.add_argument("--impl", nargs="+", action="extend", metavar="I")
+    parser.add_argument("--dtype", nargs="+", action="extend", metavar="D", choices=DTYPES)
+    parser.add_argument("--device", nargs="+", action="extend", metavar="D", choices=DEVICES)
+    parser.add_argument("--regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES)
+    parser.add_argument("--sizes", nargs="+", action="extend", metavar="N", type=positive_int)
+    parser.add_argument("--seeds", type=positive_int, default=1, metavar="K", help="seeds 0..K-1 (default 1)")
+    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                        help="worker processes (default: one per core)")
+    parser.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S",
+                        help=f"per-cell time limit in seconds (default {DEFAULT_CELL_TIMEOUT:g})")
+    parser.add_argument("--time", action="store_true",
+                        help="also time forward and forward+backward, after measuring the memory bandwidth")
+    parser.add_argument("--time-regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES,
+                        help=f"regimes to time (default {' '.join(DEFAULT_TIMED_REGIMES)})")
+    parser.add_argument("--grad", action="store_true",
+                        help="also measure each cell's gradient with respect to input against the reference derivative")
+    parser.add_argument("--grad-regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES,
+                        help="regimes whose gradients to measure (default: every regime swept)")
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(full=False)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    run_and_print(sweep_config(args), args.db, args.no_progress)
+    return 0
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+    parser.add_argument("--out", type=Path, default=report.DEFAULT_OUT, help=f"report folder (default {report.DEFAULT_OUT})")
+    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                        help="worker processes for the reference and accuracy cells (default: one per core)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    """The main job: what `make run` does."""
+    # Timing and gradients on typical inputs, accuracy on every regime: the gradient
+    # reference of every regime would double the cold run (sweep --grad does it).
+    config = SweepConfig(**default_config(quick=True), jobs=args.jobs, time=True, grad=True,
+                         grad_regimes=DEFAULT_TIMED_REGIMES)
+    print(f"lossbench run: quick sweep of {len(config.losses)} losses into {args.db}; timing and gradients on "
+          f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs", flush=True)
+    run_and_print(config, args.db, args.no_progress)
+    entries = build_atlas(list(registry.names()), chosen_frameworks(None), ["float32"], args.no_progress)
+    store_atlas(args.db, entries)
+    print(f"atlas: {len(entries)} entries stored")
+    print(write_report(args.db, args.out))
+    return 0
+
+
+COMMANDS = (
+    Command("sweep", "measure many cells into the results store (resumable)",
+            _sweep_arguments, _run_sweep),
+    Command("run", "the main job: quick CPU sweep (timing and gradients on typical inputs), "
+              "the atlas, then the report", _run_arguments, _run_run),
+)

@@ -1,0 +1,126 @@
+"""What every command shares: the usage error, argument types, and the lookups
+that turn a bad name into one clear line (exit code 2)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import adapters
+from harness.adapters import FRAMEWORKS, FrameworkUnavailable
+from harness.model import registry
+from harness.model.spec import LossSpec
+from harness.store import Store, StoreError
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line with exit code 2."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name and help, how it adds its arguments, and what it runs
+    (returning the exit code). harness.present.cli registers them in one list."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0 or value != float(text):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def split_assignment(text: str, option: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"{option} expects NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
+def parse_params(items: Sequence[str]) -> dict[str, float]:
+    params = {}
+    for item in items:
+        name, text = split_assignment(item, "--param")
+        try:
+            params[name] = float(text)
+        except ValueError:
+            raise UsageError(f"--param {name} needs a number, got {text!r}") from None
+    return params
+
+
+def load_framework(name: str) -> adapters.Adapter:
+    try:
+        return adapters.load(name)
+    except FrameworkUnavailable as exc:
+        raise UsageError(str(exc)) from None
+
+
+def framework_rows() -> list[dict[str, Any]]:
+    rows = []
+    for name in FRAMEWORKS:
+        try:
+            adapter = adapters.load(name)
+        except FrameworkUnavailable as exc:
+            rows.append({"name": name, "available": False, "version": adapters.installed_version(name),
+                         "impls": [], "devices": [], "reason": str(exc)})
+            continue
+        rows.append({"name": name, "available": True, "version": adapter.version(),
+                     "impls": list(adapter.impls), "devices": adapter.devices(), "reason": None})
+    return rows
+
+
+def chosen_frameworks(names: Sequence[str] | None) -> list[str]:
+    """The frameworks named (each must load: a missing one is a usage error), else every available one."""
+    if not names:
+        return [row["name"] for row in framework_rows() if row["available"]]
+    chosen = list(dict.fromkeys(names))
+    for name in chosen:
+        load_framework(name)
+    return chosen
+
+
+def loss_spec(name: str) -> LossSpec:
+    try:
+        return registry.get(name)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+
+
+@contextmanager
+def opened(db: Path, made_by: str | None = None) -> Iterator[Store]:
+    """The store at ``db`` (created if absent, unless ``made_by`` names the command
+    that makes it); a missing or unreadable store is a usage error."""
+    if made_by and not db.exists():
+        raise UsageError(f"no results store at {db}; run '{made_by}' first")
+    try:
+        store = Store(db)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        yield store
+    finally:
+        for complaint in store.complaints:
+            print(f"lossbench: warning: {store.path}: {complaint}", file=sys.stderr)
+        store.close()

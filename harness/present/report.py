@@ -1,0 +1,396 @@
+"""The report: figures, index.html and summary.md, drawn only from the store.
+
+Every part appears when its data exists (timed cells, gradient rows, the atlas,
+asv results), so a store from an accuracy-only sweep still gives a report. The
+HTML needs no server and no network: styles are inline and the figures are PNG
+files beside it.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.running.benchgrid import ANCHORS, BenchCase
+from harness.present.recommend import accuracy, choice_label
+from harness.present.render import describe, format_cell
+from harness.model.spec import DTYPES
+from harness.measure.environment import Environment
+from harness.store import Store
+
+DEFAULT_OUT = Path("reports/latest")
+DEFAULT_ASV_RESULTS = Path(".asv/results")
+REGIME = "typical"  # the regime of the size plots: what most inputs look like
+CORRECTLY_ROUNDED = 0.5  # ulp; the colour scales start here
+
+
+Row = dict[str, Any]
+
+
+def choice(row: Row) -> str:
+    return choice_label(row["framework"], row["impl"], row["dtype"])
+
+
+def worst_ulp(row: Row) -> float | None:
+    """A cell's accuracy as recommend judges it (per-element or reduced, the worse)."""
+    return accuracy(row, "ulp")
+
+
+def _pyplot() -> Any:
+    """matplotlib on the file-only Agg backend, imported when a figure is drawn
+    (importing it costs the CLI 0.4 s on every command)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@dataclass(frozen=True)
+class Figure:
+    file: str
+    title: str
+    how_to_read: str
+
+
+@dataclass
+class Report:
+    """What was written, for the caller to print or test."""
+
+    out: Path
+    figures: list[Figure] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+
+    @property
+    def index(self) -> Path:
+        return self.out / "index.html"
+
+
+# --- figures ---------------------------------------------------------------------
+
+def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row], float | None]) -> None:
+    """Loss x choice, worst value over the rows of each pair on a log colour scale
+    (an error beyond float64, inf, takes the top colour); a red x marks unexpected
+    non-finite results, grey an error, white nothing measured."""
+    losses = sorted({r["loss"] for r in rows})
+    choices = sorted({choice(r) for r in rows})
+    worst: dict[tuple[str, str], float] = {}
+    nonfinite: set[tuple[str, str]] = set()
+    failed: set[tuple[str, str]] = set()
+    for r in rows:
+        key = (r["loss"], choice(r))
+        if r["status"] != "ok":
+            failed.add(key)
+            continue
+        if r.get("unexpected_nonfinite"):
+            nonfinite.add(key)
+        v = value(r)
+        if v is not None:
+            worst[key] = max(worst.get(key, 0.0), v)
+    grid = [[max(worst[(loss, c)], CORRECTLY_ROUNDED) if (loss, c) in worst else math.nan for c in choices]
+            for loss in losses]
+    top = max([v for row in grid for v in row if math.isfinite(v)] + [10.0])
+    grid = [[min(v, top) for v in row] for row in grid]
+    plt = _pyplot()
+    from matplotlib.colors import LogNorm
+
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.42 * len(choices) + 3), max(4.0, 0.32 * len(losses) + 2)))
+    image = ax.imshow(grid, aspect="auto", cmap="viridis", norm=LogNorm(vmin=CORRECTLY_ROUNDED, vmax=top),
+                      interpolation="nearest")
+    for i, loss in enumerate(losses):
+        for j, c in enumerate(choices):
+            if (loss, c) in failed and (loss, c) not in worst:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, color="0.6"))
+            if (loss, c) in nonfinite:
+                ax.plot(j, i, marker="x", color="red", markersize=7, markeredgewidth=2)
+    ax.set_xticks(range(len(choices)), choices, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(losses)), losses, fontsize=7)
+    fig.colorbar(image, ax=ax, label="max ULP error (log; 0.5 = correctly rounded)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _panels(losses: Sequence[str], path: Path, xlabel: str, ylabel: str,
+            draw: Callable[[Any, str], None]) -> None:
+    """One log-log panel per loss, four to a row, drawn by ``draw(axes, loss)``."""
+    columns = min(4, len(losses))
+    count = math.ceil(len(losses) / columns)
+    plt = _pyplot()
+    fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.1 * count), squeeze=False)
+    for ax, loss in zip(axes.flat, losses):
+        draw(ax, loss)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(losses):]:
+        ax.axis("off")
+    fig.supxlabel(xlabel)
+    fig.supylabel(ylabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+_DTYPE_COLOURS = {dtype: f"C{k}" for k, dtype in enumerate(DTYPES)}  # matplotlib's colour cycle
+_STYLES = ("-", "--", ":", "-.")
+
+
+def _per_loss(rows: Sequence[Row], path: Path, ylabel: str, line: Callable[[Row], float | None]) -> bool:
+    """One panel per loss, one line per choice against size (colour = dtype); False
+    if nothing positive and finite to draw on a log scale."""
+    series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        v = line(r)
+        if v is not None and v > 0 and math.isfinite(v):
+            series[r["loss"]][choice(r)].append((r["size"], v))
+    if not series:
+        return False
+
+    def draw(ax: Any, loss: str) -> None:
+        implementations = sorted({c.split()[0] for c in series[loss]})
+        for c, points in sorted(series[loss].items()):
+            impl, dtype = c.split()
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], _STYLES[implementations.index(impl) % 4],
+                    color=_DTYPE_COLOURS.get(dtype, "black"), marker=".", label=c, linewidth=1)
+        ax.set_title(loss, fontsize=9)
+        ax.legend(fontsize=5, ncol=2)
+
+    _panels(sorted(series), path, "input elements", ylabel, draw)
+    return True
+
+
+def _pareto(rows: Sequence[Row], path: Path) -> bool:
+    """Per loss, at its largest timed size: forward time against worst ULP error; the
+    choices no other beats on both are joined (the Pareto front)."""
+    by_loss: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        error = worst_ulp(r)
+        if r.get("forward_seconds") and error is not None and math.isfinite(error):
+            by_loss[r["loss"]].append(r)
+    if not by_loss:
+        return False
+
+    def draw(ax: Any, loss: str) -> None:
+        largest = max(r["size"] for r in by_loss[loss])
+        points = sorted((r["forward_seconds"], max(worst_ulp(r) or 0.0, CORRECTLY_ROUNDED), choice(r))
+                        for r in by_loss[loss] if r["size"] == largest)
+        front = pareto_front([(t, u) for t, u, _ in points])
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=12, color="0.5")
+        ax.plot([p[0] for p in front], [p[1] for p in front], "-o", color="tab:red", markersize=4)
+        for t, u, label in points:
+            if (t, u) in front:
+                ax.annotate(label, (t, u), fontsize=5, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(f"{loss} ({largest:g} elements)", fontsize=9)
+
+    _panels(sorted(by_loss), path, "forward seconds per call (median)", "worst ULP error", draw)
+    return True
+
+
+def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (time, error) points no other point beats on both, fastest first."""
+    front: list[tuple[float, float]] = []
+    for t, e in sorted(points):
+        if not front or e < front[-1][1]:
+            front.append((t, e))
+    return front
+
+
+def asv_history(results: Path) -> dict[str, list[tuple[float, float]]]:
+    """time_forward medians of the anchor cases (benchgrid.ANCHORS, run in every asv
+    subset) over asv result files: case -> [(commit date, seconds)]."""
+    anchors = {BenchCase(*anchor).id for anchor in ANCHORS}
+    history: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for path in sorted(results.glob("*/*.json")):
+        if path.name == "machine.json":
+            continue
+        try:
+            data = json.loads(path.read_text())
+            entry = data["results"]["losses.Forward.time_forward"]
+            columns = data["result_columns"]
+            values, (cases,) = entry[columns.index("result")], entry[columns.index("params")]
+        except (KeyError, ValueError, TypeError, json.JSONDecodeError):
+            continue  # not a lossbench asv result
+        for case, value in zip(cases, values):
+            if case.strip("'") in anchors and value is not None and math.isfinite(value):
+                history[case.strip("'")].append((data["date"] / 1000, value))
+    return dict(history)
+
+
+def _history_figure(history: dict[str, list[tuple[float, float]]], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for case, points in sorted(history.items()):
+        points.sort()
+        dates = [datetime.fromtimestamp(p[0], timezone.utc) for p in points]
+        ax.plot(dates, [p[1] for p in points], "-o", markersize=3, label=case, linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("commit date (UTC)")
+    ax.set_ylabel("forward seconds per call (asv)")
+    ax.legend(fontsize=6)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# --- the report ----------------------------------------------------------------------
+
+def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV_RESULTS) -> Report:
+    """Write the figures, index.html and summary.md into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out)
+    cells = list(store.cells())
+    gradients = list(store.gradients())
+    typical = [r for r in cells if r["regime"] == REGIME and r["status"] == "ok"]
+
+    def figure(file: str, title: str, how_to_read: str, draw: Callable[[Path], bool | None]) -> None:
+        if draw(out / file) is not False:
+            report.figures.append(Figure(file, title, how_to_read))
+
+    if cells:
+        figure("accuracy_typical.png", "Accuracy on typical inputs",
+               "Each square is the worst ULP error of a loss in one framework, impl and dtype over every size "
+               "on typical inputs (dark is accurate, 0.5 ulp means correctly rounded); a red x marks unexpected "
+               "non-finite results, grey a cell that failed.",
+               lambda p: _heatmap([r for r in cells if r["regime"] == REGIME], p, "typical inputs", worst_ulp))
+        figure("accuracy_all_regimes.png", "Accuracy over every regime",
+               "The same squares over every input regime (wide, saturated, near overflow, cancellation, edge): "
+               "where a choice breaks, not how it usually does.",
+               lambda p: _heatmap(cells, p, "all regimes (worst)", worst_ulp))
+        figure("error_vs_size.png", "Error of the mean against size",
+               "One panel per loss, one line per framework:impl and dtype (colour = dtype): the ULP error of "
+               "the mean on typical inputs; a line rising with size is reduction error accumulating.",
+               lambda p: _per_loss(typical, p, "ULP error of the mean", lambda r: r["reduced_ulp"]))
+    timed = [r for r in typical if r.get("forward_seconds")]
+    if timed:
+        figure("throughput_vs_size.png", "Throughput against size",
+               "Elements per second of the forward loss (median of calibrated samples) on typical inputs; "
+               "higher is faster.", lambda p: _per_loss(timed, p, "elements / s", lambda r: r["elements_per_s"]))
+        figure("bandwidth_fraction_vs_size.png", "Fraction of the measured memory bandwidth",
+               "Minimum bytes moved per second divided by the machine's measured STREAM limit: near 1 the "
+               "loss runs as fast as memory allows; far below, it is compute or overhead bound.",
+               lambda p: _per_loss(timed, p, "fraction of bandwidth limit", lambda r: r["forward_bw_fraction"]))
+        figure("accuracy_vs_speed.png", "Accuracy against speed",
+               "Each point is a choice at the loss's largest timed size; the red line joins the choices no other "
+               "beats on both time and error (the Pareto front): pick from it.", lambda p: _pareto(timed, p))
+    if gradients:
+        figure("gradient_accuracy.png", "Gradient accuracy on typical inputs",
+               "As the accuracy squares, for d(loss)/d(input) against the reference derivative; a square much "
+               "brighter than its forward square is a loss accurate forward and wrong backward.",
+               lambda p: _heatmap([g for g in gradients if g["regime"] == REGIME and g["status"] != "no_gradient"],
+                                  p, "gradient, typical inputs", lambda g: g["max_ulp"]))
+    history = asv_history(asv_results) if asv_results.is_dir() else {}
+    if history:
+        figure("asv_history.png", "Speed history (asv)",
+               "Forward time of the asv anchor cases (mse and cross_entropy, torch float32) per commit in "
+               ".asv/results: a step up is a speed regression.",
+               lambda p: _history_figure(history, p))
+    context = _context(store, cells, gradients)
+    (out / "index.html").write_text(_html(report, context, store.atlas()))
+    (out / "summary.md").write_text(_markdown(report, context))
+    return report
+
+
+def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, Any]:
+    runs = store.runs()
+    last = runs[-1] if runs else None
+    ok = [r for r in cells if r["status"] == "ok"]
+    worst = sorted((r for r in ok if worst_ulp(r) is not None), key=lambda r: -(worst_ulp(r) or 0))[:15]
+    worse_backward = sorted(
+        (g for g in gradients if g["status"] == "ok" and g["max_ulp"] is not None and g["forward_max_ulp"] is not None
+         and g["max_ulp"] > WORSE_BACKWARD * max(g["forward_max_ulp"], 1.0)),
+        key=lambda g: -g["max_ulp"] / max(g["forward_max_ulp"], 1.0))[:15]
+    return {
+        "environment": last.environment if last else Environment({}),
+        "config": last.config if last else {},
+        "runs": len(runs),
+        "cells": len(cells),
+        "statuses": dict(sorted(Counter(r["status"] for r in cells).items())),
+        "gradients": len(gradients),
+        "worst": worst,
+        "worse_backward": worse_backward,
+        "bandwidth": _latest_bandwidth(store),
+    }
+
+
+def _latest_bandwidth(store: Store) -> list[Row]:
+    """The STREAM results of the latest run that measured them (a later untimed run measures none)."""
+    rows = store.bandwidth()
+    latest = max((r["run_id"] for r in rows), default=None)
+    return [r for r in rows if r["run_id"] == latest]
+
+
+# A gradient is listed as far worse than its forward value past this ratio of max ulps.
+WORSE_BACKWARD = 100
+WORST_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "max_ulp", "reduced_ulp", "max_rel",
+                 "unexpected_nonfinite")
+WORSE_BACKWARD_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "max_ulp", "forward_max_ulp")
+
+
+def _html_table(rows: Sequence[Row], columns: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_cell(r.get(c)))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _environment_lines(context: dict[str, Any]) -> list[str]:
+    env, config = context["environment"], context["config"]
+    lines = env.lines()
+    if config:
+        lines.append("last run: " + ", ".join(f"{k}={v}" for k, v in config.items()
+                                         if k in ("dtypes", "devices", "sizes", "widths", "seeds", "time", "grad")))
+    for device in sorted({b["device"] for b in context["bandwidth"]}):
+        best = max((b for b in context["bandwidth"] if b["device"] == device), key=lambda b: b["gbps"])
+        lines.append(f"memory bandwidth limit ({device}): {best['gbps']:.1f} GB/s, STREAM {best['kernel']} "
+                     f"in {best['framework']}")
+    lines.append(f"{context['cells']} cells ({', '.join(f'{n} {s}' for s, n in context['statuses'].items())}), "
+                 f"{context['gradients']} gradient rows, {context['runs']} runs")
+    return lines
+
+
+def _html(report: Report, context: dict[str, Any], entries: list[dict[str, Any]]) -> str:
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>lossbench report</title>",
+             "<style>body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}"
+             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "img{max-width:100%}</style></head><body><h1>lossbench report</h1>",
+             "<h2>Environment</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in _environment_lines(context))
+             + "</ul>"]
+    for f in report.figures:
+        parts.append(f"<h2>{html.escape(f.title)}</h2><p>{html.escape(f.how_to_read)}</p>"
+                     f"<img src='{html.escape(f.file)}' alt='{html.escape(f.title)}'>")
+    if context["worst"]:
+        parts.append("<h2>Least accurate cells</h2>" + _html_table(context["worst"], WORST_COLUMNS))
+    if context["worse_backward"]:
+        parts.append(f"<h2>Gradients far worse than the forward value (over {WORSE_BACKWARD}x the forward max "
+                     "ulp)</h2>" + _html_table(context["worse_backward"], WORSE_BACKWARD_COLUMNS))
+    if entries:
+        parts.append("<h2>Conventions atlas</h2><p>How each framework computes each loss, found by running it "
+                     "(lossbench atlas); open an entry for its calls, dtypes, mean and edge inputs.</p>")
+        for entry in entries:
+            head, *body = describe(entry)
+            parts.append(f"<details><summary>{html.escape(head)}</summary><pre>{html.escape(chr(10).join(body))}"
+                         "</pre></details>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _markdown(report: Report, context: dict[str, Any]) -> str:
+    lines = ["# lossbench report", "", *(f"- {x}" for x in _environment_lines(context)), ""]
+    for f in report.figures:
+        lines += [f"## {f.title}", "", f.how_to_read, "", f"![{f.title}]({f.file})", ""]
+    if context["worst"]:
+        lines += ["## Least accurate cells", "", "| " + " | ".join(WORST_COLUMNS) + " |",
+                  "|" + "---|" * len(WORST_COLUMNS)]
+        lines += ["| " + " | ".join(format_cell(r.get(c)) for c in WORST_COLUMNS) + " |" for r in context["worst"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,298 @@
+"""Sweeps, the parent side: plan once, then schedule and store.
+
+The parent finds out what the store and the reference cache already hold, plans
+every cell's task once (what is missing of it: value, gradient, timing),
+computes the missing references, measures the bandwidth when something is to be
+timed, then hands each task to a worker (harness.running.cell) and stores what
+comes back. Frameworks run only in worker processes (spawned, so TensorFlow and
+torch never share a forked state). A cell that raises becomes an error row, one
+that overruns the per-cell limit a timeout row, and one whose worker dies a
+crashed row; the sweep goes on. Rows are committed as they arrive, and cells
+already stored are skipped, so a killed sweep rerun with the same configuration
+completes without losing or duplicating anything.
+
+With ``grad``, every cell (of ``grad_regimes``, default all) also measures the
+gradient of its default-reduction loss with respect to input; with ``time``,
+cells of the timed regimes are also timed (harness.measure.timing), one cell at
+a time in a single worker holding every core. An untimed cell already stored is
+measured again and completed with its timing.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness import adapters
+from harness.measure import bandwidth, regimes
+from harness.measure.environment import Environment, FrameworkInfo
+from harness.measure.quantity import VALUE, Quantity, gradient_of
+from harness.measure.refcache import ReferenceCache
+from harness.measure.refsets import InputSet, chunk_tasks, settle_chunk
+from harness.model import registry
+from harness.model.spec import DTYPES
+from harness.running.cell import (
+    DEFAULT_CELL_TIMEOUT, CellJob, CellOutcome, CellTask, describe_frameworks, measure_bandwidth, run_cell,
+)
+from harness.running.workers import Failure, WorkerPool
+from harness.store import GradientRow, Store
+from harness.store.database import StoredKeys
+
+QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
+FULL_SIZES = (*QUICK_SIZES, 1_000_000, 10_000_000)
+QUICK_WIDTHS = (regimes.DEFAULT_WIDTH,)
+FULL_WIDTHS = (regimes.DEFAULT_WIDTH, 1000)
+# Speed hardly depends on values, except where subnormals slow a CPU down; time
+# the typical inputs unless asked for more.
+DEFAULT_TIMED_REGIMES = ("typical",)
+# Grace beyond the in-worker limit before a stuck worker (inside C code) is killed,
+# generous because a fresh worker first imports its framework.
+HARD_LIMIT_GRACE = 120.0
+# A reference chunk (CHUNK items) takes seconds; one taking an hour is stuck.
+REFERENCE_CHUNK_LIMIT = 3600.0
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    losses: tuple[str, ...]
+    frameworks: tuple[str, ...]
+    impls: tuple[str, ...] | None
+    dtypes: tuple[str, ...]
+    devices: tuple[str, ...]
+    regimes: tuple[str, ...] | None  # None: every regime each loss declares
+    sizes: tuple[int, ...]
+    widths: tuple[int, ...]
+    seeds: int = 1
+    jobs: int = 1
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT
+    time: bool = False
+    timed_regimes: tuple[str, ...] = DEFAULT_TIMED_REGIMES
+    grad: bool = False
+    grad_regimes: tuple[str, ...] | None = None  # None: every regime the sweep runs
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SweepReport:
+    run_id: int
+    planned: int
+    skipped: int
+    stored: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    reference_sets: int = 0
+    reference_cached: int = 0
+    reference_seconds: float = 0.0
+    cell_seconds: float = 0.0
+    timed: int = 0
+    gradients: int = 0  # gradient rows stored
+    bandwidth_limits: dict[str, float] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every cell of the grid counted, and the tasks of those with something missing."""
+
+    cells: int
+    tasks: tuple[CellTask, ...]
+
+
+def input_sets(config: SweepConfig) -> list[InputSet]:
+    sets = []
+    for loss in config.losses:
+        chosen = [r for r in registry.get(loss).regimes if config.regimes is None or r in config.regimes]
+        for dtype in config.dtypes:
+            for regime in chosen:
+                for seed in range(config.seeds):
+                    # dict.fromkeys: an element-wise loss has one set whatever the widths
+                    sets.extend(dict.fromkeys(InputSet.with_defaults(loss, dtype, regime, seed, w)
+                                              for w in config.widths))
+    return sets
+
+
+def sizes_for(inputset: InputSet, config: SweepConfig) -> list[int]:
+    """Sizes of this set: whole rows only, at least one row."""
+    return [n for n in config.sizes if n >= inputset.width]
+
+
+def plan(config: SweepConfig, info: dict[str, FrameworkInfo], stored: StoredKeys) -> Plan:
+    """Each cell asked only for what is missing: a stored cell is neither measured
+    nor timed again, a stored gradient not measured again, and a stored untimed
+    cell to be timed is measured whole (its timed row replaces the untimed one)."""
+    cells, tasks = 0, []
+    for inputset in input_sets(config):
+        for size in sizes_for(inputset, config):
+            for framework in config.frameworks:
+                fw = info[framework]
+                if not fw.available:
+                    continue
+                for impl in fw.impls.get(inputset.loss, ()):
+                    if config.impls is not None and impl not in config.impls:
+                        continue
+                    for device in config.devices:
+                        if device not in fw.devices:
+                            continue
+                        cells += 1
+                        cell = CellTask(inputset, size, framework, fw.version or "", impl, device)
+                        key = cell.key()
+                        time_it = (config.time and inputset.regime in config.timed_regimes
+                                   and not stored.cells.get(key, False))
+                        grad = (config.grad and (config.grad_regimes is None or inputset.regime in config.grad_regimes)
+                                and key not in stored.gradients)
+                        value = key not in stored.cells or time_it
+                        if value or grad:
+                            tasks.append(CellTask(inputset, size, framework, cell.framework_version, impl, device,
+                                                  value=value, grad=grad, time=time_it))
+    return Plan(cells, tuple(tasks))
+
+
+def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
+              progress: Callable[..., Any] | None = None) -> SweepReport:
+    """Run (or resume) a sweep. ``progress(total=, desc=, unit=)`` returns an object
+    with update(n) and close(), like tqdm."""
+    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    run_id = None
+    with WorkerPool(config.jobs, threads) as pool:
+        try:
+            ((_, info),) = list(pool.run(describe_frameworks, [config.frameworks]))
+            if isinstance(info, Failure):
+                raise RuntimeError(f"could not start a worker: {info.message}")
+            timing_threads = (os.cpu_count() or 1) if config.time else None
+            run_id = store.start_run(config.describe(), Environment.collect(info, config.jobs, threads,
+                                                                            timing_threads))
+            planned = plan(config, info, store.stored_keys())
+            report = SweepReport(run_id, planned.cells, planned.cells - len(planned.tasks), 0,
+                                 unavailable={n: d.reason or "" for n, d in info.items() if not d.available})
+            started = time.perf_counter()
+            failed_refs = _references(planned.tasks, config, cache, pool, report, progress)
+            report.reference_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            if any(t.time for t in planned.tasks):
+                pool.close()  # timed cells get the machine to themselves: one worker, every core
+                with WorkerPool(1, os.cpu_count() or 1) as timing_pool:
+                    _measure_bandwidth(planned.tasks, timing_pool, store, report, progress)
+                    _cells(planned.tasks, failed_refs, config, cache, timing_pool, store, report, progress)
+            else:
+                _cells(planned.tasks, failed_refs, config, cache, pool, store, report, progress)
+            report.cell_seconds = time.perf_counter() - started
+            store.end_run(run_id, "complete")
+            return report
+        except BaseException:
+            if run_id is not None:
+                store.end_run(run_id, "interrupted")
+            raise
+
+
+# A set's reference of one measured quantity.
+RefKey = tuple[InputSet, Quantity]
+
+
+def _needed(task: CellTask) -> list[RefKey]:
+    s = task.inputset
+    return ([(s, VALUE)] if task.value else []) + ([(s, gradient_of(s.loss))] if task.grad else [])
+
+
+def _references(tasks: Sequence[CellTask], config: SweepConfig, cache: ReferenceCache, pool: WorkerPool,
+                report: SweepReport, progress: Callable[..., Any] | None) -> dict[RefKey, str]:
+    """Compute every missing set reference (values and gradients), chunks of all
+    sets in parallel; returns those that failed, with why."""
+    needed = {k: sizes_for(k[0], config) for t in tasks for k in _needed(t)}
+    missing = {k: sizes for k, sizes in needed.items() if not cache.has(k[0], sizes, k[1])}
+    report.reference_sets, report.reference_cached = len(needed), len(needed) - len(missing)
+    chunks = [c for (s, quantity), sizes in missing.items() for c in chunk_tasks(s, sizes, quantity)]
+    remaining = Counter((c.inputset, c.quantity) for c in chunks)
+    results: dict[RefKey, list[Any]] = {k: [] for k in missing}
+    failed: dict[RefKey, str] = {}
+    bar = progress(total=len(chunks), desc="reference", unit="chunk") if progress else None
+    for chunk, outcome in pool.run(settle_chunk, chunks, lambda c: REFERENCE_CHUNK_LIMIT):
+        k = (chunk.inputset, chunk.quantity)
+        if isinstance(outcome, Failure):
+            failed[k] = f"{chunk.quantity.label} failed ({outcome.kind}): {outcome.message}"
+        else:
+            results[k].append(outcome)
+        remaining[k] -= 1
+        if remaining[k] == 0 and k not in failed:
+            cache.save(k[0], k[1], k[1].assemble(k[0], missing[k], results.pop(k)))
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    return failed
+
+
+def _measure_bandwidth(tasks: Sequence[CellTask], pool: WorkerPool, store: Store, report: SweepReport,
+                       progress: Callable[..., Any] | None) -> None:
+    """Measure and store the bandwidth of every framework and device to be timed;
+    each device's limit goes into the report."""
+    targets = sorted({(t.framework, t.device) for t in tasks if t.time})
+    bar = progress(total=len(targets), desc="bandwidth", unit="framework") if progress else None
+    results: list[bandwidth.StreamResult] = []
+    for _, outcome in pool.run(measure_bandwidth, targets, lambda t: REFERENCE_CHUNK_LIMIT):
+        if not isinstance(outcome, Failure):  # a framework that cannot stream leaves the limit to the others
+            results.extend(outcome)
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    store.add_bandwidth(report.run_id, results)
+    for device in {t.device for t in tasks if t.time}:
+        limit = bandwidth.limit(results, device)
+        if limit is not None:
+            report.bandwidth_limits[device] = limit
+
+
+def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: SweepConfig, cache: ReferenceCache,
+           pool: WorkerPool, store: Store, report: SweepReport, progress: Callable[..., Any] | None) -> None:
+    jobs, unrunnable, gradient_failures = [], [], []
+    for t in tasks:
+        value_failed = failed_refs.get((t.inputset, VALUE)) if t.value else None
+        gradient_failed = failed_refs.get((t.inputset, gradient_of(t.inputset.loss))) if t.grad else None
+        if value_failed:
+            unrunnable.append(CellOutcome.failed(t, "error", value_failed))
+            continue
+        if gradient_failed:  # the values can still be measured
+            gradient_failures.append(CellOutcome(None, GradientRow(t.key(), "error", error=gradient_failed)))
+            if not t.value:
+                continue
+        jobs.append(CellJob.of(t, cache, config.cell_timeout, report.bandwidth_limits.get(t.device),
+                               gradient=not gradient_failed))
+    _store(store, report, unrunnable + gradient_failures, None)
+    bar = progress(total=len(jobs), desc="cells", unit="cell") if progress else None
+    batch: list[CellOutcome] = []
+    last_commit = time.monotonic()
+    for job, outcome in pool.run(run_cell, jobs, lambda j: j.timeout + HARD_LIMIT_GRACE):
+        if isinstance(outcome, Failure):
+            outcome = CellOutcome.failed(job.task, outcome.kind, outcome.message)
+        batch.append(outcome)
+        if len(batch) >= 64 or time.monotonic() - last_commit > 1.0:
+            _store(store, report, batch, bar)
+            batch, last_commit = [], time.monotonic()
+    _store(store, report, batch, bar)
+    if bar:
+        bar.close()
+
+
+def _store(store: Store, report: SweepReport, outcomes: list[CellOutcome], bar: Any) -> None:
+    if not outcomes:
+        return
+    rows = [o.value for o in outcomes if o.value]
+    report.stored += store.add(report.run_id, rows)
+    report.gradients += store.add(report.run_id, [o.gradient for o in outcomes if o.gradient])
+    for row in rows:
+        report.statuses[row.status] = report.statuses.get(row.status, 0) + 1
+        report.timed += row.forward_seconds is not None
+    if bar:
+        bar.update(len([o for o in outcomes if o.value or o.gradient]))
+
+
+def default_config(quick: bool = True) -> dict[str, Any]:
+    return {
+        "losses": tuple(registry.names()), "frameworks": tuple(adapters.FRAMEWORKS), "impls": None,
+        "dtypes": DTYPES, "devices": ("cpu",), "regimes": None,
+        "sizes": QUICK_SIZES if quick else FULL_SIZES, "widths": QUICK_WIDTHS if quick else FULL_WIDTHS,
+    }
