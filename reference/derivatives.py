@@ -26,9 +26,10 @@ from typing import Any
 
 import mpmath
 
-from reference.formulas import (
-    ONE, ZERO, add, exact, exact_total, exact_when, is_power_of_two, log1p_difference, logsumexp_minus,
-    max_or_zero, mul, neg, sigmoid, softplus, squared_distance, sub,
+from reference.formulas import log1p_difference, sigmoid, squared_distance
+from reference.mpexact import (
+    ONE, ZERO, add, exact, exact_total, exact_when, is_power_of_two, logsumexp_minus, max_or_zero, mul, neg, softplus,
+    sub,
 )
 
 mpf = mpmath.mpf

@@ -19,7 +19,7 @@ import mpmath
 from mpmath.libmp import libmpf
 
 from reference.formats import FORMATS, BinaryFormat, is_midpoint, mpf_ulp_exponent, round_mpf
-from reference.formulas import exact_total, is_exact
+from reference.mpexact import exact_total, is_exact
 
 Reduction = Literal["mean", "sum", "none"]
 

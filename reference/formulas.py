@@ -20,179 +20,17 @@ contributes zero, the usual 0 log 0 = 0 convention.
 """
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import mpmath
-from mpmath.libmp import libelefun, libmpf
+from mpmath.libmp import libelefun
+
+from reference.mpexact import (
+    ONE, ZERO, absolute, add, all_finite, exact, exact_sum, exact_total, exact_when, exp, guard_log, half,
+    is_power_of_two, log, log1p, logsumexp_minus, max_or_zero, mul, neg, softplus, sub, weighted,
+)
 
 mpf = mpmath.mpf
-ZERO = mpf(0)
-ONE = mpf(1)
-
-
-# --- exact building blocks -------------------------------------------------
-
-def exact(formula: Callable[..., mpf]) -> Callable[..., mpf]:
-    """Mark a formula whose items are computed with no rounding at all."""
-    formula.exact_when = lambda **params: True  # type: ignore[attr-defined]
-    return formula
-
-
-def exact_when(condition: Callable[..., bool]) -> Callable[[Callable[..., mpf]], Callable[..., mpf]]:
-    """Mark a formula that is exact for the parameters ``condition`` accepts."""
-    def mark(formula: Callable[..., mpf]) -> Callable[..., mpf]:
-        formula.exact_when = condition  # type: ignore[attr-defined]
-        return formula
-    return mark
-
-
-def is_exact(formula: Callable[..., mpf]) -> bool:
-    """Whether ``formula`` (possibly a functools.partial binding its parameters) is exact."""
-    base = getattr(formula, "func", formula)
-    condition = getattr(base, "exact_when", None)
-    return condition is not None and bool(condition(**getattr(formula, "keywords", {})))
-
-
-def is_power_of_two(x: mpf) -> bool:
-    _, man, _, _ = x._mpf_
-    return x > 0 and man == 1
-
-
-def _guard_log() -> mpf:
-    """ln(2**(prec + 16)): exp(-t) below 2**-(prec+16) of something is below working precision."""
-    return _guard_log_at(mpmath.mp.prec)
-
-
-@functools.lru_cache(maxsize=32)
-def _guard_log_at(prec: int) -> mpf:
-    with mpmath.workprec(prec):
-        return (prec + 16) * mpmath.ln2
-
-
-def sub(a: mpf, b: mpf) -> mpf:
-    """a - b without rounding."""
-    return mpmath.fsub(a, b, exact=True)
-
-
-def add(a: mpf, b: mpf) -> mpf:
-    return mpmath.fadd(a, b, exact=True)
-
-
-def mul(a: mpf, b: mpf) -> mpf:
-    return mpmath.fmul(a, b, exact=True)
-
-
-def neg(a: mpf) -> mpf:
-    """-a without rounding (unary minus on an mpf rounds to the working precision)."""
-    return mpmath.fneg(a, exact=True)
-
-
-def absolute(a: mpf) -> mpf:
-    """|a| without rounding (abs() on an mpf rounds to the working precision)."""
-    return neg(a) if a < 0 else a
-
-
-def half(a: mpf) -> mpf:
-    return mpmath.ldexp(a, -1)
-
-
-def exact_sum(terms: Sequence[mpf]) -> mpf:
-    """Sum of ``terms`` rounded once to the working precision.
-
-    mpmath's own ``fsum`` drops a term more than 2*prec bits below the running
-    sum, which is wrong under cancellation (1e300 + 1 - 1e300); summing with a
-    generous guard covers the whole float64 exponent range exactly.
-    """
-    guard_prec = max(8 * mpmath.mp.prec, 4096)
-    total = libmpf.mpf_sum([mpf(t)._mpf_ for t in terms], guard_prec, "n")
-    return +mpmath.mp.make_mpf(total)
-
-
-def exact_total(terms: Sequence[mpf]) -> mpf:
-    """Sum of ``terms`` with no rounding at all (dyadic terms sum exactly)."""
-    return mpmath.mp.make_mpf(libmpf.mpf_sum([t._mpf_ for t in terms], 0))
-
-
-def weighted(weight: mpf, value: mpf) -> mpf:
-    """weight * value, with a zero weight giving zero even for infinite value."""
-    return ZERO if weight == 0 else weight * value
-
-
-def log(x: mpf) -> mpf:
-    """mpmath.log without its generic wrapper (hot in the sweeps); nan below 0."""
-    if x < 0 or mpmath.isnan(x):
-        return mpmath.nan
-    return mpmath.mp.make_mpf(libelefun.mpf_log(x._mpf_, mpmath.mp.prec, "n"))
-
-
-def log1p(u: mpf) -> mpf:
-    """log(1 + u) as the log of the exact 1 + u (mpmath's log keeps full relative
-    accuracy near 1, and is several times faster than mpmath.log1p). Below
-    2**-(prec+8), log1p(u) = u to working precision (and 1 + u would not fit)."""
-    sign, man, exponent, bitcount = u._mpf_
-    if man and exponent + bitcount < -(mpmath.mp.prec + 8):
-        return +u
-    return log(add(ONE, u))
-
-
-def exp(x: mpf) -> mpf:
-    """mpmath.exp without its generic wrapper (hot in the sweeps)."""
-    return mpmath.mp.make_mpf(libelefun.mpf_exp(x._mpf_, mpmath.mp.prec, "n"))
-
-
-def max_or_zero(a: mpf) -> mpf:
-    """max(0, a), nan propagating."""
-    if mpmath.isnan(a):
-        return a
-    return a if a > 0 else ZERO
-
-
-def softplus(t: mpf) -> mpf:
-    """log(1 + exp(t)) with no overflow and no cancellation."""
-    if mpmath.isnan(t):
-        return t
-    if t > _guard_log():
-        return t  # log1p(exp(-t)) < 2**-(prec+16) * t
-    return max_or_zero(t) + log1p(exp(-abs(t)))
-
-
-def _all_finite(values: Sequence[mpf]) -> bool:
-    return all(mpmath.isfinite(v) for v in values)
-
-
-def logsumexp_minus(z: Sequence[mpf], classes: Sequence[int] | None = None) -> list[mpf]:
-    """[logsumexp(z) - z_c for c in classes (default: all)], each accurate to the
-    working precision.
-
-    With m = max(z) attained at k*, logsumexp(z) - z_c = (m - z_c) + tail, tail =
-    log1p(sum_{k != k*} exp(z_k - m)): both parts are non-negative, so nothing
-    cancels. The tail is not computed where it is provably below the working
-    precision of an exact, larger m - z_c. Non-finite rows use the literal formula.
-    """
-    wanted = range(len(z)) if classes is None else classes
-    if not _all_finite(z):
-        lse = mpmath.log(exact_sum([mpmath.exp(v) for v in z]))
-        return [lse - z[c] for c in wanted]
-    top = max(range(len(z)), key=z.__getitem__)
-    m = z[top]
-    gaps = [sub(v, m) for k, v in enumerate(z) if k != top]
-    if not gaps:
-        return [ZERO for _ in wanted]
-    largest_gap = max(gaps)
-    heads = [sub(m, z[c]) for c in wanted]
-    guard = _guard_log()
-    needed = [True] * len(heads)
-    if largest_gap < -2 * guard:
-        # tail <= C exp(largest_gap): skip it where it is below precision of the head.
-        with mpmath.workprec(32):
-            log_tail_bound = largest_gap + mpmath.log(len(z)) + 1
-            needed = [not head or log_tail_bound > mpmath.log(head) - guard for head in heads]
-        if not any(needed):
-            return heads
-    cutoff = largest_gap - guard  # terms this far below the largest cannot reach the tail
-    tail = log1p(exact_sum([exp(g) for g in gaps if g >= cutoff]))
-    return [head + tail if need else head for head, need in zip(heads, needed)]
 
 
 # --- element-wise losses: f(input, target, **params) ----------------------
@@ -226,7 +64,7 @@ def smooth_l1(x: mpf, y: mpf, beta: mpf) -> mpf:
 
 def log_cosh(x: mpf, y: mpf) -> mpf:
     d = absolute(sub(x, y))
-    if mpmath.isfinite(d) and d > _guard_log():
+    if mpmath.isfinite(d) and d > guard_log():
         # log cosh d = d - log 2 + log1p(exp(-2d)), the last term below precision.
         return d - mpmath.ln2
     # log cosh d = log1p(cosh d - 1) = log1p(2 sinh(d/2)^2): no cancellation at small d.
@@ -271,7 +109,7 @@ def bce_logits(z: mpf, y: mpf) -> mpf:
         return weighted(y, softplus(-z)) + weighted(one_minus_y, softplus(z))
     # softplus(+-z) = relu(+-z) + log1p(exp(-|z|)): one shared, non-negative term.
     linear = mul(one_minus_y, z) if z > 0 else mul(y, neg(z))
-    if linear and abs(z) > 1100 + _guard_log():
+    if linear and abs(z) > 1100 + guard_log():
         return linear  # log1p(exp(-|z|)) < exp(-|z|) is below precision against >= 2**-1074 |z|
     return linear + log1p(exp(-abs(z)))
 
@@ -366,7 +204,7 @@ def categorical_hinge(s: Sequence[mpf], t: int) -> mpf:
 def squared_distance(a: Sequence[mpf], b: Sequence[mpf]) -> mpf:
     """|a - b|^2, exact for finite rows."""
     squares = [mul(d, d) for d in (sub(u, v) for u, v in zip(a, b))]
-    return exact_total(squares) if _all_finite(squares) else exact_sum(squares)
+    return exact_total(squares) if all_finite(squares) else exact_sum(squares)
 
 
 def contrastive(x1: Sequence[mpf], label: mpf, x2: Sequence[mpf], margin: mpf) -> mpf:
@@ -386,7 +224,7 @@ def cosine_similarity(x: Sequence[mpf], y: Sequence[mpf]) -> mpf:
     square root and one division round. A zero row gives 0/0 = nan."""
     products = [mul(a, b) for a, b in zip(x, y)]
     norms = [[mul(a, a) for a in row] for row in (x, y)]
-    if not _all_finite(products) or not all(_all_finite(n) for n in norms):
+    if not all_finite(products) or not all(all_finite(n) for n in norms):
         return -exact_sum(products) / mpmath.sqrt(exact_sum(norms[0]) * exact_sum(norms[1]))
     dot, xx, yy = exact_total(products), exact_total(norms[0]), exact_total(norms[1])
     if xx == 0 or yy == 0:

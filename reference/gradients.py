@@ -18,7 +18,7 @@ from reference import escalation
 from reference.derivatives import Component, Derivative
 from reference.escalation import RefValue
 from reference.formats import BinaryFormat
-from reference.formulas import is_exact
+from reference.mpexact import is_exact
 
 
 def _scale(value: Component, count: int) -> Component:

@@ -79,3 +79,30 @@ def test_disabled_framework_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(adapters.FrameworkUnavailable, match="disabled"):
         adapters.load("tensorflow")
     assert adapters.load("numpy").name == "numpy"
+
+
+def test_every_loss_has_each_piece_adding_a_loss_needs() -> None:
+    """The README's list for adding a loss, checked: whatever is missing is named."""
+    from harness.adapters.numpy_adapter.forward import FORMULAS
+    from harness.adapters.numpy_adapter.gradients import GRADIENTS
+
+    missing = []
+    for spec in registry.iter_losses():
+        if getattr(formulas, spec.name, None) is not spec.reference:
+            missing.append(f"{spec.name}: reference/formulas.py has no function {spec.name} (its spec's reference)")
+        if getattr(derivatives, spec.name, None) is not spec.derivative:
+            missing.append(f"{spec.name}: reference/derivatives.py has no function {spec.name} (its spec's derivative)")
+        for table, where in ((FORMULAS, "FORMULAS in numpy_adapter/forward.py"),
+                             (GRADIENTS, "GRADIENTS in numpy_adapter/gradients.py")):
+            if spec.name not in table:
+                missing.append(f"{spec.name}: no entry in {where}")
+        for framework in adapters.FRAMEWORKS:
+            try:
+                adapter = adapters.load(framework)
+            except adapters.FrameworkUnavailable:
+                continue
+            if not adapter.impl_names(spec.name):
+                missing.append(f"{spec.name}: the {framework} adapter implements it nowhere")
+            for known in adapter.known:
+                assert known.loss in registry.names(), f"{framework} declares a known issue of unknown {known.loss}"
+    assert not missing, "\n".join(missing)

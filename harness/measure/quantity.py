@@ -21,12 +21,12 @@ from harness.measure.refsets import FIELDS, ChunkTask, GradArrays, InputSet, Ref
 from harness.model import registry
 from harness.model.spec import LossSpec
 from reference import escalation, formats, gradients
-from reference.formulas import exact_total, is_exact
+from reference.mpexact import exact_total, is_exact
 
 REDUCED = ("mean", "sum")
 # The code a cached value reference depends on: formulas, settlement, rounding, inputs, items.
-_VALUE_CODE = ("reference/formulas.py", "reference/escalation.py", "reference/formats.py", "reference/exact.py",
-               "harness/model/dtypes.py", "harness/measure/regimes.py", "harness/measure/items.py",
+_VALUE_CODE = ("reference/formulas.py", "reference/mpexact.py", "reference/escalation.py", "reference/formats.py",
+               "reference/exact.py", "harness/model/dtypes.py", "harness/measure/regimes.py", "harness/measure/items.py",
                "harness/measure/refsets.py", "harness/measure/quantity.py")
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from harness.model.spec import LossSpec
+from typing import Any
+
+from harness.model.spec import Layout, LossSpec
+from reference import derivatives, formulas
 
 _LOSSES: dict[str, LossSpec] = {}
 
@@ -14,6 +17,13 @@ def register(spec: LossSpec) -> LossSpec:
         raise ValueError(f"loss {spec.name!r} registered twice")
     _LOSSES[spec.name] = spec
     return spec
+
+
+def define(name: str, family: str, definition: str, layout: Layout, args: tuple[Any, ...], **facts: Any) -> LossSpec:
+    """Register a loss whose mp formula and derivative are the functions of its name in
+    reference/formulas.py and reference/derivatives.py (the one place each is written)."""
+    return register(LossSpec(name, family, definition, layout, args, getattr(formulas, name),
+                             getattr(derivatives, name), **facts))
 
 
 def _ensure_loaded() -> None:
