@@ -120,18 +120,25 @@ def _autograd(function: Impl) -> Impl:
     return gradient
 
 
+# Cells the framework cannot run or computes far less accurately than the dtype allows, and why
+# (the cell tests check each still shows).
+KNOWN = (
+    Known(FAILS, "multi_margin", "torch has no half-precision CPU kernel for multi_margin_loss",
+          dtypes=("float16", "bfloat16"), device="cpu"),
+    Known(INACCURATE, "poisson_nll", "F.poisson_nll_loss(log_input=False) takes log(input + eps), eps=1e-8",
+          "native"),
+    Known(INACCURATE, "triplet_margin", "F.triplet_margin_loss adds eps=1e-6 to every difference before the norm",
+          "native"),
+    Known(INACCURATE, "msle", "log1p(x) - log1p(y) cancels when x is close to y", "composed"),
+    Known(INACCURATE, "focal", "1 - p_t, with p_t = sigmoid(z), cancels when p_t is close to 1", "composed"),
+)
+
+
 class TorchAdapter(Adapter):
     name = "torch"
     impls = {"native": NATIVE, "composed": COMPOSED}
     gradient_method = "torch.autograd.grad"
-    known = (
-        Known(FAILS, "multi_margin", "torch has no half-precision CPU kernel for multi_margin_loss",
-              dtypes=("float16", "bfloat16"), device="cpu"),
-        Known(INACCURATE, "poisson_nll", "F.poisson_nll_loss(log_input=False) takes log(input + eps), eps=1e-8", "native"),
-        Known(INACCURATE, "triplet_margin", "F.triplet_margin_loss adds eps=1e-6 to every difference before the norm", "native"),
-        Known(INACCURATE, "msle", "log1p(x) - log1p(y) cancels when x is close to y", "composed"),
-        Known(INACCURATE, "focal", "1 - p_t, with p_t = sigmoid(z), cancels when p_t is close to 1", "composed"),
-    )
+    known = KNOWN
 
     def version(self) -> str:
         return torch.__version__

@@ -96,6 +96,11 @@ class Cancellation:
 TOWARD_TARGET = Cancellation("input", "target")
 
 
+def pair(input: Domain, target: Domain) -> tuple[ArgSpec, ArgSpec]:
+    """The (input, target) arguments most losses take; a class-index target is one per row."""
+    return ArgSpec("input", input), ArgSpec("target", target, per_row=target is Domain.CLASS_INDEX)
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """One loss: its canonical definition, its arguments and its mp reference.
