@@ -138,6 +138,18 @@ def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(listing["losses"]) >= 16
 
 
+def test_list_text_shows_what_the_json_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every section's text view names every entry of its JSON listing."""
+    listing = json.loads(run_cli(capsys, "list", "--json")[1])
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    for section, rows in listing.items():
+        assert f"{section}:" in out
+        assert all(f"  {row['name']} " in out for row in rows), section
+    available = [row for row in listing["frameworks"] if row["available"]]
+    assert all(f"impls: {', '.join(row['impls'])}" in out for row in available)
+
+
 BASE = ["eval", "mse", "--framework", "numpy", "--dtype", "float32"]
 BAD_INPUTS = {
     "unknown loss": (["eval", "nosuch", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",

@@ -63,7 +63,7 @@ def _run_list(args: argparse.Namespace) -> int:
         print(json.dumps(listings[args.what] if args.what else listings))
     else:
         for what, rows in listings.items():
-            render.printlisting(what, rows)
+            render.print_listing(what, rows)
     return 0
 
 
