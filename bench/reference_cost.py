@@ -19,7 +19,7 @@ from pathlib import Path
 import mpmath
 
 from harness import adapters
-from harness.measure.quantity import VALUE, compute
+from harness.measure.quantity import VALUE
 from harness.measure.refcache import ReferenceCache
 from harness.measure.refsets import InputSet
 from harness.running.sweep import QUICK_SIZES
@@ -70,7 +70,7 @@ def measure(loss: str, size: int) -> dict[str, float]:
     plain_loop(loss, arrays)
     plain = time.perf_counter() - start
     start = time.perf_counter()
-    reference = compute(inputset, sizes)
+    reference = VALUE.compute(inputset, sizes)
     ours = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         cache = ReferenceCache(Path(tmp))

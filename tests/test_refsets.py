@@ -10,7 +10,7 @@ from harness.measure import refsets
 from harness.model import registry
 from harness.measure.evaluate import compute_reference
 from harness.measure.items import reference_items, with_params
-from harness.measure.quantity import VALUE, LossGradient, compute
+from harness.measure.quantity import VALUE, LossGradient
 from harness.measure.refcache import ReferenceCache
 from harness.measure.refsets import InputSet
 from reference import formats, gradients
@@ -28,7 +28,7 @@ SETS = [
 
 @pytest.mark.parametrize("inputset", SETS, ids=[f"{s.loss}-{s.regime}" for s in SETS])
 def test_matches_independent_single_case_reference(inputset: InputSet) -> None:
-    ref = compute(inputset, SIZES)
+    ref = VALUE.compute(inputset, SIZES)
     spec = registry.get(inputset.loss)
     for size in SIZES:
         arrays = inputset.inputs(size)
@@ -47,7 +47,7 @@ def test_matches_independent_single_case_reference(inputset: InputSet) -> None:
 
 def test_hi_lo_pairs_hold_the_exact_value() -> None:
     inputset = SETS[2]
-    ref = compute(inputset, SIZES)
+    ref = VALUE.compute(inputset, SIZES)
     items = compute_reference(registry.get(inputset.loss), inputset.inputs(300), {}, "none", inputset.dtype)
     for i, r in enumerate(items):
         with mpmath.workprec(400):
@@ -57,9 +57,9 @@ def test_hi_lo_pairs_hold_the_exact_value() -> None:
 
 def test_chunking_does_not_change_anything(monkeypatch: pytest.MonkeyPatch) -> None:
     inputset = SETS[3]
-    whole = compute(inputset, SIZES)
+    whole = VALUE.compute(inputset, SIZES)
     monkeypatch.setattr(refsets, "CHUNK", 7)  # many chunks, boundaries inside chunks
-    chunked = compute(inputset, SIZES)
+    chunked = VALUE.compute(inputset, SIZES)
     for field in ("hi", "lo", "rounded", "settled", "precision"):
         assert np.array_equal(getattr(whole.items, field), getattr(chunked.items, field), equal_nan=True)
     for key in whole.reduced:
@@ -68,7 +68,7 @@ def test_chunking_does_not_change_anything(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_deterministic_and_cache_round_trip(tmp_path) -> None:
     inputset = SETS[1]
-    first, second = compute(inputset, SIZES), compute(inputset, SIZES)
+    first, second = VALUE.compute(inputset, SIZES), VALUE.compute(inputset, SIZES)
     assert first.items.hi.tobytes() == second.items.hi.tobytes()
     cache = ReferenceCache(tmp_path)
     assert not cache.has(inputset, SIZES, VALUE)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness import adapters
+from harness.model import registry
 
 
 def cpu_model() -> str:
@@ -96,7 +99,24 @@ class Environment:
                       for n, f in data.get("frameworks", {}).items()}
         return cls({k.name: k.read(data) for k in KEYS}, frameworks)
 
-    def lines(self, show: Callable[[Any], str] = str) -> list[str]:
+    def lines(self) -> list[str]:
         """The environment as a reader sees it: one line per known key, one per framework."""
-        lines = [f"{k.label}: {show(self.values[k.name])}" for k in KEYS if self.values.get(k.name) is not None]
+        lines = [f"{k.label}: {self.values[k.name]}" for k in KEYS if self.values.get(k.name) is not None]
         return lines + [info.line(name) for name, info in sorted(self.frameworks.items())]
+
+
+def describe_frameworks(names: Sequence[str]) -> dict[str, FrameworkInfo]:
+    """What each framework offers here. A sweep runs this in a worker, so its parent
+    imports no framework; the CLI lists it."""
+    info: dict[str, FrameworkInfo] = {}
+    for name in names:
+        try:
+            adapter = adapters.load(name)
+        except adapters.FrameworkUnavailable as exc:
+            info[name] = FrameworkInfo(False, reason=str(exc))
+            continue
+        info[name] = FrameworkInfo(
+            True, adapter.version(), tuple(adapter.devices()),
+            {device: adapter.device_name(device) or cpu_model() for device in adapter.devices()},
+            impls={loss: tuple(adapter.impl_names(loss)) for loss in registry.names()})
+    return info

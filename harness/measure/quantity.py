@@ -1,8 +1,9 @@
 """What a reference set holds and a cell measures: the loss value, or its
 gradient with respect to input under one reduction. Each quantity owns its
 formula, how a chunk of items is settled and the chunks assembled, how its
-reference is written to and read from the cache, its cache file name and the
-store table its rows go to, so nothing else branches on which one it is.
+reference is written to and read from the cache, and its cache file name and
+key, so nothing else branches on which one it is. (Its rows are the store's:
+CellRow and GradientRow name their tables, a layer above this one.)
 """
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ class Quantity(ABC):
     """The interface both quantities share (see the module docstring)."""
 
     label: ClassVar[str]  # what its reference is called in messages
-    table: ClassVar[str]  # the store table a cell's row of this quantity goes to
     code_files: ClassVar[tuple[str, ...]]
 
     @abstractmethod
@@ -92,7 +92,6 @@ class LossValue(Quantity):
     """The loss per item, and each size's mean and sum from exact partial sums."""
 
     label: ClassVar[str] = "reference"
-    table: ClassVar[str] = "cells"
     code_files: ClassVar[tuple[str, ...]] = _VALUE_CODE
 
     def key_parts(self) -> list[Any]:
@@ -176,7 +175,6 @@ class LossGradient(Quantity):
 
     reduction: str
     label: ClassVar[str] = "reference gradient"
-    table: ClassVar[str] = "gradients"
     code_files: ClassVar[tuple[str, ...]] = (*_VALUE_CODE, "reference/derivatives.py", "reference/gradients.py")
 
     def key_parts(self) -> list[Any]:
@@ -233,8 +231,3 @@ VALUE = LossValue()
 def gradient_of(loss: str) -> LossGradient:
     """The gradient a sweep's cells of ``loss`` measure: that of its default reduction."""
     return LossGradient(registry.get(loss).default_reduction)
-
-
-def compute(inputset: InputSet, sizes: Sequence[int]) -> ValueReference:
-    """The set's value reference, computed in this process."""
-    return VALUE.compute(inputset, sizes)

@@ -12,6 +12,7 @@ from typing import Any
 
 from harness import adapters
 from harness.adapters import FRAMEWORKS, FrameworkUnavailable
+from harness.measure.environment import describe_frameworks
 from harness.model import registry
 from harness.model.spec import LossSpec
 from harness.store import Store, StoreError
@@ -78,17 +79,11 @@ def load_framework(name: str) -> adapters.Adapter:
 
 
 def framework_rows() -> list[dict[str, Any]]:
-    rows = []
-    for name in FRAMEWORKS:
-        try:
-            adapter = adapters.load(name)
-        except FrameworkUnavailable as exc:
-            rows.append({"name": name, "available": False, "version": adapters.installed_version(name),
-                         "impls": [], "devices": [], "reason": str(exc)})
-            continue
-        rows.append({"name": name, "available": True, "version": adapter.version(),
-                     "impls": list(adapter.impls), "devices": adapter.devices(), "reason": None})
-    return rows
+    """Every framework this installation knows, as `lossbench list frameworks` shows it."""
+    return [{"name": name, "available": info.available, "version": info.version or adapters.installed_version(name),
+             "impls": list(dict.fromkeys(impl for impls in info.impls.values() for impl in impls)),
+             "devices": list(info.devices), "reason": info.reason}
+            for name, info in describe_frameworks(tuple(FRAMEWORKS)).items()]
 
 
 def chosen_frameworks(names: Sequence[str] | None) -> list[str]:

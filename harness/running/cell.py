@@ -21,7 +21,6 @@ import numpy as np
 from harness import adapters
 from harness.adapters.base import Output, error_line
 from harness.measure import bandwidth, metrics, timing
-from harness.measure.environment import FrameworkInfo, cpu_model
 from harness.measure.quantity import VALUE, GradArrays, ValueReference, gradient_of
 from harness.measure.refcache import ReferenceCache
 from harness.measure.refsets import InputSet, RefArrays
@@ -85,22 +84,6 @@ class CellOutcome:
         """The same failure for the value and the gradient, each when asked."""
         return cls(CellRow(task.key(), status, error=error, seconds=seconds) if task.value else None,
                    GradientRow(task.key(), status, error=error) if task.grad else None)
-
-
-def describe_frameworks(names: tuple[str, ...]) -> dict[str, FrameworkInfo]:
-    """What each framework offers here (runs in a worker so the parent imports none)."""
-    info: dict[str, FrameworkInfo] = {}
-    for name in names:
-        try:
-            adapter = adapters.load(name)
-        except adapters.FrameworkUnavailable as exc:
-            info[name] = FrameworkInfo(False, reason=str(exc))
-            continue
-        info[name] = FrameworkInfo(
-            True, adapter.version(), tuple(adapter.devices()),
-            {device: adapter.device_name(device) or cpu_model() for device in adapter.devices()},
-            impls={loss: tuple(adapter.impl_names(loss)) for loss in registry.names()})
-    return info
 
 
 class CellTimeout(Exception):

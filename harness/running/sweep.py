@@ -28,18 +28,17 @@ from typing import Any
 
 from harness import adapters
 from harness.measure import bandwidth, regimes
-from harness.measure.environment import Environment, FrameworkInfo
+from harness.measure.environment import Environment, FrameworkInfo, describe_frameworks
 from harness.measure.quantity import VALUE, Quantity, gradient_of
 from harness.measure.refcache import ReferenceCache
 from harness.measure.refsets import InputSet, chunk_tasks, settle_chunk
 from harness.model import registry
 from harness.model.spec import DTYPES
 from harness.running.cell import (
-    DEFAULT_CELL_TIMEOUT, CellJob, CellOutcome, CellTask, describe_frameworks, measure_bandwidth, run_cell,
+    DEFAULT_CELL_TIMEOUT, CellJob, CellOutcome, CellTask, measure_bandwidth, run_cell,
 )
 from harness.running.workers import Failure, WorkerPool
-from harness.store import GradientRow, Store
-from harness.store.database import StoredKeys
+from harness.store import GradientRow, Store, StoredKeys
 
 QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
 FULL_SIZES = (*QUICK_SIZES, 1_000_000, 10_000_000)

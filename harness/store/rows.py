@@ -20,8 +20,8 @@ class BadRow(ValueError):
     """A row whose values cannot come from a measurement."""
 
 
-def _nonnegative(default: Any = None, **metadata: Any) -> Any:
-    return field(default=default, metadata={"check": NONNEGATIVE, **metadata})
+def _nonnegative() -> Any:
+    return field(default=None, metadata={"check": NONNEGATIVE})
 
 
 def _timing(check: str | None = NONNEGATIVE, shown: bool = False) -> Any:
@@ -108,7 +108,7 @@ class CellRow(Measured):
     (backward); null where the cell was not timed, or (backward) where the impl
     has no gradient."""
 
-    TABLE = "cells"
+    TABLE = "cells"  # of the loss value (harness.measure.quantity.LossValue)
     # A timed row completes an untimed one; otherwise the first row stands.
     ON_CONFLICT = ("DO UPDATE SET {updates} "
                    "WHERE cells.forward_seconds IS NULL AND excluded.forward_seconds IS NOT NULL")
@@ -151,7 +151,7 @@ class GradientRow(Measured):
     result; ``undefined`` counts the elements where the loss has no derivative (a
     corner: frameworks return a subgradient there, which is not judged)."""
 
-    TABLE = "gradients"
+    TABLE = "gradients"  # of the gradient (harness.measure.quantity.LossGradient)
     ON_CONFLICT = "DO NOTHING"
     STATUSES = ("ok", "error", "no_gradient", "timeout", "crashed")
     RELATIONS = (("elements_measured", "elements"), ("undefined", "elements"))
