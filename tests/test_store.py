@@ -1,7 +1,9 @@
 """The SQLite store: schema round trip, uniqueness, versioning."""
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+import struct
 from dataclasses import asdict
 
 import pytest
@@ -70,38 +72,54 @@ def test_bandwidth_round_trip(tmp_path) -> None:
     store.close()
 
 
-def test_version_2_store_gains_the_timing_columns(tmp_path) -> None:
-    path = tmp_path / "r.sqlite"
-    store = Store(path)
-    store.add(store.start_run({}, NO_ENV), [CellRow(KEY, "ok", max_ulp=3.0)])
-    store.close()
-    with sqlite3.connect(path) as db:  # make it what version 2 wrote
-        _without_checks(db)
-        for column in TIMING_COLUMNS:
-            db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
-        db.execute("DROP TABLE bandwidth")
-        db.execute("DROP TABLE gradients")
-        db.execute("DROP TABLE quarantine")
-        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+def _stored_as_version(path, version: int, max_ulp: float = 3.0) -> int:
+    """A store holding one cell, rewritten into what schema ``version`` had; returns its run id.
+    1: runs, cells without timing columns, meta. 2: the atlas too. 3: timing columns and the
+    bandwidth table. 4: the gradients table. (5 added CHECKs and the quarantine table.)"""
     with open_store(path) as store:
+        run = store.start_run({}, NO_ENV)
+        store.add(run, [CellRow(KEY, "ok", max_ulp=max_ulp)])
+    with sqlite3.connect(path) as db:
+        for table in ("cells", "gradients"):  # the same columns without CHECK constraints
+            sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+            db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+            db.execute(",\n".join(line for line in sql.split(",\n") if "CHECK (" not in line))
+            db.execute(f"INSERT INTO {table} SELECT * FROM old_{table}")
+            db.execute(f"DROP TABLE old_{table}")
+        dropped = ["quarantine"] + ["gradients"] * (version < 4) + ["bandwidth"] * (version < 3) + \
+            ["atlas"] * (version < 2)
+        for table in dropped:
+            db.execute(f"DROP TABLE {table}")
+        if version < 3:
+            for column in TIMING_COLUMNS:
+                db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    return run
+
+
+def _version(store: Store) -> str:
+    return store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+
+
+def test_version_1_store_is_upgraded_in_place(tmp_path) -> None:
+    _stored_as_version(tmp_path / "r.sqlite", 1, max_ulp=2.0)
+    with open_store(tmp_path / "r.sqlite") as store:
+        assert [r["max_ulp"] for r in store.cells()] == [2.0] and store.atlas() == []
+        assert _version(store) == str(SCHEMA_VERSION)
+
+
+def test_version_2_store_gains_the_timing_columns(tmp_path) -> None:
+    _stored_as_version(tmp_path / "r.sqlite", 2)
+    with open_store(tmp_path / "r.sqlite") as store:
         (row,) = list(store.cells())
         assert row["max_ulp"] == 3.0 and row["forward_seconds"] is None
         assert store.bandwidth() == []
-        assert store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
-            str(SCHEMA_VERSION)
+        assert _version(store) == str(SCHEMA_VERSION)
 
 
 def test_version_3_store_gains_the_gradients_table(tmp_path) -> None:
-    path = tmp_path / "r.sqlite"
-    store = Store(path)
-    store.add(store.start_run({}, NO_ENV), [CellRow(KEY, "ok", max_ulp=3.0)])
-    store.close()
-    with sqlite3.connect(path) as db:
-        _without_checks(db)
-        db.execute("DROP TABLE gradients")
-        db.execute("DROP TABLE quarantine")
-        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-    with open_store(path) as store:
+    _stored_as_version(tmp_path / "r.sqlite", 3)
+    with open_store(tmp_path / "r.sqlite") as store:
         assert [r["max_ulp"] for r in store.cells()] == [3.0] and list(store.gradients()) == []
         run = store.start_run({}, NO_ENV)
         assert store.add(run, [GradientRow(KEY, "ok", max_ulp=5.0)]) == 1
@@ -111,6 +129,23 @@ def test_version_3_store_gains_the_gradients_table(tmp_path) -> None:
         assert store.stored_keys().gradients == {KEY}
 
 
+def test_version_4_store_gains_checks_and_quarantines_impossible_rows(tmp_path) -> None:
+    path = tmp_path / "r.sqlite"
+    run = _stored_as_version(path, 4)
+    bad_key = {**KEY.__dict__, "seed": 1}
+    columns = ", ".join(["run_id", *bad_key, "status", "max_ulp", "created"])
+    insert_bad = f"INSERT INTO cells ({columns}) VALUES (?, {', '.join('?' * len(bad_key))}, 'ok', -2.2, 0)"
+    with sqlite3.connect(path) as db:  # version 4 had no constraint against it
+        db.execute(insert_bad, (run, *bad_key.values()))
+    with open_store(path) as store:
+        assert [r["max_ulp"] for r in store.cells()] == [3.0] and _version(store) == str(SCHEMA_VERSION)
+        (bad,) = store.quarantined()
+        assert bad["source"] == "cells" and bad["row"]["max_ulp"] == -2.2 and "max_ulp" in bad["reason"]
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            with store.db:
+                store.db.execute(insert_bad, (run, *bad_key.values()))
+
+
 def test_other_schema_version_is_refused(tmp_path) -> None:
     path = tmp_path / "r.sqlite"
     Store(path).close()
@@ -118,58 +153,6 @@ def test_other_schema_version_is_refused(tmp_path) -> None:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="schema version 99"):
         Store(path)
-
-
-def _without_checks(db: sqlite3.Connection) -> None:
-    """Make the cells and gradients tables what version 4 had: the same columns, no CHECK constraints."""
-    for table in ("cells", "gradients"):
-        sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
-        plain = ",\n".join(line for line in sql.split(",\n") if "CHECK (" not in line)
-        db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
-        db.execute(plain)
-        db.execute(f"INSERT INTO {table} SELECT * FROM old_{table}")
-        db.execute(f"DROP TABLE old_{table}")
-
-
-def test_version_1_store_is_upgraded_in_place(tmp_path) -> None:
-    """Version 1 had runs and cells (no timing columns) and meta; nothing else."""
-    path = tmp_path / "r.sqlite"
-    store = Store(path)
-    store.add(store.start_run({}, NO_ENV), [CellRow(KEY, "ok", max_ulp=2.0)])
-    store.close()
-    with sqlite3.connect(path) as db:
-        _without_checks(db)
-        for column in TIMING_COLUMNS:
-            db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
-        for table in ("bandwidth", "gradients", "atlas", "quarantine"):
-            db.execute(f"DROP TABLE {table}")
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    with open_store(path) as store:
-        assert [r["max_ulp"] for r in store.cells()] == [2.0] and store.atlas() == []
-        assert store.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
-
-
-def test_version_4_store_gains_checks_and_quarantines_impossible_rows(tmp_path) -> None:
-    path = tmp_path / "r.sqlite"
-    store = Store(path)
-    run = store.start_run({}, NO_ENV)
-    store.add(run, [CellRow(KEY, "ok", max_ulp=3.0)])
-    store.close()
-    bad_key = {**KEY.__dict__, "seed": 1}
-    with sqlite3.connect(path) as db:
-        _without_checks(db)
-        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-        columns = ", ".join(["run_id", *bad_key, "status", "max_ulp", "created"])
-        db.execute(f"INSERT INTO cells ({columns}) VALUES (?, {', '.join('?' * len(bad_key))}, 'ok', -2.2, 0)",
-                   (run, *bad_key.values()))
-    with open_store(path) as store:
-        assert [r["max_ulp"] for r in store.cells()] == [3.0]
-        (bad,) = store.quarantined()
-        assert bad["source"] == "cells" and bad["row"]["max_ulp"] == -2.2 and "max_ulp" in bad["reason"]
-        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-            with store.db:
-                store.db.execute(f"INSERT INTO cells ({columns}) VALUES (?, {', '.join('?' * len(bad_key))}, "
-                                 "'ok', -2.2, 0)", (run, *bad_key.values()))
 
 
 def test_impossible_rows_are_refused_on_write() -> None:
@@ -183,21 +166,36 @@ def test_impossible_rows_are_refused_on_write() -> None:
         GradientRow(KEY, "ok", undefined=-1)
 
 
-def test_a_row_that_bypassed_the_checks_is_named_not_served(tmp_path) -> None:
-    """SQLite keeps no checksums: a value changed under the store (here written with
-    its checks switched off, as a flipped byte would) is detected when read back."""
+def test_a_flipped_bit_in_the_file_is_named_not_served(tmp_path) -> None:
+    """SQLite keeps no checksums: flip the sign bit of a stored max_ulp in the file
+    itself, and the read names the row instead of serving -1.23 ulp."""
     path = tmp_path / "r.sqlite"
+    value = 1.2345678901234567  # not integral: stored as an 8-byte big-endian double
     with open_store(path) as store:
         run = store.start_run({}, NO_ENV)
-        store.add(run, [CellRow(KEY, "ok", max_ulp=1.0), GradientRow(KEY, "ok", max_ulp=1.0)])
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA ignore_check_constraints = ON")
-        db.execute("UPDATE cells SET max_ulp = -2.2")
+        store.add(run, [CellRow(KEY, "ok", max_ulp=value), GradientRow(KEY, "ok", max_ulp=1.0)])
+    assert not path.with_name("r.sqlite-wal").exists()  # closing checkpointed the WAL into the file
+    data = bytearray(path.read_bytes())
+    at = data.find(struct.pack(">d", value))
+    assert at >= 0 and data.find(struct.pack(">d", value), at + 1) == -1
+    data[at] ^= 0x80
+    path.write_bytes(bytes(data))
     with open_store(path) as store:
         assert list(store.cells()) == []
         (complaint,) = store.complaints
-        assert "cells row 1" in complaint and "max_ulp" in complaint
+        assert "cells row 1" in complaint and "max_ulp = -1.23" in complaint
         assert [g["max_ulp"] for g in store.gradients()] == [1.0]
+
+
+def _open(path: str) -> int:
+    with open_store(path) as store:
+        return int(store.db.execute("SELECT value FROM meta").fetchone()[0])
+
+
+def test_processes_creating_one_store_at_once_all_open_it(tmp_path) -> None:
+    path = str(tmp_path / "r.sqlite")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(_open, [path] * 8) == [SCHEMA_VERSION] * 8
 
 
 def test_schema_is_generated_from_the_rows() -> None:

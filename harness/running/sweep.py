@@ -19,6 +19,7 @@ measured again and completed with its timing.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter
@@ -145,8 +146,7 @@ def plan(config: SweepConfig, info: dict[str, FrameworkInfo], stored: StoredKeys
                                 and key not in stored.gradients)
                         value = key not in stored.cells or time_it
                         if value or grad:
-                            tasks.append(CellTask(inputset, size, framework, cell.framework_version, impl, device,
-                                                  value=value, grad=grad, time=time_it))
+                            tasks.append(dataclasses.replace(cell, value=value, grad=grad, time=time_it))
     return Plan(cells, tuple(tasks))
 
 

@@ -62,12 +62,26 @@ class Store:
         if found is not None and not 1 <= found <= SCHEMA_VERSION:
             self.db.close()
             raise StoreError(f"{self.path} has schema version {found}, this lossbench reads {SCHEMA_VERSION}")
-        with self.db:
-            self.db.executescript(SCHEMA)
+        if found != SCHEMA_VERSION:
+            self._create_or_upgrade()
+
+    def _create_or_upgrade(self) -> None:
+        """One transaction: a store killed while it is being created or upgraded is
+        left as it was, never half upgraded (the tables are rebuilt in an upgrade).
+        The version is read again under the lock: another process may have done it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            found = self._version()
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                self.db.execute(statement)
             if found is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif found < SCHEMA_VERSION:
                 upgrade(self.db, found)
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
 
     def _version(self) -> int | None:
         try:
