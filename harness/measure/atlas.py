@@ -25,7 +25,7 @@ from harness.measure import metrics, regimes
 from harness.model import registry
 from harness.adapters.base import Adapter, ApiCall, error_line, recording
 from harness.measure.deviations import (
-    _FROM_CLASS, CLAMPED, DEVIATIONS, EPSILON, ERROR, EXACT, INACCURATE, ROUNDING, UNSETTLED,
+    CLAMPED, DEVIATIONS, EPSILON, ERROR, EXACT, FROM_CLASS, INACCURATE, ROUNDING, UNSETTLED,
 )
 from harness.measure.evaluate import compute_reference
 from harness.measure.numbers import json_number, jsonable, reference_decimal
@@ -146,7 +146,7 @@ def _deviation(value: float, ref: RefValue, dtype: str) -> tuple[str, float | No
         return UNSETTLED, None
     nonfinite = metrics.classify(value, ref.value, dtype)
     if nonfinite is not None:
-        return _FROM_CLASS[nonfinite], None
+        return FROM_CLASS[nonfinite], None
     ulp = metrics.ulp_error(value, ref.value, dtype)
     if value == round_mpf(ref.value, dtype):
         return EXACT, ulp

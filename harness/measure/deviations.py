@@ -7,7 +7,7 @@ from harness.measure import metrics
 
 EXACT, ROUNDING, INACCURATE, EPSILON = "exact", "rounding", "inaccurate", "epsilon"
 CLAMPED, NAN_SUPPRESSED, UNSETTLED, ERROR = "clamped", "nan_suppressed", "unsettled", "error"
-_FROM_CLASS = {
+FROM_CLASS = {
     metrics.EXPECTED_INF: EXACT, metrics.EXPECTED_NAN: EXACT,
     metrics.MISSED_INF: CLAMPED,  # an infinity replaced by a finite bound
     metrics.MISSED_NAN: NAN_SUPPRESSED,  # an undefined value replaced by a number

@@ -21,9 +21,9 @@ import numpy as np
 from harness import adapters
 from harness.adapters.base import Output, error_line
 from harness.measure import bandwidth, metrics, timing
-from harness.measure.quantity import VALUE, GradArrays, ValueReference, gradient_of
+from harness.measure.quantity import VALUE, ValueReference, gradient_of
 from harness.measure.refcache import ReferenceCache
-from harness.measure.refsets import InputSet, RefArrays
+from harness.measure.refsets import GradArrays, InputSet, RefArrays
 from harness.model import registry
 from harness.model.spec import LossSpec
 from harness.store import CellKey, CellRow, GradientRow
