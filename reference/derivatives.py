@@ -1,15 +1,15 @@
-"""Analytic derivatives of the canonical losses with respect to ``input``, in arbitrary precision.
+"""Analytic derivatives of the canonical losses with respect to ``input``.
 
 Each function sits beside its loss in reference.formulas (same name, same
-arguments) and returns one item's derivative: a tuple with one component for an
-element-wise loss, one per input element of the row for a row-wise loss. The
-reduction is applied by the caller (reference.gradients): the mean divides by
-the item count.
+arguments, the arithmetic ``c`` first) and returns one item's derivative: a
+tuple with one component for an element-wise loss, one per input element of
+the row for a row-wise loss, each an exact mpf or an enclosure. The reduction
+is applied by the caller (reference.gradients): the mean divides by the item
+count.
 
 The formulas are rearranged like the losses themselves so that no step cancels
-where it can be avoided (exact numerators, 1 - sigmoid(z) as sigmoid(-z),
-softmax_t - 1 as minus the other classes' sum); where a difference does cancel,
-precision escalation sees it.
+(exact numerators, 1 - sigmoid(z) as sigmoid(-z), softmax_t - 1 as minus the
+other classes' sum).
 
 A component is ``UNDEFINED`` (None) where the loss has no derivative at these
 exact inputs (|d| at d = 0, the corner of max(0, h) at h = 0, a norm at the zero
@@ -26,15 +26,16 @@ from typing import Any
 
 import mpmath
 
-from reference.formulas import log1p_difference, sigmoid, squared_distance
+from reference.arith import Arithmetic, Enclosure, as_value, shift
+from reference.formulas import log1p_difference, sigmoid, sigmoid_value, softplus_value, squared_distance
 from reference.mpexact import (
-    ONE, ZERO, add, exact, exact_total, exact_when, is_power_of_two, logsumexp_minus, max_or_zero, mul, neg, softplus,
+    INF, NAN, ONE, ZERO, add, exact, exact_total, is_nan, max_or_zero, mul, neg, ratio,
     sub,
 )
 
 mpf = mpmath.mpf
 UNDEFINED = None
-Component = mpf | None
+Component = Any  # an exact mpf, an enclosure, or None (no derivative)
 Derivative = Callable[..., tuple[Component, ...]]
 
 
@@ -47,15 +48,22 @@ def differentiable(function: Callable[..., Sequence[Component]]) -> Derivative:
     """Wrap a derivative written for finite arguments: nan anywhere in the item gives
     nan components, an infinity gives undefined ones."""
     @functools.wraps(function)
-    def derivative(*item: Any, **params: mpf) -> tuple[Component, ...]:
+    def derivative(c: Arithmetic, *item: Any, **params: mpf) -> tuple[Component, ...]:
         width = len(item[0]) if isinstance(item[0], list) else 1
         values = _scalars(item)
-        if any(mpmath.isnan(v) for v in values):
-            return (mpmath.nan,) * width
-        if any(mpmath.isinf(v) for v in values):
+        if any(is_nan(v) for v in values):
+            return (NAN,) * width
+        if not all(mpmath.isfinite(v) for v in values):
             return (UNDEFINED,) * width
-        return tuple(function(*item, **params))
+        return tuple(function(c, *item, **params))
     return derivative
+
+
+def _negated(c: Arithmetic, v: Any) -> Any:
+    """-v of a result: an enclosure's ends swap."""
+    if isinstance(v, Enclosure):
+        return Enclosure(neg(v.upper), neg(v.lower))
+    return -v
 
 
 def _sign(d: mpf) -> Component:
@@ -70,11 +78,11 @@ def _step(h: mpf, slope: mpf) -> Component:
     return slope if h > 0 else ZERO
 
 
-def _divide(a: mpf, b: mpf) -> mpf:
+def _divide(a: mpf, b: mpf) -> Component:
     """a / b for b >= 0 in the extended reals: a / +0 is +-inf, 0 / 0 is nan."""
     if b != 0:
-        return a / b
-    return mpmath.nan if a == 0 else (mpmath.inf if a > 0 else -mpmath.inf)
+        return ZERO if a == 0 else ratio(a, b)
+    return NAN if a == 0 else (INF if a > 0 else -INF)
 
 
 def _twice(a: mpf) -> mpf:
@@ -85,47 +93,64 @@ def _twice(a: mpf) -> mpf:
 
 @exact
 @differentiable
-def mse(x: mpf, y: mpf) -> tuple[Component, ...]:
+def mse(c: Arithmetic, x: mpf, y: mpf) -> tuple[Component, ...]:
     return (_twice(sub(x, y)),)
 
 
 @exact
 @differentiable
-def mae(x: mpf, y: mpf) -> tuple[Component, ...]:
+def mae(c: Arithmetic, x: mpf, y: mpf) -> tuple[Component, ...]:
     return (_sign(sub(x, y)),)
 
 
 @exact
 @differentiable
-def huber(x: mpf, y: mpf, delta: mpf) -> tuple[Component, ...]:
+def huber(c: Arithmetic, x: mpf, y: mpf, delta: mpf) -> tuple[Component, ...]:
     d = sub(x, y)  # continuous at |d| = delta: the loss is C1
     if abs(d) <= delta:
         return (d,)
     return (delta if d > 0 else neg(delta),)
 
 
-@exact_when(lambda beta: is_power_of_two(beta))
+@exact
 @differentiable
-def smooth_l1(x: mpf, y: mpf, beta: mpf) -> tuple[Component, ...]:
+def smooth_l1(c: Arithmetic, x: mpf, y: mpf, beta: mpf) -> tuple[Component, ...]:
     d = sub(x, y)
     if abs(d) < beta:
-        return (d / beta,)
+        return (_divide(d, beta),)  # exact: a dyadic, or a Fraction
     return (ONE if d > 0 else -ONE,)
 
 
 @differentiable
-def log_cosh(x: mpf, y: mpf) -> tuple[Component, ...]:
-    return (mpmath.tanh(sub(x, y)),)
+def log_cosh(c: Arithmetic, x: mpf, y: mpf) -> tuple[Component, ...]:
+    """tanh(d) = expm1(2d) / (expm1(2d) + 2): no cancellation at small d."""
+    d = sub(x, y)
+    if d == 0:
+        return (ZERO,)
+    sign, magnitude = (-1, neg(d)) if d < 0 else (1, d)
+    if magnitude > 1:
+        # tanh |d| = 1 - 2 e / (1 + e), e = exp(-2|d|): the exact 1 and a tail
+        e = c.exp_of(neg(add(magnitude, magnitude)))
+        rest = 2 * e / (1 + e)
+        return (shift(c, ONE, -rest) if sign > 0 else shift(c, -ONE, rest),)
+    e = c.expm1(c.num(add(magnitude, magnitude)))
+    value = e / (e + 2)
+    return (value if sign > 0 else -value,)
 
 
 @differentiable
-def msle(x: mpf, y: mpf) -> tuple[Component, ...]:
+def msle(c: Arithmetic, x: mpf, y: mpf) -> tuple[Component, ...]:
     """2 (log1p(x) - log1p(y)) / (1 + x), the log difference free of cancellation."""
-    return (_twice(log1p_difference(x, y)) / add(ONE, x),)
+    if x <= -1 or y <= -1:
+        return (NAN,) if x < -1 or y < -1 else (UNDEFINED,)
+    d = log1p_difference(c, x, y)
+    if d is ZERO:
+        return (ZERO,)
+    return (2 * d / c.num(add(ONE, x)),)
 
 
 @differentiable
-def poisson_nll(x: mpf, y: mpf) -> tuple[Component, ...]:
+def poisson_nll(c: Arithmetic, x: mpf, y: mpf) -> tuple[Component, ...]:
     """1 - y / x = (x - y) / x, the numerator exact; 1 where y = 0 (0 log x = 0)."""
     if y == 0:
         return (ONE,)
@@ -133,145 +158,180 @@ def poisson_nll(x: mpf, y: mpf) -> tuple[Component, ...]:
 
 
 @differentiable
-def gaussian_nll(x: mpf, y: mpf, var: mpf) -> tuple[Component, ...]:
+def gaussian_nll(c: Arithmetic, x: mpf, y: mpf, var: mpf) -> tuple[Component, ...]:
     return (_divide(sub(x, y), var),)
 
 
 @differentiable
-def bce(p: mpf, y: mpf) -> tuple[Component, ...]:
+def bce(c: Arithmetic, p: mpf, y: mpf) -> tuple[Component, ...]:
     """-y / p + (1 - y) / (1 - p) = (p - y) / (p (1 - p)): exact numerator and
     denominator, one rounding. At p = 0 or 1 a zero weight keeps its term zero."""
     if p < 0 or p > 1:
-        return (mpmath.nan,)
+        return (NAN,)
     q = sub(ONE, p)
     if p != 0 and q != 0:
-        return (sub(p, y) / mul(p, q),)
-    from_y = ZERO if y == 0 else -_divide(y, p)
+        return (_divide(sub(p, y), mul(p, q)),)
+    from_y = ZERO if y == 0 else neg(_divide(y, p))  # an infinity here, or y itself at p = 1
     from_one_minus_y = ZERO if y == 1 else _divide(sub(ONE, y), q)
-    return (from_y + from_one_minus_y,)
+    return (add(from_y, from_one_minus_y),)  # both infinite or zero here
 
 
 @differentiable
-def bce_logits(z: mpf, y: mpf) -> tuple[Component, ...]:
+def bce_logits(c: Arithmetic, z: mpf, y: mpf) -> tuple[Component, ...]:
     """sigmoid(z) - y; for y = 1 that is -sigmoid(-z), which does not cancel."""
     if y == 1:
-        return (neg(sigmoid(neg(z))),)
+        return (_negated(c, sigmoid(c, neg(z))),)
     if y == 0:
-        return (sigmoid(z),)
-    return (sigmoid(z) - y,)
+        return (sigmoid(c, z),)
+    return (shift(c, neg(y), sigmoid_value(c, z)),)
 
 
 @differentiable
-def soft_margin(s: mpf, y: mpf) -> tuple[Component, ...]:
-    return (neg(mul(y, sigmoid(neg(mul(y, s))))),)
+def soft_margin(c: Arithmetic, s: mpf, y: mpf) -> tuple[Component, ...]:
+    value = sigmoid(c, neg(mul(y, s)))
+    if y == 1 or y == -1:
+        return (_negated(c, value) if y == 1 else value,)
+    return (c.num(neg(y)) * as_value(c, value),)
 
 
 @differentiable
-def focal(z: mpf, y: mpf, gamma: mpf) -> tuple[Component, ...]:
+def focal(c: Arithmetic, z: mpf, y: mpf, gamma: mpf) -> tuple[Component, ...]:
     """With t = +-z (loss sigmoid(-t)^gamma softplus(-t)):
     dL/dt = -sigmoid(-t)^gamma (gamma sigmoid(t) softplus(-t) + sigmoid(-t)),
     two non-negative terms."""
     label_one = y == 1
     t = z if label_one else neg(z)
-    other = sigmoid(neg(t))
-    slope = neg(other ** gamma * (gamma * sigmoid(t) * softplus(neg(t)) + other))
-    return (slope if label_one else neg(slope),)
+    other = sigmoid_value(c, neg(t))
+    power = other * other if gamma == 2 else c.power(other, c.num(gamma))
+    slope = -(power * (c.num(gamma) * sigmoid_value(c, t) * softplus_value(c, neg(t)) + other))
+    return (slope if label_one else -slope,)
 
 
 @exact
 @differentiable
-def hinge(s: mpf, y: mpf) -> tuple[Component, ...]:
+def hinge(c: Arithmetic, s: mpf, y: mpf) -> tuple[Component, ...]:
     return (_step(sub(ONE, mul(y, s)), neg(y)),)
 
 
 @exact
 @differentiable
-def squared_hinge(s: mpf, y: mpf) -> tuple[Component, ...]:
+def squared_hinge(c: Arithmetic, s: mpf, y: mpf) -> tuple[Component, ...]:
     """-2 y max(0, 1 - y s): continuous at the corner."""
     return (neg(_twice(mul(y, max_or_zero(sub(ONE, mul(y, s)))))),)
 
 
 @exact
 @differentiable
-def margin_ranking(x1: mpf, y: mpf, x2: mpf, margin: mpf) -> tuple[Component, ...]:
+def margin_ranking(c: Arithmetic, x1: mpf, y: mpf, x2: mpf, margin: mpf) -> tuple[Component, ...]:
     return (_step(add(mul(neg(y), sub(x1, x2)), margin), neg(y)),)
 
 
 @exact
 @differentiable
-def l2_penalty(w: mpf) -> tuple[Component, ...]:
+def l2_penalty(c: Arithmetic, w: mpf) -> tuple[Component, ...]:
     return (_twice(w),)
 
 
 @exact
 @differentiable
-def l1_penalty(w: mpf) -> tuple[Component, ...]:
+def l1_penalty(c: Arithmetic, w: mpf) -> tuple[Component, ...]:
     return (_sign(w),)
 
 
 # --- row-wise losses ----------------------------------------------------------------
 
-def _softmax(z: Sequence[mpf]) -> list[mpf]:
-    """softmax_c = exp(-(logsumexp(z) - z_c)), from the cancellation-free differences."""
-    return [mpmath.exp(neg(gap)) for gap in logsumexp_minus(z)]
+def _softmax(c: Arithmetic, z: Sequence[mpf]) -> tuple[int, dict[int, Any], Any]:
+    """softmax from exact differences: (top, {k: softmax_k for k != top}, rest) with
+    top the first argmax and rest = 1 - softmax_top = S / (1 + S), S = sum_{k != top}
+    exp(z_k - m); nothing overflows, and 1 - softmax_top never cancels."""
+    top = max(range(len(z)), key=z.__getitem__)
+    terms = {k: c.exp_of(sub(v, z[top])) for k, v in enumerate(z) if k != top}
+    values = list(terms.values())
+    total = values[0]
+    for term in values[1:]:
+        total = total + term
+    scale = 1 + total
+    return top, {k: term / scale for k, term in terms.items()}, total / scale
 
 
 @differentiable
-def cross_entropy(z: list[mpf], t: int) -> list[Component]:
-    """softmax - onehot(t); the target's component is minus the other classes' sum
-    (1 - softmax_t cancels when the prediction is confident)."""
-    grad = _softmax(z)
-    grad[t] = -mpmath.fsum(p for c, p in enumerate(grad) if c != t) if len(z) > 1 else ZERO
+def cross_entropy(c: Arithmetic, z: list[mpf], t: int) -> list[Component]:
+    """softmax - onehot(t). The target's component is -(1 - softmax_t): minus the
+    other classes' mass when t is the argmax, else -1 plus softmax_t (an exact head);
+    the argmax's own component is 1 - rest, also an exact head."""
+    if len(z) == 1:
+        return [ZERO]
+    top, others, rest = _softmax(c, z)
+    grad: list[Component] = [None] * len(z)
+    for k, p in others.items():
+        grad[k] = p
+    if t == top:
+        grad[t] = -rest
+    else:
+        grad[top] = shift(c, ONE, -rest)
+        grad[t] = shift(c, -ONE, others[t])
     return grad
 
 
 @differentiable
-def soft_cross_entropy(z: list[mpf], q: list[mpf]) -> list[Component]:
-    """(sum_c q_c) softmax_j - q_j; the target's total is exact."""
-    total = exact_total(q)
-    return [total * p - qj for p, qj in zip(_softmax(z), q)]
+def soft_cross_entropy(c: Arithmetic, z: list[mpf], q: list[mpf]) -> list[Component]:
+    """(sum_c q_c) softmax_j - q_j: -q_j (exact) plus a positive tail, and for the
+    argmax (sum_c q_c - q_top) (exact) minus (sum_c q_c) rest."""
+    weight = exact_total(q)
+    if len(z) == 1:
+        return [sub(weight, q[0])]
+    top, others, rest = _softmax(c, z)
+    grad: list[Component] = [None] * len(z)
+    for k, p in others.items():
+        grad[k] = shift(c, neg(q[k]), c.num(weight) * p)
+    grad[top] = shift(c, sub(weight, q[top]), -(c.num(weight) * rest))
+    return grad
 
 
 @exact
 @differentiable
-def nll(log_probs: list[mpf], t: int) -> list[Component]:
-    return [-ONE if c == t else ZERO for c in range(len(log_probs))]
+def nll(c: Arithmetic, log_probs: list[mpf], t: int) -> list[Component]:
+    return [-ONE if k == t else ZERO for k in range(len(log_probs))]
 
 
-def _minus_ratio(weight: mpf, value: mpf) -> mpf:
+def _minus_ratio(c: Arithmetic, weight: mpf, value: mpf) -> Component:
     """-weight / value for value in the log's domain, zero for a zero weight."""
     if value < 0:
-        return mpmath.nan
+        return NAN
     if weight == 0:
         return ZERO
-    return -_divide(weight, value)
+    quotient = _divide(weight, value)
+    return neg(quotient) if isinstance(quotient, mpf) else -quotient
 
 
 @differentiable
-def categorical_ce(p: list[mpf], q: list[mpf]) -> list[Component]:
-    return [_minus_ratio(qc, pc) for pc, qc in zip(p, q)]
+def categorical_ce(c: Arithmetic, p: list[mpf], q: list[mpf]) -> list[Component]:
+    return [_minus_ratio(c, qc, pc) for pc, qc in zip(p, q)]
 
 
 @differentiable
-def kl_div(q: list[mpf], p: list[mpf]) -> list[Component]:
+def kl_div(c: Arithmetic, q: list[mpf], p: list[mpf]) -> list[Component]:
     """d/dq_j sum_c p_c log(p_c / q_c) = -p_j / q_j (zero where p_j = 0)."""
-    return [_minus_ratio(pc, qc) for qc, pc in zip(q, p)]
+    return [_minus_ratio(c, pc, qc) for qc, pc in zip(q, p)]
 
 
+@exact
 @differentiable
-def multi_margin(s: list[mpf], t: int, margin: mpf) -> list[Component]:
-    count = len(s)
+def multi_margin(c: Arithmetic, s: list[mpf], t: int, margin: mpf) -> list[Component]:
+    count = mpf(len(s))
     gap = sub(margin, s[t])
-    grad: list[Component] = [_step(add(gap, sj), ONE / count) if j != t else ZERO for j, sj in enumerate(s)]
+    share = ratio(ONE, count)
+    grad: list[Component] = [_step(add(gap, sj), ONE) if j != t else ZERO for j, sj in enumerate(s)]
     others = [g for j, g in enumerate(grad) if j != t]
     active = sum(1 for g in others if g)
-    grad[t] = UNDEFINED if any(g is UNDEFINED for g in others) else -mpf(active) / count
+    grad = [share if g is ONE else g for g in grad]
+    grad[t] = UNDEFINED if any(g is UNDEFINED for g in others) else _divide(mpf(-active), count)
     return grad
 
 
 @exact
 @differentiable
-def categorical_hinge(s: list[mpf], t: int) -> list[Component]:
+def categorical_hinge(c: Arithmetic, s: list[mpf], t: int) -> list[Component]:
     """max(0, 1 + max_{j != t} s_j - s_t): slope -1 at t and +1 at the unique
     runner-up while active; undefined at the corner and for tied runners-up."""
     grad: list[Component] = [ZERO] * len(s)
@@ -294,42 +354,63 @@ def categorical_hinge(s: list[mpf], t: int) -> list[Component]:
 
 
 @differentiable
-def cosine_similarity(x: list[mpf], y: list[mpf]) -> list[Component]:
+def cosine_similarity(c: Arithmetic, x: list[mpf], y: list[mpf]) -> list[Component]:
     """-(y_j |x|^2 - (x.y) x_j) / (|x|^2 sqrt(|x|^2 |y|^2)): exact numerators, one
     square root; a zero row has a nan loss and nan derivatives."""
     dot = exact_total([mul(a, b) for a, b in zip(x, y)])
     xx, yy = (exact_total([mul(a, a) for a in row]) for row in (x, y))
     if xx == 0 or yy == 0:
-        return [mpmath.nan] * len(x)
-    scale = xx * mpmath.sqrt(mul(xx, yy))
-    return [neg(sub(mul(yj, xx), mul(dot, xj))) / scale for xj, yj in zip(x, y)]
+        return [NAN] * len(x)
+    scale = c.num(xx) * c.sqrt(c.num(mul(xx, yy)))
+    numerators = [neg(sub(mul(yj, xx), mul(dot, xj))) for xj, yj in zip(x, y)]
+    return [ZERO if n == 0 else c.num(n) / scale for n in numerators]
 
 
 @differentiable
-def contrastive(x1: list[mpf], label: mpf, x2: list[mpf], margin: mpf) -> list[Component]:
+def contrastive(c: Arithmetic, x1: list[mpf], label: mpf, x2: list[mpf], margin: mpf) -> list[Component]:
     """(x1 - x2) (l - (1 - l) max(0, m - d) / d), d = |x1 - x2|; undefined at d = 0
     when the margin term is active there (the norm's corner)."""
     u = [sub(a, b) for a, b in zip(x1, x2)]
     d2 = squared_distance(x1, x2)
-    m2 = mul(margin, margin)
     pull = sub(ONE, label)
     if d2 == 0:
         return [UNDEFINED if pull and margin > 0 else ZERO for _ in u]
-    d = mpmath.sqrt(d2)
-    gap = sub(m2, d2) / (margin + d) if m2 > d2 else ZERO  # m - d without cancellation
-    coefficient = label - pull * gap / d if pull and gap else label
-    return [ud * coefficient for ud in u]
+    if not pull or mul(margin, margin) <= d2:
+        return [mul(ud, label) for ud in u]  # exact
+    d = c.sqrt(c.num(d2))
+    gap = c.num(sub(mul(margin, margin), d2)) / (c.num(margin) + d)  # m - d without cancellation
+    coefficient = c.num(label) - c.num(pull) * gap / d
+    return [ZERO if ud == 0 else c.num(ud) * coefficient for ud in u]
 
 
 @differentiable
-def triplet_margin(a: list[mpf], p: list[mpf], n: list[mpf], margin: mpf) -> list[Component]:
-    """(a - p) / |a - p| - (a - n) / |a - n| while the hinge is active."""
+def triplet_margin(c: Arithmetic, a: list[mpf], p: list[mpf], n: list[mpf], margin: mpf) -> list[Component]:
+    """(a - p) / |a - p| - (a - n) / |a - n| while the hinge is active; the hinge's
+    argument is settled first (it decides which formula applies)."""
     s_p, s_n = squared_distance(a, p), squared_distance(a, n)
-    d_p, d_n = mpmath.sqrt(s_p), mpmath.sqrt(s_n)
-    both = d_p + d_n
-    h = (sub(s_p, s_n) / both if both else ZERO) + margin
-    if h < 0:
+    side = _triplet_side(c, s_p, s_n, margin)
+    if side is None:
+        return [Enclosure(-INF, INF)] * len(a)  # never settles: precision rises
+    if side < 0:
         return [ZERO] * len(a)
-    if h == 0 or d_p == 0 or d_n == 0:
+    if side == 0 or s_p == 0 or s_n == 0:
         return [UNDEFINED] * len(a)
-    return [sub(aj, pj) / d_p - sub(aj, nj) / d_n for aj, pj, nj in zip(a, p, n)]
+    d_p, d_n = c.sqrt(c.num(s_p)), c.sqrt(c.num(s_n))
+    return [c.num(sub(aj, pj)) / d_p - c.num(sub(aj, nj)) / d_n for aj, pj, nj in zip(a, p, n)]
+
+
+def _triplet_side(c: Arithmetic, s_p: mpf, s_n: mpf, margin: mpf) -> int | None:
+    """The sign of h = |a - p| - |a - n| + margin, or None when this precision
+    cannot tell."""
+    if s_p == s_n:
+        return (margin > 0) - (margin < 0)
+    h = c.num(sub(s_p, s_n)) / (c.sqrt(c.num(s_p)) + c.sqrt(c.num(s_n))) + c.num(margin)
+    lower, upper = (mpmath.mp.make_mpf(e) for e in c.endpoints(h))
+    if lower == upper:
+        return (lower > 0) - (lower < 0)
+    if lower > 0:
+        return 1
+    if upper < 0:
+        return -1
+    return None
+

@@ -5,36 +5,46 @@ is its item's derivative; under 'mean' that divided by the item count N (the
 elements of an element-wise loss, the rows of a row-wise one). Inputs of several
 sizes share their items (they are prefixes of one stream), so one evaluation of
 an item's derivative serves every size that holds it: the formula settled here
-returns the derivative divided by each of the item's scales, and escalation
-settles all of them together (a division by N rounds; by 1 it keeps the exact
-value).
+returns the derivative divided by each of the item's scales, and settlement
+covers all of them together (a division by N rounds unless N is a power of two).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
-from reference import escalation
+import mpmath
+from mpmath.libmp import libmpf
+
+from reference import certify
+from reference.arith import Arithmetic, Enclosure
+from reference.certify import RefValue
 from reference.derivatives import Component, Derivative
-from reference.escalation import RefValue
-from reference.formats import BinaryFormat
-from reference.mpexact import is_exact
+from reference.mpexact import ratio
 
 
-def _scale(value: Component, count: int) -> Component:
+def _scale(c: Arithmetic, value: Component, count: int) -> Component:
     if value is None or count == 1:
         return value
+    if isinstance(value, mpmath.mpf):
+        return ratio(value, mpmath.mpf(count)) if mpmath.isfinite(value) and value else value
+    if isinstance(value, Fraction):
+        return value / count
+    if isinstance(value, Enclosure):  # ends divided outward: the exact head stays exact
+        n, prec = libmpf.from_int(count), mpmath.mp.prec
+        return Enclosure(mpmath.mp.make_mpf(libmpf.mpf_div(value.lower._mpf_, n, prec, "f")),
+                         mpmath.mp.make_mpf(libmpf.mpf_div(value.upper._mpf_, n, prec, "c")))
     return value / count
 
 
-def scaled(derivative: Derivative, reduction: str) -> Callable[..., tuple[Component, ...]]:
+def scaled(derivative: Derivative) -> Callable[..., tuple[Component, ...]]:
     """A formula over (item..., scales): the item's derivative divided by each scale,
-    scale-major. Exact when the derivative is and no scale divides (reduction sum)."""
-    def formula(*item_and_scales: Any) -> tuple[Component, ...]:
+    scale-major."""
+    def formula(c: Arithmetic, *item_and_scales: Any) -> tuple[Component, ...]:
         *item, scales = item_and_scales
-        components = derivative(*item)
-        return tuple(_scale(v, s) for s in scales for v in components)
-    formula.exact_when = lambda **_: reduction == "sum" and is_exact(derivative)  # type: ignore[attr-defined]
+        components = derivative(c, *item)
+        return tuple(_scale(c, v, s) for s in scales for v in components)
     return formula
 
 
@@ -46,25 +56,23 @@ def scales(reduction: str, counts: Sequence[int]) -> tuple[int, ...]:
 
 
 def settle(derivative: Derivative, items: Sequence[tuple[Any, ...]], item_scales: Sequence[tuple[int, ...]],
-           reduction: str, fmt: BinaryFormat) -> list[list[list[RefValue]]]:
+           c: Arithmetic) -> list[list[list[RefValue]]]:
     """For each item and each of its scales, the settled gradient components
     (result[item][scale][component]); a component's value is None where the loss
     has no derivative."""
-    settled = escalation.settle_items(scaled(derivative, reduction),
-                                      [(*item, s) for item, s in zip(items, item_scales)], fmt)
+    settled = certify.settle_items(scaled(derivative), [(*item, s) for item, s in zip(items, item_scales)], c)
     result = []
-    for ref, s in zip(settled.refs, item_scales):
-        width = len(ref.value) // len(s)
-        result.append([[RefValue(v, ref.settled, ref.precision) for v in ref.value[k * width:(k + 1) * width]]
-                       for k in range(len(s))])
+    for components, s in zip(settled, item_scales):
+        width = len(components) // len(s)
+        result.append([list(components[k * width:(k + 1) * width]) for k in range(len(s))])
     return result
 
 
 def evaluate(derivative: Derivative, items: Sequence[tuple[Any, ...]], reduction: str,
-             fmt: BinaryFormat) -> list[RefValue]:
+             c: Arithmetic) -> list[RefValue]:
     """d(reduction of every item)/d(input), one value per input element, in order."""
     if not items:
         raise ValueError("the reference needs at least one item")
     (count,) = scales(reduction, (len(items),))
-    per_item = settle(derivative, items, [(count,)] * len(items), reduction, fmt)
+    per_item = settle(derivative, items, [(count,)] * len(items), c)
     return [value for item in per_item for value in item[0]]

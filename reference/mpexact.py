@@ -1,57 +1,34 @@
-"""Exact and guarded building blocks of the mp loss formulas (reference.formulas)
-and their derivatives: rational steps without rounding, logarithms and
-exponentials written so that no step cancels, sums that are exact, and the
-``@exact`` marks that let one evaluation settle an item."""
+"""Exact building blocks of the loss formulas (reference.formulas) and their
+derivatives: rational steps on mpf without rounding, sums that are exact, and
+the ``@exact`` marks of formulas that never round."""
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import mpmath
-from mpmath.libmp import libelefun, libmpf
+from mpmath.libmp import libmpf
 
 mpf = mpmath.mpf
 ZERO = mpf(0)
 ONE = mpf(1)
+INF = mpmath.inf
+NAN = mpmath.nan
 
 
 # --- exact building blocks -------------------------------------------------
 
 def exact(formula: Callable[..., mpf]) -> Callable[..., mpf]:
-    """Mark a formula whose items are computed with no rounding at all."""
-    formula.exact_when = lambda **params: True  # type: ignore[attr-defined]
+    """Mark a formula whose items are computed with no rounding at all (an mpf or a
+    Fraction): a fact of the loss, checked against Fraction arithmetic by the tests."""
+    formula.exact = True  # type: ignore[attr-defined]
     return formula
-
-
-def exact_when(condition: Callable[..., bool]) -> Callable[[Callable[..., mpf]], Callable[..., mpf]]:
-    """Mark a formula that is exact for the parameters ``condition`` accepts."""
-    def mark(formula: Callable[..., mpf]) -> Callable[..., mpf]:
-        formula.exact_when = condition  # type: ignore[attr-defined]
-        return formula
-    return mark
 
 
 def is_exact(formula: Callable[..., mpf]) -> bool:
     """Whether ``formula`` (possibly a functools.partial binding its parameters) is exact."""
     base = getattr(formula, "func", formula)
-    condition = getattr(base, "exact_when", None)
-    return condition is not None and bool(condition(**getattr(formula, "keywords", {})))
-
-
-def is_power_of_two(x: mpf) -> bool:
-    _, man, _, _ = x._mpf_
-    return x > 0 and man == 1
-
-
-def guard_log() -> mpf:
-    """ln(2**(prec + 16)): exp(-t) below 2**-(prec+16) of something is below working precision."""
-    return _guard_log_at(mpmath.mp.prec)
-
-
-@functools.lru_cache(maxsize=32)
-def _guard_log_at(prec: int) -> mpf:
-    with mpmath.workprec(prec):
-        return (prec + 16) * mpmath.ln2
+    return bool(getattr(base, "exact", False))
 
 
 def sub(a: mpf, b: mpf) -> mpf:
@@ -81,99 +58,86 @@ def half(a: mpf) -> mpf:
     return mpmath.ldexp(a, -1)
 
 
-def exact_sum(terms: Sequence[mpf]) -> mpf:
-    """Sum of ``terms`` rounded once to the working precision.
+def ratio(a: mpf, b: mpf) -> mpf | Fraction:
+    """a / b exactly, for finite a and non-zero finite b: an mpf when the quotient is
+    dyadic, else a Fraction (which can never lie on a rounding boundary)."""
+    q = to_fraction(a) / to_fraction(b)
+    if q.denominator & (q.denominator - 1) == 0:  # a power of two
+        return mpmath.mp.make_mpf(libmpf.from_man_exp(q.numerator, 1 - q.denominator.bit_length()))
+    return q
 
-    mpmath's own ``fsum`` drops a term more than 2*prec bits below the running
-    sum, which is wrong under cancellation (1e300 + 1 - 1e300); summing with a
-    generous guard covers the whole float64 exponent range exactly.
-    """
-    guard_prec = max(8 * mpmath.mp.prec, 4096)
-    total = libmpf.mpf_sum([mpf(t)._mpf_ for t in terms], guard_prec, "n")
-    return +mpmath.mp.make_mpf(total)
+
+def to_fraction(x: mpf) -> Fraction:
+    """A finite mpf as the exact rational it is."""
+    sign, man, exponent, _ = x._mpf_
+    value = Fraction(int(man) << exponent) if exponent >= 0 else Fraction(int(man), 1 << -exponent)
+    return -value if sign else value
 
 
 def exact_total(terms: Sequence[mpf]) -> mpf:
-    """Sum of ``terms`` with no rounding at all (dyadic terms sum exactly)."""
+    """Sum of finite ``terms`` with no rounding at all (dyadic terms sum exactly)."""
     return mpmath.mp.make_mpf(libmpf.mpf_sum([t._mpf_ for t in terms], 0))
 
 
-def weighted(weight: mpf, value: mpf) -> mpf:
-    """weight * value, with a zero weight giving zero even for infinite value."""
-    return ZERO if weight == 0 else weight * value
+# Rounding boundaries of every format lie on multiples of 2**-1075; a decimal tie
+# of 30 digits at 1e-670 and above is further than 2**-2400 from a dyadic with no
+# bit below 2**-1075 (the inputs' exact combinations have none lower). A term
+# this far below the rest's last bit moves no rounding and no printed digit but
+# by its sign.
+NEGLIGIBLE_BITS = 2400
 
 
-def log(x: mpf) -> mpf:
-    """mpmath.log without its generic wrapper (hot in the sweeps); nan below 0."""
-    if x < 0 or mpmath.isnan(x):
-        return mpmath.nan
-    return mpmath.mp.make_mpf(libelefun.mpf_log(x._mpf_, mpmath.mp.prec, "n"))
+def guarded_total(raws: Sequence[tuple]) -> tuple:
+    """The sum of exact raw mpf values, exact wherever that fits in memory.
+
+    Terms separated from the larger ones by a gap of more exponents than any term
+    has bits (exp(-1e38) beside 1) cannot be summed exactly; their own (exact,
+    recursively guarded) sum then counts only by its sign, as +-2**(m - 1) with
+    2**m below NEGLIGIBLE_BITS under the larger part's last bit (and under
+    2**-1075): every rounding and every decimal digit of the sum is the same."""
+    terms = [r for r in raws if r[1] or r[2]]  # drop zeros; keep inf and nan
+    if not all(r[1] for r in terms):
+        return libmpf.mpf_sum(terms, 0)  # a special value decides
+    if len(terms) < 2:
+        return terms[0] if terms else libmpf.fzero
+    gap = max(r[3] for r in terms) + NEGLIGIBLE_BITS + 64 + len(terms).bit_length()
+    ordered = sorted(terms, key=lambda r: r[2] + r[3], reverse=True)
+    cut = len(ordered)
+    for i in range(1, len(ordered)):
+        if ordered[i - 1][2] + ordered[i - 1][3] - (ordered[i][2] + ordered[i][3]) > gap:
+            cut = i
+            break
+    large = libmpf.mpf_sum(ordered[:cut], 0)
+    if cut == len(ordered):
+        return large
+    small = guarded_total(ordered[cut:])
+    if not large[1]:
+        return small
+    if not small[1]:
+        return large
+    last_bit = min(large[2], -1075) - NEGLIGIBLE_BITS
+    return libmpf.mpf_add(large, (small[0], 1, last_bit - 1, 1), 0)
 
 
-def log1p(u: mpf) -> mpf:
-    """log(1 + u) as the log of the exact 1 + u (mpmath's log keeps full relative
-    accuracy near 1, and is several times faster than mpmath.log1p). Below
-    2**-(prec+8), log1p(u) = u to working precision (and 1 + u would not fit)."""
-    sign, man, exponent, bitcount = u._mpf_
-    if man and exponent + bitcount < -(mpmath.mp.prec + 8):
-        return +u
-    return log(add(ONE, u))
+def extended_total(terms: Sequence[mpf]) -> mpf:
+    """Exact sum in the extended reals: nan with a nan or with both infinities."""
+    if any(is_nan(t) for t in terms) or (INF in terms and -INF in terms):
+        return NAN
+    if INF in terms or -INF in terms:
+        return INF if INF in terms else -INF
+    return exact_total(terms)
 
 
-def exp(x: mpf) -> mpf:
-    """mpmath.exp without its generic wrapper (hot in the sweeps)."""
-    return mpmath.mp.make_mpf(libelefun.mpf_exp(x._mpf_, mpmath.mp.prec, "n"))
+def is_nan(x: mpf) -> bool:
+    return x._mpf_ == libmpf.fnan
 
 
 def max_or_zero(a: mpf) -> mpf:
     """max(0, a), nan propagating."""
-    if mpmath.isnan(a):
+    if is_nan(a):
         return a
     return a if a > 0 else ZERO
 
 
-def softplus(t: mpf) -> mpf:
-    """log(1 + exp(t)) with no overflow and no cancellation."""
-    if mpmath.isnan(t):
-        return t
-    if t > guard_log():
-        return t  # log1p(exp(-t)) < 2**-(prec+16) * t
-    return max_or_zero(t) + log1p(exp(-abs(t)))
-
-
 def all_finite(values: Sequence[mpf]) -> bool:
     return all(mpmath.isfinite(v) for v in values)
-
-
-def logsumexp_minus(z: Sequence[mpf], classes: Sequence[int] | None = None) -> list[mpf]:
-    """[logsumexp(z) - z_c for c in classes (default: all)], each accurate to the
-    working precision.
-
-    With m = max(z) attained at k*, logsumexp(z) - z_c = (m - z_c) + tail, tail =
-    log1p(sum_{k != k*} exp(z_k - m)): both parts are non-negative, so nothing
-    cancels. The tail is not computed where it is provably below the working
-    precision of an exact, larger m - z_c. Non-finite rows use the literal formula.
-    """
-    wanted = range(len(z)) if classes is None else classes
-    if not all_finite(z):
-        lse = mpmath.log(exact_sum([mpmath.exp(v) for v in z]))
-        return [lse - z[c] for c in wanted]
-    top = max(range(len(z)), key=z.__getitem__)
-    m = z[top]
-    gaps = [sub(v, m) for k, v in enumerate(z) if k != top]
-    if not gaps:
-        return [ZERO for _ in wanted]
-    largest_gap = max(gaps)
-    heads = [sub(m, z[c]) for c in wanted]
-    guard = guard_log()
-    needed = [True] * len(heads)
-    if largest_gap < -2 * guard:
-        # tail <= C exp(largest_gap): skip it where it is below precision of the head.
-        with mpmath.workprec(32):
-            log_tail_bound = largest_gap + mpmath.log(len(z)) + 1
-            needed = [not head or log_tail_bound > mpmath.log(head) - guard for head in heads]
-        if not any(needed):
-            return heads
-    cutoff = largest_gap - guard  # terms this far below the largest cannot reach the tail
-    tail = log1p(exact_sum([exp(g) for g in gaps if g >= cutoff]))
-    return [head + tail if need else head for head, need in zip(heads, needed)]

@@ -92,7 +92,7 @@ def test_reference_matches_the_literal_definition(loss: str, regime: str, dtype:
     spec = registry.get(loss)
     arrays = regimes.generate(spec, dtype, regime, seed=11, size=60 if spec.layout is Layout.ELEMENTWISE else 100)
     params = spec.resolve_params({})
-    refs = compute_reference(spec, arrays, params, "none", dtype)
+    refs = compute_reference(spec, arrays, params, "none")
     with mpmath.workprec(LITERAL_PREC):
         literal = [LITERAL[loss](*item, **{k: mpf(v) for k, v in params.items()})
                    for item in reference_items(spec, arrays)]

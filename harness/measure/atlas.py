@@ -30,7 +30,7 @@ from harness.measure.deviations import (
 from harness.measure.evaluate import compute_reference
 from harness.measure.numbers import json_number, jsonable, reference_decimal
 from harness.model.spec import DTYPES, Domain, Layout, LossSpec
-from reference.escalation import RefValue
+from reference.certify import RefValue
 from reference.formats import round_mpf
 
 ATLAS_WIDTH = 3  # classes / features per row: short rows stay readable
@@ -77,7 +77,7 @@ class AtlasEntry:
 
 
 def _exact(ref: RefValue) -> str | None:
-    return reference_decimal(ref.value, DIGITS) if ref.settled else None
+    return reference_decimal(ref, DIGITS) if ref.settled else None
 
 
 def edge_inputs(spec: LossSpec, dtype: str) -> dict[str, np.ndarray]:
@@ -97,7 +97,7 @@ def _item(spec: LossSpec, arrays: dict[str, np.ndarray], i: int) -> dict[str, np
 def _edge_references(loss: str, dtype: str) -> tuple[dict[str, np.ndarray], tuple[RefValue, ...]]:
     spec = registry.get(loss)
     arrays = edge_inputs(spec, dtype)
-    return arrays, tuple(compute_reference(spec, arrays, spec.resolve_params({}), "none", dtype))
+    return arrays, tuple(compute_reference(spec, arrays, spec.resolve_params({}), "none"))
 
 
 def _epsilons(adapter: Adapter, calls: Sequence[dict[str, Any]]) -> list[float]:
@@ -137,7 +137,7 @@ def _explained_by_epsilon(spec: LossSpec, item: dict[str, np.ndarray], value: fl
 
 
 def _matches(spec: LossSpec, arrays: dict[str, np.ndarray], value: float, dtype: str) -> bool:
-    ref = compute_reference(spec, arrays, spec.resolve_params({}), "none", "float64")[0]
+    ref = compute_reference(spec, arrays, spec.resolve_params({}), "none")[0]
     return bool(ref.settled and mpmath.isfinite(ref.value) and metrics.ulp_error(value, ref.value, dtype) <= ROUNDING_ULPS)
 
 

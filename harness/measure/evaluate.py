@@ -19,28 +19,36 @@ from harness.adapters.base import Output, error_line
 from harness.measure.numbers import jsonable
 from harness.measure.items import reference_items, with_params
 from harness.model.spec import Case, LossSpec, Result
-from reference import escalation, gradients
-from reference.escalation import RefValue
-from reference.formats import get_format, round_mpf
+from reference import certify, gradients
+from reference.arith import DEFAULT_ENGINE, engine
+from reference.certify import RefValue
+from reference.formats import round_mpf
 
 
 def compute_reference(
-    spec: LossSpec, arrays: Mapping[str, np.ndarray], params: Mapping[str, float], reduction: str, dtype: str,
-    start_prec: int = escalation.START_PREC, max_prec: int = escalation.MAX_PREC,
+    spec: LossSpec, arrays: Mapping[str, np.ndarray], params: Mapping[str, float], reduction: str,
+    engine_name: str = DEFAULT_ENGINE, start_prec: int = certify.START_PREC, max_prec: int = certify.MAX_PREC,
 ) -> list[RefValue]:
     """The settled reference: one value per item for 'none', else a single value."""
     formula = with_params(spec.reference, params)
-    value = escalation.evaluate(formula, reference_items(spec, arrays), reduction,  # type: ignore[arg-type]
-                                get_format(dtype), start_prec, max_prec)
+    value = certify.evaluate(formula, reference_items(spec, arrays), reduction,  # type: ignore[arg-type]
+                             engine(engine_name), start_prec, max_prec)
     return value if isinstance(value, list) else [value]
 
 
-def evaluate(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
+def _rounded(ref: RefValue, dtype: str) -> float | None:
+    """The reference correctly rounded into ``dtype`` (any point of a settled enclosure
+    rounds the same way)."""
+    value = ref.value
+    return None if value is None else round_mpf(value, dtype)
+
+
+def evaluate(case: Case, arrays: Mapping[str, np.ndarray], engine_name: str = DEFAULT_ENGINE) -> Result:
     """Evaluate ``case`` on validated ``arrays`` (see harness.measure.inputs.prepare)."""
     spec = registry.get(case.loss)
     params = dict(case.params)
-    refs = compute_reference(spec, arrays, params, case.reduction, case.dtype)
-    rounded = tuple(round_mpf(r.value, case.dtype) for r in refs)
+    refs = compute_reference(spec, arrays, params, case.reduction, engine_name)
+    rounded = tuple(_rounded(r, case.dtype) for r in refs)
     adapter = adapters.load(case.framework)
     try:
         output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, params)
@@ -49,14 +57,14 @@ def evaluate(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
     return _measured(case, output, refs, rounded)
 
 
-def evaluate_gradient(case: Case, arrays: Mapping[str, np.ndarray]) -> Result:
+def evaluate_gradient(case: Case, arrays: Mapping[str, np.ndarray], engine_name: str = DEFAULT_ENGINE) -> Result:
     """The gradient of ``case``'s reduced loss with respect to input, one value per
     input element, against the reference derivative. Elements where the loss has no
     derivative (reference value None) carry no metrics."""
     spec = registry.get(case.loss)
     derivative = with_params(spec.derivative, dict(case.params))
-    refs = gradients.evaluate(derivative, reference_items(spec, arrays), case.reduction, get_format(case.dtype))
-    rounded = tuple(None if r.value is None else round_mpf(r.value, case.dtype) for r in refs)
+    refs = gradients.evaluate(derivative, reference_items(spec, arrays), case.reduction, engine(engine_name))
+    rounded = tuple(_rounded(r, case.dtype) for r in refs)
     adapter = adapters.load(case.framework)
     try:
         output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, dict(case.params),

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import mpmath
 import numpy as np
 
 from harness.measure import regimes
@@ -21,14 +20,15 @@ from harness.measure.refsets import FIELDS, ChunkTask, GradArrays, InputSet, Ref
     gradient_arrays, to_arrays
 from harness.model import registry
 from harness.model.spec import LossSpec
-from reference import escalation, formats, gradients
-from reference.mpexact import exact_total, is_exact
+from reference import certify, gradients
+from reference.arith import DEFAULT_ENGINE, engine
+from reference.certify import Totals
 
 REDUCED = ("mean", "sum")
-# The code a cached value reference depends on: formulas, settlement, rounding, inputs, items.
-_VALUE_CODE = ("reference/formulas.py", "reference/mpexact.py", "reference/escalation.py", "reference/formats.py",
-               "reference/exact.py", "harness/model/dtypes.py", "harness/measure/regimes.py", "harness/measure/items.py",
-               "harness/measure/refsets.py", "harness/measure/quantity.py")
+# The code a cached value reference depends on: formulas, arithmetic, settlement, rounding, inputs, items.
+_VALUE_CODE = ("reference/formulas.py", "reference/mpexact.py", "reference/arith.py", "reference/certify.py",
+               "reference/formats.py", "reference/exact.py", "harness/model/dtypes.py", "harness/measure/regimes.py",
+               "harness/measure/items.py", "harness/measure/refsets.py", "harness/measure/quantity.py")
 
 
 def _items(task: ChunkTask) -> tuple[LossSpec, list[tuple]]:
@@ -39,10 +39,13 @@ def _items(task: ChunkTask) -> tuple[LossSpec, list[tuple]]:
 
 
 class Quantity(ABC):
-    """The interface both quantities share (see the module docstring)."""
+    """The interface both quantities share (see the module docstring). ``engine``
+    names the arithmetic that computes the reference (reference.arith.ENGINES):
+    both store the same numbers, and each keeps its own cache entries."""
 
     label: ClassVar[str]  # what its reference is called in messages
     code_files: ClassVar[tuple[str, ...]]
+    engine: str
 
     @abstractmethod
     def key_parts(self) -> list[Any]: ...
@@ -50,6 +53,10 @@ class Quantity(ABC):
     @property
     @abstractmethod
     def file_tag(self) -> str: ...
+
+    @property
+    def engine_tag(self) -> str:
+        return "" if self.engine == DEFAULT_ENGINE else f"-{self.engine}"
 
     @abstractmethod
     def settle(self, task: ChunkTask) -> Any:
@@ -76,9 +83,9 @@ class ValueChunk:
     arrays: RefArrays
     precision: int  # the highest item precision in the chunk
     all_settled: bool
-    # Exact (unrounded) sums of the items' last two levels from ``start`` up to each
-    # boundary inside the chunk and up to ``stop``: (previous level, final level).
-    partial_sums: dict[int, tuple[mpmath.mpf, mpmath.mpf]]
+    # The totals (reference.certify.totals) of the items from ``start`` up to each
+    # boundary inside the chunk and up to ``stop``.
+    partial_sums: dict[int, Totals]
 
 
 @dataclass(frozen=True)
@@ -91,56 +98,51 @@ class ValueReference:
 class LossValue(Quantity):
     """The loss per item, and each size's mean and sum from exact partial sums."""
 
+    engine: str = DEFAULT_ENGINE
     label: ClassVar[str] = "reference"
     code_files: ClassVar[tuple[str, ...]] = _VALUE_CODE
 
     def key_parts(self) -> list[Any]:
-        return []
+        return [self.engine]
 
     @property
     def file_tag(self) -> str:
-        return ""
+        return self.engine_tag
 
     def settle(self, task: ChunkTask) -> ValueChunk:
         s = task.inputset
         spec, items = _items(task)
         formula = with_params(spec.reference, dict(s.params))
-        settled = escalation.settle_items(formula, items, formats.get_format(s.dtype))
-        values = [r.value for r in settled.refs]
-        sums = {}
-        for b in [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]:
-            high = exact_total(values[:b - task.start])
-            # Exact formulas have one level: the previous values are the values.
-            sums[b] = (high if is_exact(formula) else exact_total(settled.previous[:b - task.start]), high)
-        return ValueChunk(task, to_arrays(settled.refs, s.dtype), max(r.precision for r in settled.refs),
-                          all(r.settled for r in settled.refs), sums)
+        refs = certify.settle_items(formula, items, engine(self.engine))
+        sums = {b: certify.totals(refs[:b - task.start])
+                for b in [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]}
+        return ValueChunk(task, to_arrays(refs, s.dtype), max(r.precision for r in refs),
+                          all(r.settled for r in refs), sums)
 
     def assemble(self, inputset: InputSet, sizes: Sequence[int], chunks: Sequence[ValueChunk]) -> ValueReference:
         """Chunk references concatenated, every size's mean and sum settled from the
-        exact partial sums; a reduction whose two levels disagree is escalated."""
+        exact partial sums; a reduction whose enclosure is too wide is escalated."""
         chunks = sorted(chunks, key=lambda c: c.task.start)
-        fmt = formats.get_format(inputset.dtype)
         reduced = {}
         for size in sorted(set(sizes)):
             n = inputset.items(size)
-            low, high = mpmath.mpf(0), mpmath.mpf(0)
+            parts = []
             precision, settled = 0, True
             for c in chunks:
                 if c.task.start >= n:
                     break
-                part_low, part_high = c.partial_sums[min(n, c.task.stop)]
-                low, high = mpmath.fadd(low, part_low, exact=True), mpmath.fadd(high, part_high, exact=True)
+                parts.append(c.partial_sums[min(n, c.task.stop)])
                 precision, settled = max(precision, c.precision), settled and c.all_settled
 
-            def recompute(prec: int, size: int = size) -> mpmath.mpf:  # only when the sum cancels
+            def recompute(prec: int, size: int = size) -> Totals:  # only when the sum cancels
                 spec = registry.get(inputset.loss)
                 formula = with_params(spec.reference, dict(inputset.params))
-                with mpmath.workprec(prec):
-                    return exact_total([formula(*item) for item in reference_items(spec, inputset.inputs(size))])
+                items = reference_items(spec, inputset.inputs(size))
+                return certify.totals(certify.settle_items(formula, items, engine(self.engine), prec, prec))
 
             for reduction in REDUCED:
-                ref = escalation.settle_totals(low, high, n, precision, settled, reduction, fmt,  # type: ignore[arg-type]
-                                               recompute)
+                ref = certify.settle_totals(certify.add_totals(parts), n, precision, settled,
+                                            reduction, recompute)  # type: ignore[arg-type]
                 reduced[(size, reduction)] = to_arrays([ref], inputset.dtype)
         return ValueReference(RefArrays.concatenate([c.arrays for c in chunks]), reduced)
 
@@ -174,15 +176,16 @@ class LossGradient(Quantity):
     items' shared derivatives are divided by each size's item count."""
 
     reduction: str
+    engine: str = DEFAULT_ENGINE
     label: ClassVar[str] = "reference gradient"
     code_files: ClassVar[tuple[str, ...]] = (*_VALUE_CODE, "reference/derivatives.py", "reference/gradients.py")
 
     def key_parts(self) -> list[Any]:
-        return [self.reduction]
+        return [self.reduction, self.engine]
 
     @property
     def file_tag(self) -> str:
-        return f"-grad-{self.reduction}"
+        return f"-grad-{self.reduction}{self.engine_tag}"
 
     def settle(self, task: ChunkTask) -> GradientChunk:
         """Every item's derivative divided by each scale it needs: under 'mean' the item
@@ -192,8 +195,7 @@ class LossGradient(Quantity):
         derivative = with_params(spec.derivative, dict(s.params))
         holders = [[n for n in task.boundaries if n > i] for i in range(task.start, task.stop)]
         item_scales = [gradients.scales(self.reduction, counts) for counts in holders]  # type: ignore[arg-type]
-        per_item = gradients.settle(derivative, items, item_scales, self.reduction,  # type: ignore[arg-type]
-                                    formats.get_format(s.dtype))
+        per_item = gradients.settle(derivative, items, item_scales, engine(self.engine))
         by_count = {}
         for n in task.boundaries:
             if n <= task.start:
@@ -228,6 +230,6 @@ class LossGradient(Quantity):
 VALUE = LossValue()
 
 
-def gradient_of(loss: str) -> LossGradient:
+def gradient_of(loss: str, engine_name: str = DEFAULT_ENGINE) -> LossGradient:
     """The gradient a sweep's cells of ``loss`` measure: that of its default reduction."""
-    return LossGradient(registry.get(loss).default_reduction)
+    return LossGradient(registry.get(loss).default_reduction, engine_name)

@@ -8,29 +8,26 @@ its gradient under one reduction), in chunks of items that run in parallel.
 
 Each reference number is stored as a float64 pair (hi, lo) with hi + lo within
 2**-106 relative (2**-1074 absolute at the bottom of the range) of the exact
-value (enough for vectorised ULP metrics), plus its correctly rounded value in
-the set's dtype and whether it settled.
+value (enough for vectorised ULP metrics; reference.certify.split), plus its
+correctly rounded value in the set's dtype and whether it settled.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import mpmath
 import numpy as np
-from mpmath.libmp import libmpf, to_float
 
 from harness.measure import regimes
 from harness.model import registry
 from harness.model.spec import Layout
 from reference import formats
-from reference.escalation import RefValue
+from reference.certify import RefValue
 
 if TYPE_CHECKING:
     from harness.measure.quantity import Quantity
@@ -140,26 +137,6 @@ def settle_chunk(task: ChunkTask) -> object:
     return task.quantity.settle(task)
 
 
-_FLOAT64 = formats.FORMATS["float64"]
-_SMALLEST = math.ldexp(1.0, -1074)
-
-
-def split(value: mpmath.mpf) -> tuple[float, float]:
-    """(hi, lo): hi the correctly rounded float64, lo the float64 nearest the remainder.
-
-    A non-zero remainder below float64's subnormals becomes +-2**-1074, so lo always
-    tells on which side of hi the value lies (binades and ties depend on it); hi + lo
-    is then within 2**-1074 of the value, else within 2**-106 relative."""
-    hi = formats.round_mpf(value, _FLOAT64)
-    if not value._mpf_[1] or not math.isfinite(hi):  # zero, inf, nan, or beyond float64
-        return hi, 0.0
-    remainder = libmpf.mpf_sub(value._mpf_, libmpf.from_float(hi))  # exact
-    lo = to_float(remainder, rnd="n")
-    if lo == 0 and remainder[1]:
-        lo = -_SMALLEST if remainder[0] else _SMALLEST
-    return hi, lo
-
-
 def round_pairs(hi: np.ndarray, lo: np.ndarray, dtype: str) -> np.ndarray:
     """Correct rounding of the values hi + lo into ``dtype``, vectorised.
 
@@ -183,7 +160,7 @@ def round_pairs(hi: np.ndarray, lo: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def to_arrays(refs: Sequence[RefValue], dtype: str) -> RefArrays:
-    pairs = [split(r.value) for r in refs]
+    pairs = [r.pair for r in refs]
     hi, lo = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     return RefArrays(
         hi=hi, lo=lo, rounded=round_pairs(hi, lo, dtype),
@@ -194,6 +171,5 @@ def to_arrays(refs: Sequence[RefValue], dtype: str) -> RefArrays:
 
 def gradient_arrays(values: Sequence[RefValue], dtype: str) -> GradArrays:
     """Reference gradient components as arrays; an undefined one becomes nan, not defined."""
-    defined = np.array([v.value is not None for v in values], dtype=bool)
-    refs = [v if v.value is not None else RefValue(mpmath.nan, v.settled, v.precision) for v in values]
-    return GradArrays(to_arrays(refs, dtype), defined)
+    defined = np.array([v.lower is not None for v in values], dtype=bool)
+    return GradArrays(to_arrays(values, dtype), defined)

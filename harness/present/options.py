@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import adapters
+from reference.arith import DEFAULT_ENGINE, ENGINES
 from harness.adapters import FRAMEWORKS, FrameworkUnavailable
 from harness.measure.environment import describe_frameworks
 from harness.model import registry
@@ -119,3 +120,10 @@ def opened(db: Path, made_by: str | None = None) -> Iterator[Store]:
         for complaint in store.complaints:
             print(f"lossbench: warning: {store.path}: {complaint}", file=sys.stderr)
         store.close()
+
+
+def reference_engine_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reference-engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
+                        help=f"the certified arithmetic of the reference: flint (Arb balls, fast) or mpmath "
+                             f"(intervals, the reference of record); both give the same numbers "
+                             f"(default {DEFAULT_ENGINE})")

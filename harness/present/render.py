@@ -60,8 +60,8 @@ def result_json(result: Result, version: str) -> dict[str, Any]:
         "params": dict(case.params),
         "value": shaped([json_number(v) for v in result.values]),
         "result_dtype": result.result_dtype,
-        "reference": shaped([reference_decimal(r.value) if r.settled else None for r in result.reference]),
-        "reference_float64": shaped([json_number(float(r.value)) if r.settled else None for r in result.reference]),
+        "reference": shaped([reference_decimal(r) if r.settled else None for r in result.reference]),
+        "reference_float64": shaped([json_number(r.pair[0]) if r.settled else None for r in result.reference]),
         "reference_rounded": shaped([json_number(v) if r.settled else None
                                      for v, r in zip(result.reference_rounded, result.reference)]),
         "reference_status": shaped(["settled" if s else "unsettled" for s in settled]),
@@ -86,7 +86,7 @@ def gradient_json(result: Result, shape: Sequence[int], method: str) -> dict[str
         "grad": shaped([json_number(v) for v in result.values]),
         "grad_result_dtype": result.result_dtype,
         "grad_method": method,
-        "grad_reference": shaped([reference_decimal(r.value) if k else None for r, k in zip(refs, known)]),
+        "grad_reference": shaped([reference_decimal(r) if k else None for r, k in zip(refs, known)]),
         "grad_reference_rounded": shaped([json_number(v) if k else None for v, k in zip(result.reference_rounded, known)]),
         "grad_reference_status": shaped(["undefined" if r.value is None else "settled" if r.settled else "unsettled"
                                          for r in refs]),

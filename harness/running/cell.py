@@ -21,7 +21,7 @@ import numpy as np
 from harness import adapters
 from harness.adapters.base import Output, error_line
 from harness.measure import bandwidth, metrics, timing
-from harness.measure.quantity import VALUE, ValueReference, gradient_of
+from harness.measure.quantity import VALUE, LossGradient, LossValue, ValueReference, gradient_of
 from harness.measure.refcache import ReferenceCache
 from harness.measure.refsets import GradArrays, InputSet, RefArrays
 from harness.model import registry
@@ -65,10 +65,13 @@ class CellJob:
 
     @classmethod
     def of(cls, task: CellTask, cache: ReferenceCache, timeout: float, bandwidth_limit: float | None = None,
-           gradient: bool = True) -> CellJob:
+           value: LossValue = VALUE, gradient: LossGradient | None = None) -> CellJob:
+        """The job reading ``value``'s reference and, unless None, ``gradient``'s
+        (default: the default engine's gradient of the loss)."""
         s = task.inputset
-        return cls(task, str(cache.path(s, VALUE)) if task.value else None,
-                   str(cache.path(s, gradient_of(s.loss))) if task.grad and gradient else None,
+        gradient = gradient or gradient_of(s.loss)
+        return cls(task, str(cache.path(s, value)) if task.value else None,
+                   str(cache.path(s, gradient)) if task.grad else None,
                    timeout, bandwidth_limit)
 
 

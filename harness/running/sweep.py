@@ -30,7 +30,7 @@ from typing import Any
 from harness import adapters
 from harness.measure import bandwidth, regimes
 from harness.measure.environment import Environment, FrameworkInfo, describe_frameworks
-from harness.measure.quantity import VALUE, Quantity, gradient_of
+from harness.measure.quantity import LossGradient, LossValue, Quantity, gradient_of
 from harness.measure.refcache import ReferenceCache
 from harness.measure.refsets import InputSet, chunk_tasks, settle_chunk
 from harness.model import registry
@@ -39,6 +39,7 @@ from harness.running.cell import (
     DEFAULT_CELL_TIMEOUT, CellJob, CellOutcome, CellTask, measure_bandwidth, run_cell,
 )
 from harness.running.workers import Failure, WorkerPool
+from reference.arith import DEFAULT_ENGINE
 from harness.store import GradientRow, Store, StoredKeys
 
 QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
@@ -72,6 +73,15 @@ class SweepConfig:
     timed_regimes: tuple[str, ...] = DEFAULT_TIMED_REGIMES
     grad: bool = False
     grad_regimes: tuple[str, ...] | None = None  # None: every regime the sweep runs
+    reference_engine: str = DEFAULT_ENGINE
+
+    @property
+    def value(self) -> LossValue:
+        """The value reference the cells of this sweep read."""
+        return LossValue(self.reference_engine)
+
+    def gradient(self, loss: str) -> LossGradient:
+        return gradient_of(loss, self.reference_engine)
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,16 +201,16 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
 RefKey = tuple[InputSet, Quantity]
 
 
-def _needed(task: CellTask) -> list[RefKey]:
+def _needed(task: CellTask, config: SweepConfig) -> list[RefKey]:
     s = task.inputset
-    return ([(s, VALUE)] if task.value else []) + ([(s, gradient_of(s.loss))] if task.grad else [])
+    return ([(s, config.value)] if task.value else []) + ([(s, config.gradient(s.loss))] if task.grad else [])
 
 
 def _references(tasks: Sequence[CellTask], config: SweepConfig, cache: ReferenceCache, pool: WorkerPool,
                 report: SweepReport, progress: Callable[..., Any] | None) -> dict[RefKey, str]:
     """Compute every missing set reference (values and gradients), chunks of all
     sets in parallel; returns those that failed, with why."""
-    needed = {k: sizes_for(k[0], config) for t in tasks for k in _needed(t)}
+    needed = {k: sizes_for(k[0], config) for t in tasks for k in _needed(t, config)}
     missing = {k: sizes for k, sizes in needed.items() if not cache.has(k[0], sizes, k[1])}
     report.reference_sets, report.reference_cached = len(needed), len(needed) - len(missing)
     chunks = [c for (s, quantity), sizes in missing.items() for c in chunk_tasks(s, sizes, quantity)]
@@ -249,8 +259,8 @@ def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: Sw
            pool: WorkerPool, store: Store, report: SweepReport, progress: Callable[..., Any] | None) -> None:
     jobs, unrunnable, gradient_failures = [], [], []
     for t in tasks:
-        value_failed = failed_refs.get((t.inputset, VALUE)) if t.value else None
-        gradient_failed = failed_refs.get((t.inputset, gradient_of(t.inputset.loss))) if t.grad else None
+        value_failed = failed_refs.get((t.inputset, config.value)) if t.value else None
+        gradient_failed = failed_refs.get((t.inputset, config.gradient(t.inputset.loss))) if t.grad else None
         if value_failed:
             unrunnable.append(CellOutcome.failed(t, "error", value_failed))
             continue
@@ -258,8 +268,8 @@ def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: Sw
             gradient_failures.append(CellOutcome(None, GradientRow(t.key(), "error", error=gradient_failed)))
             if not t.value:
                 continue
-        jobs.append(CellJob.of(t, cache, config.cell_timeout, report.bandwidth_limits.get(t.device),
-                               gradient=not gradient_failed))
+        jobs.append(CellJob.of(t, cache, config.cell_timeout, report.bandwidth_limits.get(t.device), config.value,
+                               None if gradient_failed else config.gradient(t.inputset.loss)))
     _store(store, report, unrunnable + gradient_failures, None)
     bar = progress(total=len(jobs), desc="cells", unit="cell") if progress else None
     batch: list[CellOutcome] = []

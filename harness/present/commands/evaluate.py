@@ -12,7 +12,9 @@ from harness.measure.inputs import parse_json, prepare
 from harness.model import registry
 from harness.model.spec import DEVICES, DTYPES, REDUCTIONS, Case
 from harness.present import render
-from harness.present.options import Command, UsageError, load_framework, loss_spec, parse_params, split_assignment
+from harness.present.options import (
+    Command, UsageError, load_framework, loss_spec, parse_params, reference_engine_argument, split_assignment,
+)
 
 
 def case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
@@ -58,6 +60,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad", action="store_true",
                         help="also the gradient of the reduced loss with respect to input, against the reference derivative")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    reference_engine_argument(parser)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -65,12 +68,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     arrays = prepare(registry.get(case.loss), raw, case.dtype)
     if args.grad and case.reduction == "none":
         raise UsageError("--grad needs a reduced loss: use --reduction mean or sum")
-    result = evaluate(case, arrays)
+    result = evaluate(case, arrays, args.reference_engine)
     adapter = adapters.load(case.framework)
     record = render.result_json(result, adapter.version())
     failed = bool(result.error)
     if args.grad:
-        grad = evaluate_gradient(case, arrays)
+        grad = evaluate_gradient(case, arrays, args.reference_engine)
         record.update(render.gradient_json(grad, arrays["input"].shape, adapter.gradient_method))
         failed = failed or bool(grad.error)
     if args.json:

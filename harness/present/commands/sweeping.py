@@ -17,7 +17,9 @@ from harness.model.spec import ALL_REGIMES, DEVICES, DTYPES
 from harness.present import report
 from harness.present.commands.catalog import build_atlas, store_atlas
 from harness.present.commands.stored import write_report
-from harness.present.options import Command, UsageError, chosen_frameworks, loss_spec, opened, positive_int
+from harness.present.options import (
+    Command, UsageError, chosen_frameworks, loss_spec, opened, positive_int, reference_engine_argument,
+)
 from harness.running.cell import DEFAULT_CELL_TIMEOUT
 from harness.running.sweep import DEFAULT_TIMED_REGIMES, SweepConfig, default_config, run_sweep
 from harness.store import DEFAULT_DB
@@ -53,6 +55,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         seeds=args.seeds, jobs=args.jobs, cell_timeout=args.cell_timeout,
         time=args.time, timed_regimes=tuple(dict.fromkeys(args.time_regime or DEFAULT_TIMED_REGIMES)),
         grad=args.grad, grad_regimes=tuple(dict.fromkeys(args.grad_regime)) if args.grad_regime else None,
+        reference_engine=args.reference_engine,
     )
 
 
@@ -104,6 +107,7 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="regimes whose gradients to measure (default: every regime swept)")
     parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    reference_engine_argument(parser)
     parser.set_defaults(full=False)
 
 
