@@ -12,9 +12,10 @@ interface:
   record, slower.
 
 A formula returns an exact mpf (no rounding happened), an exact ``Fraction`` (a
-rational value that is not dyadic), an arithmetic value, or an ``Enclosure`` of
-exact endpoints; ``bounds`` turns any of them into the exact dyadic endpoints
-the settlement (reference.certify) decides on.
+rational value that is not dyadic), an arithmetic value, a ``Shifted`` (an exact
+head plus an enclosed tail), or an ``Enclosure`` of exact endpoints; ``bounds``
+turns any of them into the exact dyadic endpoints the settlement
+(reference.certify) decides on.
 """
 from __future__ import annotations
 
@@ -40,6 +41,25 @@ class Enclosure:
 
     lower: mpf
     upper: mpf
+
+
+@dataclass(frozen=True)
+class Shifted:
+    """head + tail: an exact head (an mpf, or a Fraction that is not dyadic) and an
+    enclosed tail, kept apart so that negating or scaling stays exact and a tail
+    far below the head still decides the head's tie (see ``bounds``)."""
+
+    head: mpf | Fraction
+    tail: Any
+
+    def __neg__(self) -> Shifted:
+        head = mpmath.fneg(self.head, exact=True) if isinstance(self.head, mpf) else -self.head
+        return Shifted(head, -self.tail)
+
+    def scaled(self, count: int) -> Shifted:
+        """(head + tail) / count: the head divided exactly."""
+        head = ratio(self.head, mpf(count)) if isinstance(self.head, mpf) else self.head / count
+        return Shifted(head, self.tail / count)
 
 
 class Arithmetic:
@@ -215,6 +235,14 @@ def bounds(c: Arithmetic, result: Any) -> tuple[Raw, Raw]:
         return rational_bounds(result)
     if isinstance(result, Enclosure):
         return result.lower._mpf_, result.upper._mpf_
+    if isinstance(result, Shifted):
+        lower, upper = c.endpoints(result.tail)
+        head = result.head
+        if isinstance(head, Fraction):  # not dyadic: never on a boundary, so its rounded ends do
+            head_lower, head_upper = rational_bounds(head)
+        else:
+            head_lower = head_upper = head._mpf_
+        return guarded_total([head_lower, lower]), guarded_total([head_upper, upper])
     return c.endpoints(result)
 
 
@@ -225,11 +253,11 @@ def rational_bounds(q: Fraction) -> tuple[Raw, Raw]:
             libmpf.from_rational(q.numerator, q.denominator, prec, "c"))
 
 
-def shift(c: Arithmetic, head: mpf, tail: Any) -> Enclosure:
-    """head + tail for an exact head and an enclosed tail, with no rounding: a tail
-    far below the head keeps its sign, so it decides a head lying on a tie."""
-    lower, upper = c.endpoints(tail)
-    return Enclosure(*(mpmath.mp.make_mpf(guarded_total([head._mpf_, end])) for end in (lower, upper)))
+def shift(c: Arithmetic, head: mpf, tail: Any) -> Shifted:
+    """head + tail for an exact head and an enclosed tail, added with no rounding
+    when its ends are taken: a tail far below the head keeps its sign, so it
+    decides a head lying on a tie."""
+    return Shifted(head, tail)
 
 
 def as_value(c: Arithmetic, v: Any) -> Any:
@@ -238,4 +266,6 @@ def as_value(c: Arithmetic, v: Any) -> Any:
         return c.num(v)
     if isinstance(v, Enclosure):
         return c.between(v.lower, v.upper)
+    if isinstance(v, Shifted):
+        return c.num(v.head) + v.tail
     return v

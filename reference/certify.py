@@ -256,6 +256,9 @@ def reduce(lower_total: Raw, upper_total: Raw, count: int, reduction: Reduction,
     if reduction == "sum":
         return lower_total, upper_total
     n = libmpf.from_int(count)
+    # Divided 64 bits below the ends' last bits: the division rounds less than anything
+    # the ends resolve (tails far below a head included).
+    prec = max(prec, lower_total[3], upper_total[3]) + 64
     return libmpf.mpf_div(lower_total, n, prec, "f"), libmpf.mpf_div(upper_total, n, prec, "c")
 
 

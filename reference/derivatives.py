@@ -21,16 +21,16 @@ holding a nan has nan derivatives, as its loss is nan.
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import mpmath
 
-from reference.arith import Arithmetic, Enclosure, as_value, shift
+from reference.arith import Arithmetic, Enclosure, Shifted, as_value, shift
 from reference.formulas import log1p_difference, sigmoid, sigmoid_value, softplus_value, squared_distance
 from reference.mpexact import (
-    INF, NAN, ONE, ZERO, add, exact, exact_total, is_nan, max_or_zero, mul, neg, ratio,
-    sub,
+    INF, NAN, ONE, ZERO, add, exact, exact_total, is_nan, max_or_zero, mul, neg, ratio, rational, sub, to_fraction,
 )
 
 mpf = mpmath.mpf
@@ -61,8 +61,6 @@ def differentiable(function: Callable[..., Sequence[Component]]) -> Derivative:
 
 def _negated(c: Arithmetic, v: Any) -> Any:
     """-v of a result: an enclosure's ends swap."""
-    if isinstance(v, Enclosure):
-        return Enclosure(neg(v.upper), neg(v.lower))
     return -v
 
 
@@ -178,11 +176,11 @@ def bce(c: Arithmetic, p: mpf, y: mpf) -> tuple[Component, ...]:
 
 @differentiable
 def bce_logits(c: Arithmetic, z: mpf, y: mpf) -> tuple[Component, ...]:
-    """sigmoid(z) - y; for y = 1 that is -sigmoid(-z), which does not cancel."""
-    if y == 1:
-        return (_negated(c, sigmoid(c, neg(z))),)
-    if y == 0:
-        return (sigmoid(c, z),)
+    """sigmoid(z) - y: an exact head and a small tail, (1 - y) - sigmoid(-z) for
+    z > 0 and -y + sigmoid(z) otherwise (for y = 1 and z > 0 that is
+    -sigmoid(-z), which does not cancel)."""
+    if z > 0:
+        return (shift(c, sub(ONE, y), -sigmoid_value(c, neg(z))),)
     return (shift(c, neg(y), sigmoid_value(c, z)),)
 
 
@@ -240,52 +238,48 @@ def l1_penalty(c: Arithmetic, w: mpf) -> tuple[Component, ...]:
 
 # --- row-wise losses ----------------------------------------------------------------
 
-def _softmax(c: Arithmetic, z: Sequence[mpf]) -> tuple[int, dict[int, Any], Any]:
-    """softmax from exact differences: (top, {k: softmax_k for k != top}, rest) with
-    top the first argmax and rest = 1 - softmax_top = S / (1 + S), S = sum_{k != top}
-    exp(z_k - m); nothing overflows, and 1 - softmax_top never cancels."""
-    top = max(range(len(z)), key=z.__getitem__)
-    terms = {k: c.exp_of(sub(v, z[top])) for k, v in enumerate(z) if k != top}
+def _softmax(c: Arithmetic, z: Sequence[mpf]) -> list[Any]:
+    """softmax from exact differences, nothing overflowing: with T logits tied at the
+    maximum m and S = sum exp(z_k - m) over the others, softmax_k = exp(z_k - m) /
+    (T + S) for those, and 1/T - S / (T (T + S)) for the tied ones: an exact head
+    and a small tail, so 1 - softmax never cancels."""
+    m = max(z)
+    tied = [k for k, v in enumerate(z) if v == m]
+    share = rational(Fraction(1, len(tied)))
+    terms = {k: c.exp_of(sub(v, m)) for k, v in enumerate(z) if v != m}
+    if not terms:
+        return [share] * len(z)
     values = list(terms.values())
     total = values[0]
     for term in values[1:]:
         total = total + term
-    scale = 1 + total
-    return top, {k: term / scale for k, term in terms.items()}, total / scale
+    scale = len(tied) + total
+    tail = -(total / (len(tied) * scale))
+    return [Shifted(share, tail) if k in tied else terms[k] / scale for k in range(len(z))]
+
+
+def _affine(c: Arithmetic, weight: mpf, p: Any, offset: mpf) -> Component:
+    """weight * p - offset for a softmax entry p (exact weight and offset): exact
+    where p is, an exact head and a tail where p has one."""
+    if isinstance(p, Shifted):
+        head = rational(to_fraction(weight) * to_fraction(p.head) - to_fraction(offset))
+        return Shifted(head, c.num(weight) * p.tail)
+    if isinstance(p, (mpf, Fraction)):
+        return rational(to_fraction(weight) * to_fraction(p) - to_fraction(offset))
+    return shift(c, neg(offset), c.num(weight) * p)
 
 
 @differentiable
 def cross_entropy(c: Arithmetic, z: list[mpf], t: int) -> list[Component]:
-    """softmax - onehot(t). The target's component is -(1 - softmax_t): minus the
-    other classes' mass when t is the argmax, else -1 plus softmax_t (an exact head);
-    the argmax's own component is 1 - rest, also an exact head."""
-    if len(z) == 1:
-        return [ZERO]
-    top, others, rest = _softmax(c, z)
-    grad: list[Component] = [None] * len(z)
-    for k, p in others.items():
-        grad[k] = p
-    if t == top:
-        grad[t] = -rest
-    else:
-        grad[top] = shift(c, ONE, -rest)
-        grad[t] = shift(c, -ONE, others[t])
-    return grad
+    """softmax - onehot(t): the target's 1 - softmax_t kept exact in its head."""
+    return [_affine(c, ONE, p, ONE if k == t else ZERO) for k, p in enumerate(_softmax(c, z))]
 
 
 @differentiable
 def soft_cross_entropy(c: Arithmetic, z: list[mpf], q: list[mpf]) -> list[Component]:
-    """(sum_c q_c) softmax_j - q_j: -q_j (exact) plus a positive tail, and for the
-    argmax (sum_c q_c - q_top) (exact) minus (sum_c q_c) rest."""
+    """(sum_c q_c) softmax_j - q_j, the target's total exact."""
     weight = exact_total(q)
-    if len(z) == 1:
-        return [sub(weight, q[0])]
-    top, others, rest = _softmax(c, z)
-    grad: list[Component] = [None] * len(z)
-    for k, p in others.items():
-        grad[k] = shift(c, neg(q[k]), c.num(weight) * p)
-    grad[top] = shift(c, sub(weight, q[top]), -(c.num(weight) * rest))
-    return grad
+    return [_affine(c, weight, p, qj) for p, qj in zip(_softmax(c, z), q)]
 
 
 @exact

@@ -15,10 +15,9 @@ from fractions import Fraction
 from typing import Any
 
 import mpmath
-from mpmath.libmp import libmpf
 
 from reference import certify
-from reference.arith import Arithmetic, Enclosure
+from reference.arith import Arithmetic, Enclosure, Shifted, bounds
 from reference.certify import RefValue
 from reference.derivatives import Component, Derivative
 from reference.mpexact import ratio
@@ -27,14 +26,19 @@ from reference.mpexact import ratio
 def _scale(c: Arithmetic, value: Component, count: int) -> Component:
     if value is None or count == 1:
         return value
+    if not isinstance(value, (mpmath.mpf, Fraction)):
+        lower, upper = bounds(c, value)
+        if lower == upper:  # computed exactly after all (sigmoid(0) - 1/2): divide it exactly
+            value = mpmath.mp.make_mpf(lower)
     if isinstance(value, mpmath.mpf):
         return ratio(value, mpmath.mpf(count)) if mpmath.isfinite(value) and value else value
     if isinstance(value, Fraction):
         return value / count
-    if isinstance(value, Enclosure):  # ends divided outward: the exact head stays exact
-        n, prec = libmpf.from_int(count), mpmath.mp.prec
-        return Enclosure(mpmath.mp.make_mpf(libmpf.mpf_div(value.lower._mpf_, n, prec, "f")),
-                         mpmath.mp.make_mpf(libmpf.mpf_div(value.upper._mpf_, n, prec, "c")))
+    if isinstance(value, Shifted):
+        return value.scaled(count)  # the exact head stays exact
+    if isinstance(value, Enclosure):
+        lower, upper = certify.reduce(value.lower._mpf_, value.upper._mpf_, count, "mean", mpmath.mp.prec)
+        return Enclosure(mpmath.mp.make_mpf(lower), mpmath.mp.make_mpf(upper))
     return value / count
 
 

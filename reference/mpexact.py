@@ -61,14 +61,20 @@ def half(a: mpf) -> mpf:
 def ratio(a: mpf, b: mpf) -> mpf | Fraction:
     """a / b exactly, for finite a and non-zero finite b: an mpf when the quotient is
     dyadic, else a Fraction (which can never lie on a rounding boundary)."""
-    q = to_fraction(a) / to_fraction(b)
+    return rational(to_fraction(a) / to_fraction(b))
+
+
+def rational(q: Fraction) -> mpf | Fraction:
+    """An exact rational as the formulas hold it: an mpf when dyadic, else itself."""
     if q.denominator & (q.denominator - 1) == 0:  # a power of two
         return mpmath.mp.make_mpf(libmpf.from_man_exp(q.numerator, 1 - q.denominator.bit_length()))
     return q
 
 
-def to_fraction(x: mpf) -> Fraction:
-    """A finite mpf as the exact rational it is."""
+def to_fraction(x: mpf | Fraction) -> Fraction:
+    """A finite exact value (mpf or Fraction) as the rational it is."""
+    if isinstance(x, Fraction):
+        return x
     sign, man, exponent, _ = x._mpf_
     value = Fraction(int(man) << exponent) if exponent >= 0 else Fraction(int(man), 1 << -exponent)
     return -value if sign else value

@@ -19,7 +19,7 @@ from harness.measure.refsets import round_pairs
 from harness.model import registry
 from harness.model.spec import Domain, Layout
 from reference import certify, gradients
-from reference.arith import ENGINES, Enclosure, shift
+from reference.arith import ENGINES, Shifted, shift
 from reference.formats import FORMATS, round_rational
 from reference.mpexact import is_exact
 
@@ -92,7 +92,7 @@ def test_a_tail_far_below_precision_decides_a_tie(engine: str, sign: int, fmt: s
     head = mpmath.fadd(1, mpmath.ldexp(1, -precision), exact=True)  # halfway between 1 and its successor
     c = ENGINES[engine]
 
-    def formula(c: object) -> Enclosure:
+    def formula(c: object) -> Shifted:
         tail = c.exp_of(mpf(-5000))  # type: ignore[attr-defined]
         return shift(c, head, tail if sign > 0 else -tail)  # type: ignore[arg-type]
 
