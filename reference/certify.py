@@ -50,6 +50,7 @@ class RefValue:
     settled: bool
     precision: int
     exact: Fraction | None = None  # the exact value, when it is a rational that is not dyadic
+    known_pair: tuple[float, float] | None = None  # the pair, as settlement found it
 
     @property
     def value(self) -> mpmath.mpf | None:
@@ -64,6 +65,8 @@ class RefValue:
 
     @property
     def pair(self) -> tuple[float, float]:
+        if self.known_pair is not None:
+            return self.known_pair
         if self.exact is not None:
             return split_rational(self.exact)
         value = self.value
@@ -151,38 +154,46 @@ def _slow_split(raw: Raw) -> tuple[float, float]:
     return hi, lo
 
 
-def determined(lower: Raw, upper: Raw) -> bool:
-    """Whether every point of [lower, upper] has the same pair (split is monotone,
-    so the two endpoints decide)."""
+def settled_pair(lower: Raw, upper: Raw) -> tuple[float, float] | None:
+    """The pair every point of [lower, upper] has, or None when they differ (split
+    is monotone, so the two endpoints decide)."""
     if lower == upper:
-        return True  # a point: the value is exact (or nan, the loss having no limit)
+        return split(lower)  # a point: the value is exact (or nan, the loss having no limit)
     if _NAN in (lower, upper):
-        return False
-    return split(lower) == split(upper)
+        return None
+    pair = split(lower)
+    return pair if pair == split(upper) else None
 
 
-def _enclosure(result: Any, c: Arithmetic) -> tuple[Raw, Raw, Fraction | None]:
+def determined(lower: Raw, upper: Raw) -> bool:
+    return settled_pair(lower, upper) is not None
+
+
+Found = tuple  # (lower, upper, exact rational or None, pair or None)
+
+
+def _enclosure(result: Any, c: Arithmetic) -> Found:
     lower, upper = bounds(c, result)
-    return lower, upper, result if isinstance(result, Fraction) else None
+    if isinstance(result, Fraction):  # an exact rational settles by itself
+        return lower, upper, result, split_rational(result)
+    return lower, upper, None, settled_pair(lower, upper)
 
 
 def _settles(result: Any, c: Arithmetic) -> tuple[bool, Any]:
     """(settled, enclosure) of a formula's result: a scalar, or a tuple of derivative
-    components, None where the derivative does not exist. An exact rational is
-    settled by itself."""
+    components, None where the derivative does not exist."""
     if isinstance(result, tuple):
         parts = [None if v is None else _enclosure(v, c) for v in result]
-        return all(p is None or p[2] is not None or determined(p[0], p[1]) for p in parts), parts
-    lower, upper, exact = _enclosure(result, c)
-    return exact is not None or determined(lower, upper), (lower, upper, exact)
+        return all(p is None or p[3] is not None for p in parts), parts
+    found = _enclosure(result, c)
+    return found[3] is not None, found
 
 
 def _ref(enclosure: Any, settled: bool, prec: int) -> Any:
     if isinstance(enclosure, list):
-        return tuple(RefValue.undefined(settled, prec) if p is None else RefValue(p[0], p[1], settled, prec, p[2])
+        return tuple(RefValue.undefined(settled, prec) if p is None else RefValue(*p[:2], settled, prec, *p[2:])
                      for p in enclosure)
-    lower, upper, exact = enclosure
-    return RefValue(lower, upper, settled, prec, exact)
+    return RefValue(*enclosure[:2], settled, prec, *enclosure[2:])
 
 
 def settle_items(formula: Formula, items: Sequence[tuple[Any, ...]], c: Arithmetic,

@@ -31,27 +31,30 @@ def is_exact(formula: Callable[..., mpf]) -> bool:
     return bool(getattr(base, "exact", False))
 
 
+_make = mpmath.mp.make_mpf
+
+
 def sub(a: mpf, b: mpf) -> mpf:
-    """a - b without rounding."""
-    return mpmath.fsub(a, b, exact=True)
+    """a - b without rounding (libmpf directly: these are the formulas' hot path)."""
+    return _make(libmpf.mpf_sub(a._mpf_, b._mpf_, 0))
 
 
 def add(a: mpf, b: mpf) -> mpf:
-    return mpmath.fadd(a, b, exact=True)
+    return _make(libmpf.mpf_add(a._mpf_, b._mpf_, 0))
 
 
 def mul(a: mpf, b: mpf) -> mpf:
-    return mpmath.fmul(a, b, exact=True)
+    return _make(libmpf.mpf_mul(a._mpf_, b._mpf_, 0))
 
 
 def neg(a: mpf) -> mpf:
     """-a without rounding (unary minus on an mpf rounds to the working precision)."""
-    return mpmath.fneg(a, exact=True)
+    return _make(libmpf.mpf_neg(a._mpf_))
 
 
 def absolute(a: mpf) -> mpf:
     """|a| without rounding (abs() on an mpf rounds to the working precision)."""
-    return neg(a) if a < 0 else a
+    return _make(libmpf.mpf_abs(a._mpf_))
 
 
 def half(a: mpf) -> mpf:
@@ -146,4 +149,9 @@ def max_or_zero(a: mpf) -> mpf:
 
 
 def all_finite(values: Sequence[mpf]) -> bool:
-    return all(mpmath.isfinite(v) for v in values)
+    return all(is_finite(v) for v in values)
+
+
+def is_finite(x: mpf) -> bool:
+    raw = x._mpf_
+    return bool(raw[1]) or raw == libmpf.fzero
