@@ -4,6 +4,7 @@ arguments refused."""
 from __future__ import annotations
 
 import json
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def test_report_writes_every_file_and_the_page_references_only_existing_images(s
     assert main(["report", "--db", str(store_path), "--out", str(out), "--asv-results", str(asv)]) == 0
     expected = {"accuracy_typical.png", "accuracy_all_regimes.png", "error_vs_size.png", "throughput_vs_size.png",
                 "bandwidth_fraction_vs_size.png", "accuracy_vs_speed.png", "gradient_accuracy.png", "asv_history.png"}
-    assert {p.name for p in out.iterdir()} == expected | {"index.html", "summary.md"}
+    assert {p.name for p in out.iterdir()} == expected | {"index.html", "summary.md", report.FIGURE_CACHE}
     page = _Images()
     page.feed((out / "index.html").read_text())
     page.close()
@@ -184,18 +185,27 @@ def test_bad_arguments_exit_2(argv: list[str], message: str, capsys: pytest.Capt
 
 def test_run_sweeps_times_grades_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    """The main job on a one-loss grid: every cell timed and graded, the report written, its path printed last."""
+    """The main job on a one-loss grid: every cell graded, the smallest and largest
+    sizes timed, the report written, its path printed last; a rerun finds the atlas
+    current and makes nothing again."""
     grid = {k: v for k, v in SMALL.items() if k not in ("seeds", "jobs")}  # what default_config gives
     monkeypatch.setattr(sweeping, "default_config", lambda quick=True: {**grid, "losses": ("mse",),
-                                                                        "regimes": ("typical",), "sizes": (100,)})
-    assert main(["run", "--db", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "out"), "--no-progress",
-                 "--jobs", "1"]) == 0
+                                                                        "regimes": ("typical",), "sizes": (10, 30, 100)})
+    command = ["run", "--db", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "out"), "--no-progress", "--jobs", "1"]
+    assert main(command) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert Path(last) == (tmp_path / "out" / "index.html").resolve() and Path(last).exists()
     with open_store(tmp_path / "r.sqlite") as store:
         cells, gradients = list(store.cells()), list(store.gradients())
-        assert len(cells) == len(gradients) == CHOICES and all(c["forward_seconds"] for c in cells)
-        assert store.atlas()
+        assert len(cells) == len(gradients) == 3 * CHOICES
+        assert all(bool(c["forward_seconds"]) == (c["size"] != 30) for c in cells)
+        atlas = store.atlas()
+        assert atlas
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "0 stored now (nothing new)" in printed and "atlas: 0 entries stored (the others are current)" in printed
+    with open_store(tmp_path / "r.sqlite") as store:
+        assert store.atlas() == atlas
 
 
 def test_heatmap_takes_errors_beyond_float64(tmp_path: Path) -> None:
@@ -206,3 +216,17 @@ def test_heatmap_takes_errors_beyond_float64(tmp_path: Path) -> None:
              "unexpected_nonfinite": 0, "max_ulp": 0.4, "reduced_ulp": None}]
     report._heatmap(rows, tmp_path / "h.png", "inf", report.worst_ulp)
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_rerun_draws_only_the_figures_whose_data_changed(store_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert main(["report", "--db", str(store_path), "--out", str(out)]) == 0
+    drawn = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    cache = json.loads((out / report.FIGURE_CACHE).read_text())
+    cache["error_vs_size.png"]["digest"] = "data that changed"
+    (out / report.FIGURE_CACHE).write_text(json.dumps(cache))
+    time.sleep(0.01)
+    assert main(["report", "--db", str(store_path), "--out", str(out)]) == 0
+    again = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert again.keys() == drawn.keys()
+    assert [name for name in drawn if again[name] != drawn[name]] == ["error_vs_size.png"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from pathlib import Path
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,7 +22,7 @@ import mpmath
 import numpy as np
 
 from harness import adapters
-from harness.measure import metrics, regimes
+from harness.measure import metrics, refsets, regimes
 from harness.model import registry
 from harness.adapters.base import Adapter, ApiCall, error_line, recording
 from harness.measure.deviations import (
@@ -65,6 +66,7 @@ class AtlasEntry:
     result_dtypes: dict[str, str]  # requested -> returned (or the error)
     mean_divides_by: str
     edges: tuple[EdgeProbe, ...]
+    code: str  # code_version() of what made it: the same code and framework version make the same entry
 
     def counts(self) -> dict[str, int]:
         found = {d: 0 for d in DEVIATIONS}
@@ -239,8 +241,26 @@ def entry(framework: str, loss: str, impl: str, dtype: str) -> AtlasEntry:
     return AtlasEntry(
         loss, framework, adapter.version(), impl, dtype, calls, composed, adapter.settings(),
         result_dtypes, _mean_divisor(adapter, spec, impl),
-        _probe(adapter, spec, impl, dtype, _epsilons(adapter, calls)),
+        _probe(adapter, spec, impl, dtype, _epsilons(adapter, calls)), code_version(),
     )
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of the code an atlas entry comes from: this module, the adapters, the
+    inputs and metrics it uses, and the reference."""
+    root = Path(__file__).resolve().parents[2]
+    files = sorted(str(p.relative_to(root)) for folder in ("harness/adapters", "reference")
+                   for p in (root / folder).rglob("*.py"))
+    files += [f"harness/measure/{name}.py" for name in ("atlas", "deviations", "evaluate", "metrics", "regimes",
+                                                         "items", "numbers")]
+    return refsets.code_version(tuple(files))
+
+
+def is_current(stored: dict[str, Any] | None, framework_version: str) -> bool:
+    """Whether a stored entry (AtlasEntry.to_json()) is what entry() would make now."""
+    return stored is not None and stored.get("code") == code_version() \
+        and stored.get("framework_version") == framework_version
 
 
 def plan(losses: Sequence[str], frameworks: Sequence[str]) -> Iterator[tuple[str, str, str]]:

@@ -7,6 +7,7 @@ files beside it.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
@@ -25,6 +26,9 @@ from harness.measure.environment import Environment
 from harness.store import Store
 
 DEFAULT_OUT = Path("reports/latest")
+# What drew each figure last time (a digest of its data and of this module): a rerun
+# whose data did not change keeps the figure instead of drawing it again.
+FIGURE_CACHE = "figures.json"
 DEFAULT_ASV_RESULTS = Path(".asv/results")
 REGIME = "typical"  # the regime of the size plots: what most inputs look like
 CORRECTLY_ROUNDED = 0.5  # ulp; the colour scales start here
@@ -253,48 +257,63 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
     gradients = list(store.gradients())
     typical = [r for r in cells if r["regime"] == REGIME and r["status"] == "ok"]
 
-    def figure(file: str, title: str, how_to_read: str, draw: Callable[[Path], bool | None]) -> None:
-        if draw(out / file) is not False:
+    cache = out / FIGURE_CACHE
+    drawn_before = json.loads(cache.read_text()) if cache.exists() else {}
+    drawn_now: dict[str, dict[str, Any]] = {}
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+    def figure(file: str, title: str, how_to_read: str, data: Any, draw: Callable[[Path], bool | None]) -> None:
+        """Draw ``file`` from ``data``, unless the same data and code drew it last time."""
+        digest = hashlib.sha256(json.dumps([code, data], sort_keys=True, default=str).encode()).hexdigest()
+        before = drawn_before.get(file)
+        if before and before["digest"] == digest and (not before["drawn"] or (out / file).exists()):
+            drawn = before["drawn"]
+        else:
+            drawn = draw(out / file) is not False
+        drawn_now[file] = {"digest": digest, "drawn": drawn}
+        if drawn:
             report.figures.append(Figure(file, title, how_to_read))
 
     if cells:
+        typical_cells = [r for r in cells if r["regime"] == REGIME]
         figure("accuracy_typical.png", "Accuracy on typical inputs",
                "Each square is the worst ULP error of a loss in one framework, impl and dtype over every size "
                "on typical inputs (dark is accurate, 0.5 ulp means correctly rounded); a red x marks unexpected "
-               "non-finite results, grey a cell that failed.",
-               lambda p: _heatmap([r for r in cells if r["regime"] == REGIME], p, "typical inputs", worst_ulp))
+               "non-finite results, grey a cell that failed.", typical_cells,
+               lambda p: _heatmap(typical_cells, p, "typical inputs", worst_ulp))
         figure("accuracy_all_regimes.png", "Accuracy over every regime",
                "The same squares over every input regime (wide, saturated, near overflow, cancellation, edge): "
-               "where a choice breaks, not how it usually does.",
+               "where a choice breaks, not how it usually does.", cells,
                lambda p: _heatmap(cells, p, "all regimes (worst)", worst_ulp))
         figure("error_vs_size.png", "Error of the mean against size",
                "One panel per loss, one line per framework:impl and dtype (colour = dtype): the ULP error of "
-               "the mean on typical inputs; a line rising with size is reduction error accumulating.",
+               "the mean on typical inputs; a line rising with size is reduction error accumulating.", typical,
                lambda p: _per_loss(typical, p, "ULP error of the mean", lambda r: r["reduced_ulp"]))
     timed = [r for r in typical if r.get("forward_seconds")]
     if timed:
         figure("throughput_vs_size.png", "Throughput against size",
                "Elements per second of the forward loss (median of calibrated samples) on typical inputs; "
-               "higher is faster.", lambda p: _per_loss(timed, p, "elements / s", lambda r: r["elements_per_s"]))
+               "higher is faster.", timed, lambda p: _per_loss(timed, p, "elements / s", lambda r: r["elements_per_s"]))
         figure("bandwidth_fraction_vs_size.png", "Fraction of the measured memory bandwidth",
                "Minimum bytes moved per second divided by the machine's measured STREAM limit: near 1 the "
-               "loss runs as fast as memory allows; far below, it is compute or overhead bound.",
+               "loss runs as fast as memory allows; far below, it is compute or overhead bound.", timed,
                lambda p: _per_loss(timed, p, "fraction of bandwidth limit", lambda r: r["forward_bw_fraction"]))
         figure("accuracy_vs_speed.png", "Accuracy against speed",
                "Each point is a choice at the loss's largest timed size; the red line joins the choices no other "
-               "beats on both time and error (the Pareto front): pick from it.", lambda p: _pareto(timed, p))
+               "beats on both time and error (the Pareto front): pick from it.", timed, lambda p: _pareto(timed, p))
     if gradients:
+        typical_gradients = [g for g in gradients if g["regime"] == REGIME and g["status"] != "no_gradient"]
         figure("gradient_accuracy.png", "Gradient accuracy on typical inputs",
                "As the accuracy squares, for d(loss)/d(input) against the reference derivative; a square much "
-               "brighter than its forward square is a loss accurate forward and wrong backward.",
-               lambda p: _heatmap([g for g in gradients if g["regime"] == REGIME and g["status"] != "no_gradient"],
-                                  p, "gradient, typical inputs", lambda g: g["max_ulp"]))
+               "brighter than its forward square is a loss accurate forward and wrong backward.", typical_gradients,
+               lambda p: _heatmap(typical_gradients, p, "gradient, typical inputs", lambda g: g["max_ulp"]))
     history = asv_history(asv_results) if asv_results.is_dir() else {}
     if history:
         figure("asv_history.png", "Speed history (asv)",
                "Forward time of the asv anchor cases (mse and cross_entropy, torch float32) per commit in "
-               ".asv/results: a step up is a speed regression.",
+               ".asv/results: a step up is a speed regression.", history,
                lambda p: _history_figure(history, p))
+    cache.write_text(json.dumps(drawn_now))
     context = _context(store, cells, gradients)
     (out / "index.html").write_text(_html(report, context, store.atlas()))
     (out / "summary.md").write_text(_markdown(report, context))

@@ -71,6 +71,7 @@ class SweepConfig:
     cell_timeout: float = DEFAULT_CELL_TIMEOUT
     time: bool = False
     timed_regimes: tuple[str, ...] = DEFAULT_TIMED_REGIMES
+    timed_sizes: tuple[int, ...] | None = None  # None: every size swept
     grad: bool = False
     grad_regimes: tuple[str, ...] | None = None  # None: every regime the sweep runs
     reference_engine: str = DEFAULT_ENGINE
@@ -151,6 +152,7 @@ def plan(config: SweepConfig, info: dict[str, FrameworkInfo], stored: StoredKeys
                         cell = CellTask(inputset, size, framework, fw.version or "", impl, device)
                         key = cell.key()
                         time_it = (config.time and inputset.regime in config.timed_regimes
+                                   and (config.timed_sizes is None or size in config.timed_sizes)
                                    and not stored.cells.get(key, False))
                         grad = (config.grad and (config.grad_regimes is None or inputset.regime in config.grad_regimes)
                                 and key not in stored.gradients)

@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from tqdm import tqdm
 
+from harness import adapters
 from harness.adapters import FRAMEWORKS
 from harness.measure import atlas, bandwidth
 from harness.model import registry
@@ -39,8 +41,13 @@ def listing(what: str) -> list[dict[str, Any]]:
     return [{"name": device, "frameworks": [r["name"] for r in rows if device in r["devices"]]} for device in DEVICES]
 
 
-def build_atlas(losses: list[str], frameworks: list[str], dtypes: list[str], no_progress: bool) -> list[dict[str, Any]]:
-    planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(losses, frameworks) for dtype in dtypes]
+def build_atlas(losses: list[str], frameworks: list[str], dtypes: list[str], no_progress: bool,
+                stored: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The atlas entries of these losses, frameworks and dtypes, but for those among
+    ``stored`` that the same code and framework version made (nothing to redo)."""
+    known = {(e["loss"], e["framework"], e["impl"], e["dtype"]): e for e in stored}
+    planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(losses, frameworks) for dtype in dtypes
+               if not atlas.is_current(known.get((loss, f, impl, dtype)), adapters.load(f).version())]
     bar = tqdm(planned, desc="atlas", unit="entry", file=sys.stderr, disable=no_progress, mininterval=1.0)
     return [atlas.entry(*item).to_json() for item in bar]
 

@@ -40,6 +40,12 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         raise UsageError("--cell-timeout must be positive")
     if args.grad_regime and not args.grad:
         raise UsageError("--grad-regime needs --grad")
+    if args.time_size and not args.time:
+        raise UsageError("--time-size needs --time")
+    sizes = tuple(sorted(set(args.sizes or defaults["sizes"])))
+    for size in args.time_size or ():
+        if size not in sizes:
+            raise UsageError(f"--time-size {size} is not one of the swept sizes ({', '.join(map(str, sizes))})")
     for name in args.framework or ():
         if name in adapters.disabled():
             raise UsageError(f"framework {name} is disabled by LOSSBENCH_DISABLE")
@@ -50,10 +56,11 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         dtypes=tuple(dict.fromkeys(args.dtype or defaults["dtypes"])),
         devices=tuple(dict.fromkeys(args.device or defaults["devices"])),
         regimes=tuple(dict.fromkeys(args.regime)) if args.regime else None,
-        sizes=tuple(sorted(set(args.sizes or defaults["sizes"]))),
+        sizes=sizes,
         widths=defaults["widths"],
         seeds=args.seeds, jobs=args.jobs, cell_timeout=args.cell_timeout,
         time=args.time, timed_regimes=tuple(dict.fromkeys(args.time_regime or DEFAULT_TIMED_REGIMES)),
+        timed_sizes=tuple(sorted(set(args.time_size))) if args.time_size else None,
         grad=args.grad, grad_regimes=tuple(dict.fromkeys(args.grad_regime)) if args.grad_regime else None,
         reference_engine=args.reference_engine,
     )
@@ -101,6 +108,8 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time forward and forward+backward, after measuring the memory bandwidth")
     parser.add_argument("--time-regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES,
                         help=f"regimes to time (default {' '.join(DEFAULT_TIMED_REGIMES)})")
+    parser.add_argument("--time-size", nargs="+", action="extend", metavar="N", type=positive_int,
+                        help="sizes to time, among --sizes (default: every size)")
     parser.add_argument("--grad", action="store_true",
                         help="also measure each cell's gradient with respect to input against the reference derivative")
     parser.add_argument("--grad-regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES,
@@ -122,20 +131,26 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                         help="worker processes for the reference and accuracy cells (default: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    reference_engine_argument(parser)
 
 
 def _run_run(args: argparse.Namespace) -> int:
     """The main job: what `make run` does."""
-    # Timing and gradients on typical inputs, accuracy on every regime: the gradient
-    # reference of every regime would double the cold run (sweep --grad does it).
-    config = SweepConfig(**default_config(quick=True), jobs=args.jobs, time=True, grad=True,
-                         grad_regimes=DEFAULT_TIMED_REGIMES)
-    print(f"lossbench run: quick sweep of {len(config.losses)} losses into {args.db}; timing and gradients on "
-          f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs", flush=True)
+    # Accuracy on every regime and size; gradients on typical inputs (every regime's
+    # gradient reference would double the cold run: sweep --grad does it); timing on
+    # typical inputs of the smallest and the largest size (sweep --time times every size).
+    defaults = default_config(quick=True)
+    timed = (min(defaults["sizes"]), max(defaults["sizes"]))
+    config = SweepConfig(**defaults, jobs=args.jobs, time=True, timed_sizes=timed, grad=True,
+                         grad_regimes=DEFAULT_TIMED_REGIMES, reference_engine=args.reference_engine)
+    print(f"lossbench run: quick sweep of {len(config.losses)} losses into {args.db}; gradients on "
+          f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs, timing on them at sizes {timed[0]} and {timed[1]}", flush=True)
     run_and_print(config, args.db, args.no_progress)
-    entries = build_atlas(list(registry.names()), chosen_frameworks(None), ["float32"], args.no_progress)
+    with opened(args.db) as store:
+        stored = store.atlas()
+    entries = build_atlas(list(registry.names()), chosen_frameworks(None), ["float32"], args.no_progress, stored)
     store_atlas(args.db, entries)
-    print(f"atlas: {len(entries)} entries stored")
+    print(f"atlas: {len(entries)} entries stored" + (" (the others are current)" if stored else ""))
     print(write_report(args.db, args.out))
     return 0
 
