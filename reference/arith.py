@@ -78,6 +78,7 @@ class Arithmetic:
     def power(self, v: Any, exponent: Any) -> Any: ...
     def between(self, lower: mpf, upper: mpf) -> Any: ...
     def endpoints(self, v: Any) -> tuple[Raw, Raw]: ...
+    def is_point(self, v: Any) -> bool: ...
 
     def div(self, a: mpf, b: mpf) -> Any:
         """a / b of exact finite numbers (b non-zero), as a value to compute with."""
@@ -152,6 +153,9 @@ class Balls(Arithmetic):
     def between(self, lower: mpf, upper: mpf) -> flint.arb:
         return self.num(lower).union(self.num(upper))
 
+    def is_point(self, v: flint.arb) -> bool:
+        return v.is_exact()
+
     def endpoints(self, v: flint.arb) -> tuple[Raw, Raw]:
         """mid -+ rad, exactly (Arb's own lower() and upper() round to the context's
         precision)."""
@@ -215,6 +219,10 @@ class Intervals(Arithmetic):
     def endpoints(self, v: Any) -> tuple[Raw, Raw]:
         return v._mpi_
 
+    def is_point(self, v: Any) -> bool:
+        lower, upper = v._mpi_
+        return lower == upper
+
 
 ENGINES: dict[str, Arithmetic] = {"flint": Balls(), "mpmath": Intervals()}
 DEFAULT_ENGINE = "flint"
@@ -228,14 +236,16 @@ def engine(name: str) -> Arithmetic:
 
 
 def bounds(c: Arithmetic, result: Any) -> tuple[Raw, Raw]:
-    """Exact endpoints (raw mpf) of what a formula returned."""
-    if isinstance(result, mpf):
+    """Exact endpoints (raw mpf) of what a formula returned (types tested exactly:
+    this is the settlement's hot path)."""
+    kind = type(result)
+    if kind is mpf:
         return result._mpf_, result._mpf_
-    if isinstance(result, Fraction):
+    if kind is Fraction:
         return rational_bounds(result)
-    if isinstance(result, Enclosure):
+    if kind is Enclosure:
         return result.lower._mpf_, result.upper._mpf_
-    if isinstance(result, Shifted):
+    if kind is Shifted:
         lower, upper = c.endpoints(result.tail)
         head = result.head
         if isinstance(head, Fraction):  # not dyadic: never on a boundary, so its rounded ends do
@@ -253,11 +263,27 @@ def rational_bounds(q: Fraction) -> tuple[Raw, Raw]:
             libmpf.from_rational(q.numerator, q.denominator, prec, "c"))
 
 
-def shift(c: Arithmetic, head: mpf, tail: Any) -> Shifted:
+def shift(c: Arithmetic, head: mpf, tail: Any) -> Any:
     """head + tail for an exact head and an enclosed tail, added with no rounding
     when its ends are taken: a tail far below the head keeps its sign, so it
-    decides a head lying on a tie."""
-    return Shifted(head, tail)
+    decides a head lying on a tie. (A zero head leaves the tail alone.)"""
+    return Shifted(head, tail) if head else tail
+
+
+def quotient(a: mpf, b: mpf) -> mpf | Enclosure:
+    """a / b of exact finite numbers (b non-zero) whose rounding alone matters (it is
+    not summed further): exact when dyadic, else rounded outward at the working
+    precision (a quotient that is not dyadic lies on no rounding boundary, so rising
+    precision settles it)."""
+    sign_a, man_a, exp_a, _ = a._mpf_
+    sign_b, man_b, exp_b, _ = b._mpf_
+    if not man_a:
+        return a
+    if man_a % man_b == 0:  # normalized mantissas are odd: dyadic exactly when man_b divides man_a
+        return mpmath.mp.make_mpf(libmpf.from_man_exp((-1) ** (sign_a ^ sign_b) * (man_a // man_b), exp_a - exp_b))
+    prec = mpmath.mp.prec
+    return Enclosure(mpmath.mp.make_mpf(libmpf.mpf_div(a._mpf_, b._mpf_, prec, "f")),
+                     mpmath.mp.make_mpf(libmpf.mpf_div(a._mpf_, b._mpf_, prec, "c")))
 
 
 def as_value(c: Arithmetic, v: Any) -> Any:

@@ -131,7 +131,15 @@ def _nearest53(m: int) -> tuple[int, int]:
 
 
 def split_rational(q: Fraction) -> tuple[float, float]:
-    """``split`` of an exact rational."""
+    """``split`` of an exact rational: from its two neighbours 2**-120 of its size
+    apart when they share their pair (integer arithmetic, fast), else exactly."""
+    n, d = q.numerator, q.denominator
+    if n:
+        scale = 120 - (abs(n).bit_length() - d.bit_length())
+        below = (n << scale) // d if scale >= 0 else n // (d << -scale)
+        pair = settled_pair(libmpf.from_man_exp(below, -scale), libmpf.from_man_exp(below + 1, -scale))
+        if pair is not None:
+            return pair
     hi = formats.round_rational(q, _FLOAT64)
     if not math.isfinite(hi):
         return hi, 0.0
@@ -174,7 +182,7 @@ Found = tuple  # (lower, upper, exact rational or None, pair or None)
 
 def _enclosure(result: Any, c: Arithmetic) -> Found:
     lower, upper = bounds(c, result)
-    if isinstance(result, Fraction):  # an exact rational settles by itself
+    if type(result) is Fraction:  # an exact rational settles by itself
         return lower, upper, result, split_rational(result)
     return lower, upper, None, settled_pair(lower, upper)
 

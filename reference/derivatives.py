@@ -27,10 +27,10 @@ from typing import Any
 
 import mpmath
 
-from reference.arith import Arithmetic, Enclosure, Shifted, as_value, shift
+from reference.arith import Arithmetic, Enclosure, Shifted, as_value, quotient, shift
 from reference.formulas import log1p_difference, sigmoid, sigmoid_value, softplus_value, squared_distance
 from reference.mpexact import (
-    INF, NAN, ONE, ZERO, add, exact, exact_total, is_nan, max_or_zero, mul, neg, ratio, rational, sub, to_fraction,
+    INF, NAN, ONE, ZERO, add, exact, exact_total, is_nan, max_or_zero, mul, neg, rational, sub, to_fraction,
 )
 
 mpf = mpmath.mpf
@@ -61,6 +61,8 @@ def differentiable(function: Callable[..., Sequence[Component]]) -> Derivative:
 
 def _negated(c: Arithmetic, v: Any) -> Any:
     """-v of a result: an enclosure's ends swap."""
+    if isinstance(v, Enclosure):
+        return Enclosure(neg(v.upper), neg(v.lower))
     return -v
 
 
@@ -79,7 +81,7 @@ def _step(h: mpf, slope: mpf) -> Component:
 def _divide(a: mpf, b: mpf) -> Component:
     """a / b for b >= 0 in the extended reals: a / +0 is +-inf, 0 / 0 is nan."""
     if b != 0:
-        return ZERO if a == 0 else ratio(a, b)
+        return ZERO if a == 0 else quotient(a, b)
     return NAN if a == 0 else (INF if a > 0 else -INF)
 
 
@@ -110,12 +112,11 @@ def huber(c: Arithmetic, x: mpf, y: mpf, delta: mpf) -> tuple[Component, ...]:
     return (delta if d > 0 else neg(delta),)
 
 
-@exact
 @differentiable
 def smooth_l1(c: Arithmetic, x: mpf, y: mpf, beta: mpf) -> tuple[Component, ...]:
     d = sub(x, y)
     if abs(d) < beta:
-        return (_divide(d, beta),)  # exact: a dyadic, or a Fraction
+        return (_divide(d, beta),)  # exact when beta is a power of two
     return (ONE if d > 0 else -ONE,)
 
 
@@ -294,8 +295,8 @@ def _minus_ratio(c: Arithmetic, weight: mpf, value: mpf) -> Component:
         return NAN
     if weight == 0:
         return ZERO
-    quotient = _divide(weight, value)
-    return neg(quotient) if isinstance(quotient, mpf) else -quotient
+    share = _divide(weight, value)
+    return neg(share) if isinstance(share, mpf) else _negated(c, share)
 
 
 @differentiable
@@ -309,12 +310,11 @@ def kl_div(c: Arithmetic, q: list[mpf], p: list[mpf]) -> list[Component]:
     return [_minus_ratio(c, pc, qc) for qc, pc in zip(q, p)]
 
 
-@exact
 @differentiable
 def multi_margin(c: Arithmetic, s: list[mpf], t: int, margin: mpf) -> list[Component]:
     count = mpf(len(s))
     gap = sub(margin, s[t])
-    share = ratio(ONE, count)
+    share = quotient(ONE, count)
     grad: list[Component] = [_step(add(gap, sj), ONE) if j != t else ZERO for j, sj in enumerate(s)]
     others = [g for j, g in enumerate(grad) if j != t]
     active = sum(1 for g in others if g)

@@ -17,26 +17,25 @@ from typing import Any
 import mpmath
 
 from reference import certify
-from reference.arith import Arithmetic, Enclosure, Shifted, bounds
+from reference.arith import Arithmetic, Enclosure, Shifted, bounds, quotient
 from reference.certify import RefValue
 from reference.derivatives import Component, Derivative
-from reference.mpexact import ratio
 
 
 def _scale(c: Arithmetic, value: Component, count: int) -> Component:
     if value is None or count == 1:
         return value
-    if not isinstance(value, (mpmath.mpf, Fraction)):
-        lower, upper = bounds(c, value)
-        if lower == upper:  # computed exactly after all (sigmoid(0) - 1/2): divide it exactly
-            value = mpmath.mp.make_mpf(lower)
-    if isinstance(value, mpmath.mpf):
-        return ratio(value, mpmath.mpf(count)) if mpmath.isfinite(value) and value else value
-    if isinstance(value, Fraction):
+    kind = type(value)
+    if kind not in (mpmath.mpf, Fraction, Shifted, Enclosure) and c.is_point(value):
+        value = mpmath.mp.make_mpf(bounds(c, value)[0])  # computed exactly after all: divide it exactly
+        kind = mpmath.mpf
+    if kind is mpmath.mpf:
+        return quotient(value, mpmath.mpf(count)) if mpmath.isfinite(value) and value else value
+    if kind is Fraction:
         return value / count
-    if isinstance(value, Shifted):
+    if kind is Shifted:
         return value.scaled(count)  # the exact head stays exact
-    if isinstance(value, Enclosure):
+    if kind is Enclosure:
         lower, upper = certify.reduce(value.lower._mpf_, value.upper._mpf_, count, "mean", mpmath.mp.prec)
         return Enclosure(mpmath.mp.make_mpf(lower), mpmath.mp.make_mpf(upper))
     return value / count

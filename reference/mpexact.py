@@ -110,6 +110,9 @@ def guarded_total(raws: Sequence[tuple]) -> tuple:
     if len(terms) < 2:
         return terms[0] if terms else libmpf.fzero
     gap = max(r[3] for r in terms) + NEGLIGIBLE_BITS + 64 + len(terms).bit_length()
+    tops = [r[2] + r[3] for r in terms]
+    if max(tops) - min(tops) <= gap:  # no gap can separate them: the exact sum fits
+        return libmpf.mpf_sum(terms, 0)
     ordered = sorted(terms, key=lambda r: r[2] + r[3], reverse=True)
     cut = len(ordered)
     for i in range(1, len(ordered)):

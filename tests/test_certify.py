@@ -39,8 +39,9 @@ def exact_pair(q: Fraction) -> tuple[float, float]:
     Fraction -> float (independent of reference.certify): hi nearest q, lo nearest
     the remainder, a remainder below the subnormals kept as +-2**-1074."""
     if abs(q) >= FLOAT64_OVERFLOW:
-        return math.copysign(math.inf, q), 0.0
-    hi = float(q)
+        return (math.inf if q > 0 else -math.inf), 0.0
+    # CPython refuses int / int at 2**1024 before rounding, where the format rounds to max.
+    hi = float(q) if abs(q) < 2**1023 else round_rational(q, FORMATS["float64"])
     remainder = q - Fraction(hi)
     lo = float(remainder)
     if lo == 0 and remainder:
@@ -260,3 +261,13 @@ def test_cross_entropy_on_a_midpoint_rounds_up(fmt: str, data: st.DataObject) ->
         (ref,) = compute_reference(registry.get("cross_entropy"), arrays, {}, "none", engine)
         rounded = round_pairs(np.array([ref.pair[0]]), np.array([ref.pair[1]]), fmt)[0]
         assert ref.settled and rounded == m + spacing
+
+
+@settings(max_examples=300, deadline=None)
+@given(numerator=st.integers(-2**300, 2**300).filter(bool), denominator=st.integers(1, 2**200),
+       exponent=st.integers(-1100, 1000))
+def test_the_pair_of_an_exact_rational(numerator: int, denominator: int, exponent: int) -> None:
+    """certify.split_rational (fast path through two close dyadics, else exact)
+    against CPython's correctly rounded Fraction -> float."""
+    q = Fraction(numerator, denominator) * Fraction(2) ** exponent
+    assert repr(certify.split_rational(q)) == repr(exact_pair(q))

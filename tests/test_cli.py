@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import mpmath
 import pytest
 
 from harness import adapters
@@ -229,6 +230,11 @@ BAD_INPUTS = {
                                       "--grad needs a reduced loss"),
     "results grad and speed": (["results", "--grad", "--speed"], "not allowed with argument"),
     "grad regime without grad": (["sweep", "--grad-regime", "edge"], "--grad-regime needs --grad"),
+    "time size without time": (["sweep", "--time-size", "10"], "--time-size needs --time"),
+    "time size not swept": (["sweep", "--sizes", "10", "100", "--time", "--time-size", "1000"],
+                            "--time-size 1000 is not one of the swept sizes (10, 100)"),
+    "unknown reference engine": (BASE + ["--input", "[1]", "--target", "[0]", "--reference-engine", "sympy"],
+                                 "invalid choice: 'sympy'"),
     "bandwidth unknown framework": (["bandwidth", "--framework", "jax"], "invalid choice: 'jax'"),
 }
 
@@ -255,6 +261,33 @@ def test_eval_grad_is_shaped_like_the_input_and_marks_corners(capsys: pytest.Cap
                        "--target", "[1, 0]", "--grad")  # |d| has no derivative at d = 0
     assert record["grad_reference_status"] == ["undefined", "settled"]
     assert record["grad_ulp_error"][0] is None and record["grad_reference"] == [None, "0.5" + "0" * 29]
+
+
+def test_both_reference_engines_print_the_same_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's midpoint row and a tiny gradient: Arb balls and mpmath intervals agree
+    on every stored and printed number."""
+    argv = ["cross_entropy", "--framework", "numpy", "--dtype", "float64", "--reduction", "mean",
+            "--input", "[[-5.684341886080802e-14, 1000], [0, -690]]", "--target", "[0, 1]", "--grad"]
+    fields = ("reference", "reference_rounded", "reference_status", "grad_reference", "grad_reference_rounded",
+              "grad_reference_status")
+    records = [eval_json(capsys, *argv, "--reference-engine", engine) for engine in ("flint", "mpmath")]
+    assert [{f: r[f] for f in fields} for r in records][0] == [{f: r[f] for f in fields} for r in records][1]
+    assert records[0]["reference_status"] == "settled"
+
+
+def test_decimals_print_proven_digits_far_below_float64(capsys: pytest.CaptureFixture[str]) -> None:
+    """d/dz of the summed bce_logits at z = -1e300, y = 0 is sigmoid(-1e300) = e^-1e300
+    (1 + ...): far below float64, printed with its exact binary exponent, every digit
+    checked against mpmath at a precision that holds it."""
+    record = eval_json(capsys, "bce_logits", "--framework", "numpy", "--dtype", "float64", "--input", "[-1e300]",
+                       "--target", "[0]", "--reduction", "sum", "--grad")
+    (printed,) = record["grad_reference"]
+    mantissa, exponent = printed.split("*2^")
+    with mpmath.workprec(2000):
+        exact = mpmath.exp(mpmath.mpf(-1e300))
+        binade = int(mpmath.floor(mpmath.log(exact, 2)))
+        expected = mpmath.nstr(exact / mpmath.ldexp(1, binade), len(mantissa) - 1, strip_zeros=False)
+    assert int(exponent) == binade and mantissa == expected and len(mantissa) >= 25
 
 
 def test_eval_grad_of_an_impl_without_one_exits_1(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ gradients of the rational losses (reduction included), and the conventions at
 points with no derivative."""
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 import mpmath
@@ -14,9 +15,11 @@ from harness.model import registry
 from harness.measure import regimes
 from harness.measure.items import reference_items, with_params
 from harness.model.spec import Layout
-from reference import derivatives, gradients
+from reference import certify, derivatives, gradients
 from reference.arith import ENGINES, bounds
 from reference.certify import RefValue
+
+from test_certify import exact_pair
 
 mpf = mpmath.mpf
 BALLS = ENGINES["flint"]
@@ -149,8 +152,9 @@ def test_rational_gradients_match_fractions(loss: str, dtype: str, reduction: st
     for ref, a, b in zip(refs, x, y):
         expected = slope(Fraction(a), Fraction(b)) / count
         assert ref.settled
-        assert ref.rational == expected  # the exact value, the mean's division included
-        assert ref.pair[0] == float(expected)  # float(Fraction) rounds correctly
+        assert ref.pair == exact_pair(expected)  # the stored pair of the exact value, the mean's division included
+        if reduction == "sum":  # no division: the reference is the exact value itself
+            assert ref.rational == expected
 
 
 def test_saturated_bce_logits_reference_gradient_is_minus_one_under_sum() -> None:
@@ -177,8 +181,9 @@ def test_row_corners_leave_the_other_components_defined() -> None:
     grad = derivatives.categorical_hinge(BALLS, [mpf(0), mpf(0.5), mpf(0.5)], 0)
     assert grad[0] == -1 and grad[1] is None and grad[2] is None
     # multi_margin with margin 1: class 1 exactly on its corner (1 - 0 + (-1) = 0).
-    grad = derivatives.multi_margin(BALLS, [mpf(0), mpf(-1), mpf(2)], 0, margin=mpf(1))
-    assert grad[1] is None and grad[0] is None and grad[2] == Fraction(1, 3)
+    item = ([mpf(0), mpf(-1), mpf(2)], 0)
+    (grad,) = certify.settle_items(functools.partial(derivatives.multi_margin, margin=mpf(1)), [item], BALLS)
+    assert grad[1].value is None and grad[0].value is None and grad[2].pair == exact_pair(Fraction(1, 3))
 
 
 def test_infinite_inputs_have_no_derivative_and_nan_propagates() -> None:
