@@ -103,19 +103,25 @@ class Arithmetic:
 HUGE_EXP_ARGUMENT = 2**40
 
 
+@contextlib.contextmanager
+def _working_precision(context: Any, prec: int) -> Iterator[None]:
+    """``context.prec`` set to ``prec`` for the block (python-flint's and mpmath.iv's
+    contexts both keep their precision there)."""
+    saved = context.prec
+    context.prec = prec
+    try:
+        yield
+    finally:
+        context.prec = saved
+
+
 class Balls(Arithmetic):
     """Arb balls through python-flint; the radius bounds every rounding made."""
 
     name = "flint"
 
-    @contextlib.contextmanager
-    def precision(self, prec: int) -> Iterator[None]:
-        saved = flint.ctx.prec
-        flint.ctx.prec = prec
-        try:
-            yield
-        finally:
-            flint.ctx.prec = saved
+    def precision(self, prec: int) -> contextlib.AbstractContextManager[None]:
+        return _working_precision(flint.ctx, prec)
 
     def num(self, x: mpf | int | Fraction) -> flint.arb:
         if isinstance(x, int):
@@ -176,14 +182,8 @@ class Intervals(Arithmetic):
     name = "mpmath"
     iv = mpmath.iv
 
-    @contextlib.contextmanager
-    def precision(self, prec: int) -> Iterator[None]:
-        saved = self.iv.prec
-        self.iv.prec = prec
-        try:
-            yield
-        finally:
-            self.iv.prec = saved
+    def precision(self, prec: int) -> contextlib.AbstractContextManager[None]:
+        return _working_precision(self.iv, prec)
 
     def num(self, x: mpf | int | Fraction) -> Any:
         if isinstance(x, Fraction):

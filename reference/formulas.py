@@ -331,6 +331,13 @@ def soft_cross_entropy(c: Arithmetic, z: Sequence[mpf], q: Sequence[mpf]) -> V:
     exact head and one enclosed tail."""
     if any(is_nan(v) for v in (*z, *q)):
         return NAN
+    if INF not in z and -INF in z and all_finite(q):
+        # A logit at -inf drops out of logsumexp; its own gap is +inf, weighed by its q.
+        dropped = [qc for zc, qc in zip(z, q) if zc == -INF and qc != 0]
+        if dropped:
+            return extended_total([INF if qc > 0 else -INF for qc in dropped])
+        kept = [(zc, qc) for zc, qc in zip(z, q) if zc != -INF]
+        return soft_cross_entropy(c, [zc for zc, _ in kept], [qc for _, qc in kept]) if kept else NAN
     gaps = lse_gaps(c, z)
     if not all_finite(z) or not all_finite(q):
         terms = [ZERO if qc == 0 else _weighted_limit(qc, g) for qc, g in zip(q, gaps)]

@@ -271,3 +271,38 @@ def test_the_pair_of_an_exact_rational(numerator: int, denominator: int, exponen
     against CPython's correctly rounded Fraction -> float."""
     q = Fraction(numerator, denominator) * Fraction(2) ** exponent
     assert repr(certify.split_rational(q)) == repr(exact_pair(q))
+
+
+INF = math.inf
+LIMITS = [  # loss, input, target, the limit as the infinite input grows, the others fixed
+    ("poisson_nll", [INF], [3.0], INF),  # x - y log x -> +inf
+    ("poisson_nll", [1.0], [INF], 1.0),  # log 1 = 0: the target does not matter
+    ("poisson_nll", [0.5], [INF], INF),  # -y log x with log x < 0
+    ("bce_logits", [INF], [1.0], 0.0),
+    ("bce_logits", [-INF], [1.0], INF),
+    ("cross_entropy", [[INF, 0.0, 1.0]], [0], 0.0),  # the target's logit alone at +inf
+    ("cross_entropy", [[INF, 0.0, 1.0]], [1], INF),  # another logit at +inf
+    ("cross_entropy", [[INF, INF, 1.0]], [0], math.nan),  # two at +inf: no limit
+    ("cross_entropy", [[-INF, 0.0]], [0], INF),
+    ("soft_cross_entropy", [[INF, 0.0]], [[1.0, 0.0]], 0.0),
+    ("soft_cross_entropy", [[INF, 0.0]], [[0.5, 0.5]], INF),
+    ("mse", [INF], [INF], math.nan),  # inf - inf
+    ("log_cosh", [-INF], [0.0], INF),
+    ("gaussian_nll", [1.0], [0.0], INF),  # with var = +inf below: log var grows
+]
+
+
+@pytest.mark.parametrize(("loss", "x", "y", "limit"), LIMITS)
+def test_non_finite_inputs_follow_the_limit(loss: str, x: list, y: list, limit: float) -> None:
+    arrays = {"input": np.array(x), "target": np.array(y) if loss != "cross_entropy" else np.array(y, dtype=int)}
+    params = {}
+    if loss == "gaussian_nll":
+        arrays["var"] = np.array([INF])
+    for engine in ENGINES:
+        (ref,) = compute_reference(registry.get(loss), arrays, params, "none", engine)
+        assert ref.settled and repr(ref.pair[0]) == repr(limit), (loss, engine)
+    # The same limit as the two-class cross-entropy that bce_logits is: logits (z, 0), target 0.
+    if loss == "bce_logits" and y == [1.0]:
+        rows = {"input": np.array([[x[0], 0.0]]), "target": np.array([0])}
+        (ref,) = compute_reference(registry.get("cross_entropy"), rows, {}, "none")
+        assert repr(ref.pair[0]) == repr(limit)

@@ -81,8 +81,10 @@ class Quantity(ABC):
 class ValueChunk:
     task: ChunkTask
     arrays: RefArrays
-    precision: int  # the highest item precision in the chunk
-    all_settled: bool
+    # Up to each boundary inside the chunk and up to ``stop``: the highest item
+    # precision and whether every item settled (an unsettled item after a size's
+    # end does not unsettle that size's reduction).
+    heads: dict[int, tuple[int, bool]]
     # The totals (reference.certify.totals) of the items from ``start`` up to each
     # boundary inside the chunk and up to ``stop``.
     partial_sums: dict[int, Totals]
@@ -114,10 +116,11 @@ class LossValue(Quantity):
         spec, items = _items(task)
         formula = with_params(spec.reference, dict(s.params))
         refs = certify.settle_items(formula, items, engine(self.engine))
-        sums = {b: certify.totals(refs[:b - task.start])
-                for b in [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]}
-        return ValueChunk(task, to_arrays(refs, s.dtype), max(r.precision for r in refs),
-                          all(r.settled for r in refs), sums)
+        ends = [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]
+        sums = {b: certify.totals(refs[:b - task.start]) for b in ends}
+        heads = {b: (max(r.precision for r in refs[:b - task.start]), all(r.settled for r in refs[:b - task.start]))
+                 for b in ends}
+        return ValueChunk(task, to_arrays(refs, s.dtype), heads, sums)
 
     def assemble(self, inputset: InputSet, sizes: Sequence[int], chunks: Sequence[ValueChunk]) -> ValueReference:
         """Chunk references concatenated, every size's mean and sum settled from the
@@ -131,8 +134,10 @@ class LossValue(Quantity):
             for c in chunks:
                 if c.task.start >= n:
                     break
-                parts.append(c.partial_sums[min(n, c.task.stop)])
-                precision, settled = max(precision, c.precision), settled and c.all_settled
+                end = min(n, c.task.stop)
+                parts.append(c.partial_sums[end])
+                head_precision, head_settled = c.heads[end]
+                precision, settled = max(precision, head_precision), settled and head_settled
 
             def recompute(prec: int, size: int = size) -> Totals:  # only when the sum cancels
                 spec = registry.get(inputset.loss)
