@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 import mpmath
+import numpy as np
 from mpmath.libmp import libmpf, to_float
 
 from reference import formats
@@ -261,6 +262,27 @@ def totals(refs: Sequence[RefValue]) -> Totals:
     return lower, upper, None if any(v is None for v in values) else sum(values, Fraction(0))  # type: ignore[arg-type]
 
 
+def float_totals(hi: np.ndarray, lo: np.ndarray) -> Totals:
+    """The totals of exact values hi + lo (float64 arrays): their exact sum, a point,
+    by integer arithmetic on the floats' mantissas."""
+    values = np.concatenate([hi, lo])
+    values = values[values != 0]
+    if not len(values):
+        return libmpf.fzero, libmpf.fzero, None
+    fractions, exponents = np.frexp(values)
+    mantissas = np.ldexp(fractions, 53).astype(np.int64)  # exact: 53-bit integers
+    order = np.argsort(exponents, kind="stable")
+    exponents, mantissas = exponents[order].astype(np.int64) - 53, mantissas[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(exponents)) + 1])
+    # Halves of 27 and 26 bits: a sum of any chunk's count of them stays inside int64.
+    high = np.add.reduceat(mantissas >> 26, starts)
+    low = np.add.reduceat(mantissas & ((1 << 26) - 1), starts)
+    base = int(exponents[0])
+    total = sum(((int(h) << 26) + int(l)) << int(e - base) for h, l, e in zip(high, low, exponents[starts]))
+    raw = libmpf.from_man_exp(total, base)
+    return raw, raw, None
+
+
 def add_totals(parts: Sequence[Totals]) -> Totals:
     """Totals of consecutive runs of items, summed."""
     exact = [p[2] for p in parts]
@@ -295,9 +317,9 @@ def settle_totals(summed: Totals, count: int, precision: int, all_settled: bool,
         if value.denominator & (value.denominator - 1) == 0:  # dyadic: a point
             point = libmpf.from_man_exp(value.numerator, 1 - value.denominator.bit_length())
             return RefValue(point, point, True, precision)
-        with mpmath.workprec(2 * precision):
+        with mpmath.workprec(2 * max(precision, START_PREC)):
             return RefValue(*rational_bounds(value), True, precision, value)
-    prec = precision
+    prec = max(precision, START_PREC)  # items exact in float64 report precision 0
     while True:
         lower, upper = reduce(lower_total, upper_total, count, reduction, 2 * prec)
         if not all_settled:

@@ -17,17 +17,18 @@ import numpy as np
 from harness.measure import regimes
 from harness.measure.items import reference_items, with_params
 from harness.measure.refsets import FIELDS, ChunkTask, GradArrays, InputSet, RefArrays, chunk_tasks, \
-    gradient_arrays, to_arrays
+    gradient_arrays, round_pairs, to_arrays
 from harness.model import registry
-from harness.model.spec import LossSpec
-from reference import certify, gradients
+from harness.model.spec import Layout, LossSpec
+from reference import certify, gradients, vectorized
 from reference.arith import DEFAULT_ENGINE, engine
 from reference.certify import Totals
 
 REDUCED = ("mean", "sum")
 # The code a cached value reference depends on: formulas, arithmetic, settlement, rounding, inputs, items.
 _VALUE_CODE = ("reference/formulas.py", "reference/mpexact.py", "reference/arith.py", "reference/certify.py",
-               "reference/formats.py", "reference/exact.py", "harness/model/dtypes.py", "harness/measure/regimes.py",
+               "reference/formats.py", "reference/exact.py", "reference/vectorized.py", "harness/model/dtypes.py",
+               "harness/measure/regimes.py",
                "harness/measure/items.py", "harness/measure/refsets.py", "harness/measure/quantity.py")
 
 
@@ -112,15 +113,36 @@ class LossValue(Quantity):
         return self.engine_tag
 
     def settle(self, task: ChunkTask) -> ValueChunk:
+        """The chunk's items: a rational element-wise loss's exact in float64 where
+        its error-free evaluation holds (reference.vectorized; not for the mpmath
+        engine, which computes everything itself), the others certified one by one."""
         s = task.inputset
-        spec, items = _items(task)
+        spec = registry.get(s.loss)
+        arrays = regimes.generate_items(spec, s.dtype, s.regime, s.seed, task.start, task.stop, s.width)
+        count = task.stop - task.start
+        exact = vectorized.EXACT.get(s.loss) if self.engine == DEFAULT_ENGINE else None
+        if exact is not None and spec.layout is Layout.ELEMENTWISE:
+            hi, lo, ok = exact(*(arrays[a.name] for a in spec.args), **dict(s.params))
+        else:
+            hi, lo, ok = np.zeros(count), np.zeros(count), np.zeros(count, dtype=bool)
+        rest = np.flatnonzero(~ok)
         formula = with_params(spec.reference, dict(s.params))
-        refs = certify.settle_items(formula, items, engine(self.engine))
-        ends = [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]
-        sums = {b: certify.totals(refs[:b - task.start]) for b in ends}
-        heads = {b: (max(r.precision for r in refs[:b - task.start]), all(r.settled for r in refs[:b - task.start]))
-                 for b in ends}
-        return ValueChunk(task, to_arrays(refs, s.dtype), heads, sums)
+        refs = certify.settle_items(formula, reference_items(spec, {k: v[rest] for k, v in arrays.items()}),
+                                    engine(self.engine)) if len(rest) else []
+        items = RefArrays(hi.copy(), np.where(ok, lo, 0.0), np.zeros(count), ok.copy(), np.zeros(count, np.int32))
+        if refs:
+            certified = to_arrays(refs, s.dtype)
+            for field in ("hi", "lo", "settled", "precision"):
+                getattr(items, field)[rest] = getattr(certified, field)
+        items.rounded[:] = round_pairs(items.hi, items.lo, s.dtype)
+        sums, heads = {}, {}
+        for end in [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]:
+            inside, certified_inside = ok[:end - task.start], rest < end - task.start
+            sums[end] = certify.add_totals([certify.float_totals(hi[:end - task.start][inside],
+                                                                 lo[:end - task.start][inside]),
+                                            certify.totals([r for r, i in zip(refs, certified_inside) if i])])
+            heads[end] = (int(items.precision[:end - task.start].max()), bool(items.settled[:end - task.start].all()))
+        return ValueChunk(task, items, heads, sums)
 
     def assemble(self, inputset: InputSet, sizes: Sequence[int], chunks: Sequence[ValueChunk]) -> ValueReference:
         """Chunk references concatenated, every size's mean and sum settled from the
