@@ -20,14 +20,19 @@ from reference import certify
 from reference.arith import Arithmetic, Enclosure, Shifted, bounds, quotient
 from reference.certify import RefValue
 from reference.derivatives import Component, Derivative
+from reference.mpexact import rational, to_fraction
 
 
 def _scale(c: Arithmetic, value: Component, count: int) -> Component:
     if value is None or count == 1:
         return value
     kind = type(value)
-    if kind not in (mpmath.mpf, Fraction, Shifted, Enclosure) and c.is_point(value):
-        value = mpmath.mp.make_mpf(bounds(c, value)[0])  # computed exactly after all: divide it exactly
+    if kind is Shifted and c.is_point(value.tail):  # exact after all (sigmoid(0) - 1/2): divide it exactly
+        tail = mpmath.mp.make_mpf(c.endpoints(value.tail)[0])
+        value = rational(to_fraction(value.head) + to_fraction(tail))
+        kind = type(value)
+    elif kind not in (mpmath.mpf, Fraction, Shifted, Enclosure) and c.is_point(value):
+        value = mpmath.mp.make_mpf(bounds(c, value)[0])
         kind = mpmath.mpf
     if kind is mpmath.mpf:
         return quotient(value, mpmath.mpf(count)) if mpmath.isfinite(value) and value else value

@@ -199,3 +199,11 @@ def test_every_loss_has_a_derivative_of_its_input_shape() -> None:
         item = _items(loss, "typical")[0]
         width = len(item[0]) if spec.layout is Layout.ROWWISE else 1
         assert len(_at(128, with_params(spec.derivative, spec.resolve_params({})), *item)) == width, loss
+
+
+def test_an_exact_gradient_of_a_transcendental_loss_stays_exact_under_the_mean() -> None:
+    """bce_logits at z = 0, y = 1/2: sigmoid(0) - 1/2 = 0 exactly, which balls compute
+    exactly too; divided by the count it must still settle (as 0)."""
+    spec = registry.get("bce_logits")
+    refs = gradients.evaluate(spec.derivative, [(mpf(0), mpf(0.5)), (mpf(1), mpf(0))] * 5, "mean", BALLS)
+    assert refs[0].settled and refs[0].pair == (0.0, 0.0)
