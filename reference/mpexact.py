@@ -100,9 +100,10 @@ def guarded_total(raws: Sequence[tuple]) -> tuple:
     """The sum of exact raw mpf values, exact wherever that fits in memory.
 
     Terms separated from the larger ones by a gap of more exponents than any term
-    has bits (exp(-1e38) beside 1) cannot be summed exactly; their own (exact,
-    recursively guarded) sum then counts only by its sign, as +-2**(m - 1) with
-    2**m below NEGLIGIBLE_BITS under the larger part's last bit (and under
+    has bits (exp(-1e38) beside 1) cannot be summed exactly: the terms fall into
+    clusters at such gaps, each summed exactly, and from the smallest up a
+    cluster's total counts in the next one's only by its sign, as +-2**(m - 1)
+    with 2**m below NEGLIGIBLE_BITS under the larger total's last bit (and under
     2**-1075): every rounding and every decimal digit of the sum is the same."""
     terms = [r for r in raws if r[1] or r[2]]  # drop zeros; keep inf and nan
     if not all(r[1] for r in terms):
@@ -114,21 +115,21 @@ def guarded_total(raws: Sequence[tuple]) -> tuple:
     if max(tops) - min(tops) <= gap:  # no gap can separate them: the exact sum fits
         return libmpf.mpf_sum(terms, 0)
     ordered = sorted(terms, key=lambda r: r[2] + r[3], reverse=True)
-    cut = len(ordered)
-    for i in range(1, len(ordered)):
-        if ordered[i - 1][2] + ordered[i - 1][3] - (ordered[i][2] + ordered[i][3]) > gap:
-            cut = i
-            break
-    large = libmpf.mpf_sum(ordered[:cut], 0)
-    if cut == len(ordered):
-        return large
-    small = guarded_total(ordered[cut:])
-    if not large[1]:
-        return small
-    if not small[1]:
-        return large
-    last_bit = min(large[2], -1075) - NEGLIGIBLE_BITS
-    return libmpf.mpf_add(large, (small[0], 1, last_bit - 1, 1), 0)
+    clusters = [[ordered[0]]]
+    for before, term in zip(ordered, ordered[1:]):
+        if before[2] + before[3] - (term[2] + term[3]) > gap:
+            clusters.append([term])
+        else:
+            clusters[-1].append(term)
+    total = libmpf.mpf_sum(clusters[-1], 0)
+    for cluster in reversed(clusters[:-1]):  # from the smallest cluster up
+        large = libmpf.mpf_sum(cluster, 0)
+        if large[1] and total[1]:
+            last_bit = min(large[2], -1075) - NEGLIGIBLE_BITS
+            total = libmpf.mpf_add(large, (total[0], 1, last_bit - 1, 1), 0)
+        elif large[1]:
+            total = large
+    return total
 
 
 def extended_total(terms: Sequence[mpf]) -> mpf:

@@ -8,6 +8,7 @@ from fractions import Fraction
 
 import mpmath
 import numpy as np
+from mpmath.libmp import libmpf
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from harness.model.spec import Domain, Layout
 from reference import certify, gradients, vectorized
 from reference.arith import ENGINES, Shifted, shift
 from reference.formats import FORMATS, round_rational
-from reference.mpexact import is_exact, to_fraction
+from reference.mpexact import guarded_total, is_exact, to_fraction
 
 from test_reference_exact import ORACLES, oracle as exact_oracle
 
@@ -355,3 +356,23 @@ def test_float_totals_is_the_exact_sum(values: list[float]) -> None:
     lower, upper, _ = certify.float_totals(np.array(values[:half]), np.array(values[half:]))
     assert lower == upper
     assert to_fraction(mpmath.mp.make_mpf(lower)) == sum((Fraction(v) for v in values), Fraction(0))
+
+
+def test_a_sum_of_terms_each_far_below_the_next_neither_recurses_nor_loses_its_sign() -> None:
+    """3000 terms e^-(1e6 .. 1e300): no exact sum fits in memory, and no stack
+    holds a level per term; the total keeps the largest term and the sign below it."""
+    rng = np.random.default_rng(4)
+    exponents = sorted({int(v) for v in rng.integers(10**6, 10**18, size=3000)})
+    terms = [libmpf.from_man_exp(1, -e) for e in exponents]
+    total = mpmath.mp.make_mpf(guarded_total(terms))
+    largest = mpmath.mp.make_mpf(terms[0])
+    assert largest < total < 2 * largest
+
+
+def test_focal_of_float64_near_overflow_settles() -> None:
+    """Its losses reach e^-1e300: 2000 of them in one chunk's reduction (they once
+    exhausted the recursion limit)."""
+    from harness.measure.quantity import VALUE
+    from harness.measure.refsets import InputSet
+    reference = VALUE.compute(InputSet.with_defaults("focal", "float64", "near_overflow"), [10, 2000])
+    assert reference.items.settled.all() and all(r.settled[0] for r in reference.reduced.values())
