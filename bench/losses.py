@@ -64,7 +64,7 @@ class Backward(_Timed):
 
 
 class Accuracy:
-    """Element-wise accuracy on the typical inputs, against the mp reference."""
+    """Element-wise accuracy on the typical inputs, against the certified reference."""
 
     params = PARAMS
     param_names = PARAM_NAMES

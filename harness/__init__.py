@@ -1,1 +1,1 @@
-"""lossbench: accuracy and speed of deep-learning losses against an mpmath reference."""
+"""lossbench: accuracy and speed of deep-learning losses against a certified arbitrary-precision reference."""

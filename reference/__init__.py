@@ -1,2 +1,3 @@
-"""mpmath ground truth: exact inputs, canonical loss formulas, precision
-escalation, and correct rounding back to binary formats."""
+"""Ground truth: exact inputs, the canonical loss formulas written once over a
+rigorous arithmetic (Arb balls or mpmath intervals), settlement of each value by
+its enclosure, and correct rounding back to binary formats."""

@@ -498,7 +498,7 @@ def triplet_margin(c: Arithmetic, a: Sequence[mpf], p: Sequence[mpf], n: Sequenc
 
 def _hinge_of(c: Arithmetic, v: Any) -> V:
     """max(0, v) of an enclosure: zero when it lies below 0, itself above, else the
-    enclosure of both sides (escalation narrows it until the side is known)."""
+    enclosure of both sides (rising precision narrows it until the side is known)."""
     lower, upper = (mpmath.mp.make_mpf(e) for e in c.endpoints(v))
     if upper < 0:
         return ZERO

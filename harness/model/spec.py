@@ -103,7 +103,7 @@ def pair(input: Domain, target: Domain) -> tuple[ArgSpec, ArgSpec]:
 
 @dataclass(frozen=True)
 class LossSpec:
-    """One loss: its canonical definition, its arguments and its mp reference.
+    """One loss: its canonical definition, its arguments and its reference formulas.
 
     ``reference`` computes one item's loss (an element, or a row) from exact
     values, and ``derivative`` that item's derivative with respect to input
@@ -192,7 +192,7 @@ class Result:
     case: Case
     values: tuple[float, ...]
     result_dtype: str | None
-    reference: tuple[Any, ...]  # reference.escalation.RefValue per item
+    reference: tuple[Any, ...]  # reference.certify.RefValue per item
     reference_rounded: tuple[float, ...]
     ulp_errors: tuple[float | None, ...]
     rel_errors: tuple[float | None, ...]

@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lossbench", description="Accuracy of deep-learning losses against an mpmath reference.")
+    parser = _Parser(prog="lossbench", description="Accuracy of deep-learning losses against a certified arbitrary-precision reference.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in COMMANDS:
         command.add_arguments(subparsers.add_parser(command.name, help=command.help))
