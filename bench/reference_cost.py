@@ -76,7 +76,7 @@ def measure(loss: str, size: int) -> dict[str, float]:
         cache = ReferenceCache(Path(tmp))
         cache.save(inputset, VALUE, reference)
         start = time.perf_counter()
-        cache.read(cache.path(inputset, VALUE), VALUE)
+        cache.read(cache.path(inputset, VALUE), VALUE, inputset.key(VALUE))
         warm = time.perf_counter() - start
     return {"plain": plain, "ours": ours, "warm": warm, "sizes": len(sizes), "size_sum": sum(sizes)}
 

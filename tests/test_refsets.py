@@ -76,7 +76,7 @@ def test_deterministic_and_cache_round_trip(tmp_path) -> None:
     cache.save(inputset, VALUE, first)
     assert cache.has(inputset, SIZES, VALUE) and cache.has(inputset, SIZES[:1], VALUE)
     assert not cache.has(inputset, (*SIZES, 1000), VALUE)
-    loaded = cache.read(cache.path(inputset, VALUE), VALUE)
+    loaded = cache.read(cache.path(inputset, VALUE), VALUE, inputset.key(VALUE))
     for field in ("hi", "lo", "rounded", "settled", "precision"):
         assert np.array_equal(getattr(first.items, field), getattr(loaded.items, field), equal_nan=True)
     assert set(loaded.reduced) == set(first.reduced)

@@ -183,3 +183,44 @@ def test_gradient_sweep_completes_stored_cells_and_matches_a_direct_evaluation(t
         assert stored["elements_measured"] == stored["elements"] == 100
         again = run_sweep(SweepConfig(**base, grad=True), store, cache)
         assert (again.skipped, again.gradients, again.reference_sets) == (again.planned, 0, 0)
+
+
+def _accuracy(db: Path) -> dict[tuple, tuple]:
+    return {(r["loss"], r["dtype"], r["regime"], r["size"], r["impl"]): (r["status"], r["max_ulp"], r["reduced_ulp"])
+            for r in _rows(db)}
+
+
+CACHE_FAULTS = ["another set's entry", "truncated", "flipped byte", "empty"]
+
+
+@pytest.mark.parametrize("fault", CACHE_FAULTS)
+def test_a_bad_reference_cache_entry_is_named_deleted_and_computed_again(tmp_path: Path, fault: str) -> None:
+    """A real file put in the cache under a set's name: another set's valid entry
+    (copied as a user or a sync tool might), a truncated one, one with a byte flipped,
+    an empty one. The sweep names it in one warning line, computes the reference
+    again, and stores exactly what a sweep over a clean cache stores."""
+    grid = ["sweep", "--loss", "mse", "--framework", "numpy", "--dtype", "float32", "--regime", "typical", "wide",
+            "--sizes", "10", "100", "--no-progress", "--jobs", "1"]
+    clean = _lossbench(*grid, "--db", str(tmp_path / "clean" / "r.sqlite"))
+    assert clean.returncode == 0, clean.stderr
+    cache = tmp_path / "clean" / "refcache"
+    typical, wide = (next(cache.glob(f"mse-float32-{regime}-*.npz")) for regime in ("typical", "wide"))
+    planted = tmp_path / "faulty" / "refcache" / typical.name
+    planted.parent.mkdir(parents=True)
+    data = typical.read_bytes()
+    if fault == "another set's entry":
+        planted.write_bytes(wide.read_bytes())
+    elif fault == "truncated":
+        planted.write_bytes(data[: len(data) // 2])
+    elif fault == "flipped byte":
+        position = len(data) // 3
+        planted.write_bytes(data[:position] + bytes([data[position] ^ 0x40]) + data[position + 1:])
+    else:
+        planted.write_bytes(b"")
+    run = _lossbench(*grid, "--db", str(tmp_path / "faulty" / "r.sqlite"))
+    assert run.returncode == 0, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if "reference cache entry" in line]
+    assert len(warnings) == 1 and str(planted) in warnings[0] and "computed again" in warnings[0], run.stderr
+    assert _accuracy(tmp_path / "faulty" / "r.sqlite") == _accuracy(tmp_path / "clean" / "r.sqlite")
+    again = _lossbench(*grid, "--db", str(tmp_path / "faulty" / "r.sqlite"))  # the recomputed entry is good
+    assert "reference cache entry" not in again.stderr

@@ -72,6 +72,8 @@ def run_and_print(config: SweepConfig, db: Path, no_progress: bool) -> None:
     cache = ReferenceCache(db.parent / "refcache")
     with opened(db) as store:
         done = run_sweep(config, store, cache, progress)
+    for line in cache.discarded:
+        print(f"lossbench: warning: {line}", file=sys.stderr)
     for name, reason in done.unavailable.items():
         print(f"skipped {name}: {reason}")
     if done.planned == 0:
