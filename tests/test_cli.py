@@ -221,7 +221,15 @@ BAD_INPUTS = {
     "sweep fractional size": (["sweep", "--sizes", "10.5"], "expected a positive integer"),
     "sweep word size": (["sweep", "--sizes", "many"], "expected a positive integer"),
     "sweep zero jobs": (["sweep", "--jobs", "0"], "expected a positive integer"),
-    "sweep zero timeout": (["sweep", "--cell-timeout", "0"], "--cell-timeout must be positive"),
+    "sweep zero timeout": (["sweep", "--cell-timeout", "0"], "--cell-timeout must be a finite number of seconds"),
+    "sweep nan timeout": (["sweep", "--cell-timeout", "nan"], "--cell-timeout must be a finite number of seconds"),
+    "sweep infinite timeout": (["sweep", "--cell-timeout", "inf"], "--cell-timeout must be a finite number"),
+    "sweep huge timeout": (["sweep", "--cell-timeout", "1e300"], "--cell-timeout must be a finite number"),
+    "sweep infinite size": (["sweep", "--sizes", "inf"], "expected a positive integer, got 'inf'"),
+    "sweep size beyond memory": (["sweep", "--sizes", "1e20"], "1e20 is more than"),
+    "sweep seeds beyond memory": (["sweep", "--seeds", "1e20"], "1e20 is more than 10,000"),
+    "repeated param": (["eval", "huber", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
+                        "--target", "[0]", "--param", "delta=1", "--param", "delta=2"], "--param delta given twice"),
     "sweep quick and full": (["sweep", "--quick", "--full"], "not allowed with argument"),
     "results without store": (["results", "--db", "/nonexistent/r.sqlite"], "no results store"),
     "sweep unknown timed regime": (["sweep", "--time", "--time-regime", "calm"], "invalid choice: 'calm'"),
@@ -356,3 +364,19 @@ def test_real_process_prints_no_traceback() -> None:
     assert proc.returncode == 0
     record = json.loads(proc.stdout)
     assert re.fullmatch(r"1\.386294361119890618834464242.*", record["reference"])  # -log(1/4) = 2 log 2
+
+
+def test_output_piped_into_a_reader_that_leaves_is_not_an_error() -> None:
+    """`lossbench eval ... | head -1`: a real pipe whose reader closes after one line;
+    the 20000-line table cannot fit in the pipe, so lossbench meets the broken pipe,
+    and says nothing about it (exit 0), as the pipe was the user's doing."""
+    zeros = json.dumps([0] * 20000)
+    process = subprocess.Popen([sys.executable, "-m", "harness", "eval", "mse", "--framework", "numpy", "--dtype",
+                                "float32", "--reduction", "none", "--input", zeros, "--target", zeros],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ,
+                                                                                         LOSSBENCH_DISABLE="tensorflow,torch"))
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0
+    assert process.stderr.read() == b""

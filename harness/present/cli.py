@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -40,9 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lossbench: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into head and the like
-        sys.stderr.close()
-        return 0
+    except BrokenPipeError as exc:
+        if _stdout_closed():  # output piped into head and the like
+            sys.stderr.close()
+            return 0
+        print(f"lossbench: internal error: BrokenPipeError: {exc} (a worker's pipe, not the output)", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001  a bug must still not print a traceback at users
         if os.environ.get("LOSSBENCH_DEBUG"):
             raise
@@ -53,3 +57,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (only that broken
+    pipe is the user's doing): the write end of such a pipe polls as an error."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (ValueError, OSError):
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    if not any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
+        return False
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)  # no second error when Python flushes at exit
+    return True

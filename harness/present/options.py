@@ -35,23 +35,34 @@ class Command:
 
 
 def positive_float(text: str) -> float:
+    """A finite positive number (nan and inf refused)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
     return value
 
 
 def positive_int(text: str) -> int:
     try:
         value = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or inf
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0 or value != float(text):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def bounded(limit: int, what: str) -> Callable[[str], int]:
+    """positive_int, refusing values above ``limit`` with ``what`` the limit means."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"{text} is more than {limit:,} ({what})")
+        return value
+    return parse
 
 
 def split_assignment(text: str, option: str) -> tuple[str, str]:
@@ -65,6 +76,8 @@ def parse_params(items: Sequence[str]) -> dict[str, float]:
     params = {}
     for item in items:
         name, text = split_assignment(item, "--param")
+        if name in params:
+            raise UsageError(f"--param {name} given twice")
         try:
             params[name] = float(text)
         except ValueError:

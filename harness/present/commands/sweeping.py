@@ -18,11 +18,27 @@ from harness.present import report
 from harness.present.commands.catalog import build_atlas, store_atlas
 from harness.present.commands.stored import write_report
 from harness.present.options import (
-    Command, UsageError, chosen_frameworks, loss_spec, opened, positive_int, reference_engine_argument,
+    Command, UsageError, bounded, chosen_frameworks, loss_spec, opened, positive_int, reference_engine_argument,
 )
 from harness.running.cell import DEFAULT_CELL_TIMEOUT
 from harness.running.sweep import DEFAULT_TIMED_REGIMES, SweepConfig, default_config, run_sweep
 from harness.store import DEFAULT_DB
+
+
+# A cell holds its input, its reference (hi, lo, rounded, settled, precision) and its
+# metrics per element: 200 bytes per element is a generous bound.
+BYTES_PER_ELEMENT = 200
+MAX_SEEDS = 10_000  # a quick sweep's plan then holds over 100 million cells
+MAX_CELL_TIMEOUT = 1e6  # seconds (11.6 days): beyond, the interval timer cannot be set
+
+
+def max_size() -> int:
+    """The largest input size this machine's memory holds, by BYTES_PER_ELEMENT."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 2**34
+    return memory // BYTES_PER_ELEMENT
 
 
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
@@ -36,8 +52,9 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         for impl in args.impl:
             if impl not in impls:
                 raise UsageError(f"unknown impl {impl!r}; expected one of {', '.join(sorted(impls))}")
-    if args.cell_timeout <= 0:
-        raise UsageError("--cell-timeout must be positive")
+    if not 0 < args.cell_timeout <= MAX_CELL_TIMEOUT:
+        raise UsageError(f"--cell-timeout must be a finite number of seconds in (0, {MAX_CELL_TIMEOUT:g}], "
+                         f"got {args.cell_timeout!r}")
     if args.grad_regime and not args.grad:
         raise UsageError("--grad-regime needs --grad")
     if args.time_size and not args.time:
@@ -100,8 +117,10 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", nargs="+", action="extend", metavar="D", choices=DTYPES)
     parser.add_argument("--device", nargs="+", action="extend", metavar="D", choices=DEVICES)
     parser.add_argument("--regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES)
-    parser.add_argument("--sizes", nargs="+", action="extend", metavar="N", type=positive_int)
-    parser.add_argument("--seeds", type=positive_int, default=1, metavar="K", help="seeds 0..K-1 (default 1)")
+    parser.add_argument("--sizes", nargs="+", action="extend", metavar="N",
+                        type=bounded(max_size(), "the elements this machine's memory holds for one input"))
+    parser.add_argument("--seeds", type=bounded(MAX_SEEDS, "seeds whose plan fits in memory"), default=1,
+                        metavar="K", help="seeds 0..K-1 (default 1)")
     parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                         help="worker processes (default: one per core)")
     parser.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="S",
