@@ -28,7 +28,7 @@ from typing import Any
 import mpmath
 
 from reference.arith import Arithmetic, Enclosure, Shifted, as_value, quotient, shift
-from reference.formulas import log1p_difference, sigmoid, sigmoid_value, softplus_value, squared_distance
+from reference.formulas import log1p_difference, sigmoid, sigmoid_value, softplus_value, squared_distance, total_of
 from reference.mpexact import (
     INF, NAN, ONE, ZERO, add, exact, exact_total, is_nan, max_or_zero, mul, neg, rational, sub, to_fraction,
 )
@@ -250,10 +250,7 @@ def _softmax(c: Arithmetic, z: Sequence[mpf]) -> list[Any]:
     terms = {k: c.exp_of(sub(v, m)) for k, v in enumerate(z) if v != m}
     if not terms:
         return [share] * len(z)
-    values = list(terms.values())
-    total = values[0]
-    for term in values[1:]:
-        total = total + term
+    total = total_of(list(terms.values()))
     scale = len(tied) + total
     tail = -(total / (len(tied) * scale))
     return [Shifted(share, tail) if k in tied else terms[k] / scale for k in range(len(z))]

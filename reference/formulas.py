@@ -87,6 +87,17 @@ def infinite_sum(terms: Sequence[mpf]) -> mpf | None:
     return extended_total(terms)
 
 
+def total_of(values: Sequence[Any]) -> Any:
+    """The sum of one or more arithmetic values (sum() would start from the int 0)."""
+    return sum(values[1:], values[0])
+
+
+def tail(c: Arithmetic, z: Sequence[mpf], top: int) -> Any:
+    """log1p(sum_{k != top} exp(z_k - z_top)) of a finite row of two or more logits,
+    ``top`` an argmax: the non-negative tail of logsumexp(z) - z_top."""
+    return c.log1p(total_of([c.exp_of(sub(v, z[top])) for k, v in enumerate(z) if k != top]))
+
+
 def combine(c: Arithmetic, exact_terms: Sequence[mpf], terms: Sequence[Any]) -> V:
     """Exact terms plus enclosed ones; non-finite exact terms give the limit."""
     limit = infinite_sum(exact_terms)
@@ -95,9 +106,7 @@ def combine(c: Arithmetic, exact_terms: Sequence[mpf], terms: Sequence[Any]) -> 
     head = exact_total(exact_terms)
     if not terms:
         return head
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
+    total = total_of(terms)
     return total + c.num(head) if head else total
 
 
@@ -287,20 +296,10 @@ def lse_gaps(c: Arithmetic, z: Sequence[mpf]) -> list[V]:
         return [NAN] * len(z)  # every logit -inf: logsumexp itself has no limit
     finite = [z[k] for k in live]
     first = max(range(len(finite)), key=finite.__getitem__)
-    m = finite[first]
-    gaps = [sub(v, m) for k, v in enumerate(finite) if k != first]
+    rest = tail(c, finite, first) if len(finite) > 1 else ZERO
     result: list[V] = [INF] * len(z)
-    if not gaps:
-        for k in live:
-            result[k] = ZERO
-        return result
-    total = c.exp_of(gaps[0])
-    for g in gaps[1:]:
-        total = total + c.exp_of(g)
-    tail = c.log1p(total)
     for k in live:
-        head = sub(m, z[k])
-        result[k] = shift(c, head, tail) if head else tail
+        result[k] = shift(c, sub(finite[first], z[k]), rest) if len(finite) > 1 else ZERO
     return result
 
 
@@ -312,18 +311,10 @@ def cross_entropy(c: Arithmetic, z: Sequence[mpf], t: int) -> V:
 
 def _one_gap(c: Arithmetic, z: Sequence[mpf], t: int) -> V:
     """logsumexp(z) - z_t of a finite row (lse_gaps for one class, without the others)."""
-    first = max(range(len(z)), key=z.__getitem__)
-    m = z[first]
     if len(z) == 1:
         return ZERO
-    total = None
-    for k, v in enumerate(z):
-        if k != first:
-            term = c.exp_of(sub(v, m))
-            total = term if total is None else total + term
-    tail = c.log1p(total)
-    head = sub(m, z[t])
-    return shift(c, head, tail) if head else tail
+    first = max(range(len(z)), key=z.__getitem__)
+    return shift(c, sub(z[first], z[t]), tail(c, z, first))
 
 
 def soft_cross_entropy(c: Arithmetic, z: Sequence[mpf], q: Sequence[mpf]) -> V:
@@ -351,13 +342,7 @@ def soft_cross_entropy(c: Arithmetic, z: Sequence[mpf], q: Sequence[mpf]) -> V:
     weight = exact_total(list(q))
     if len(z) == 1 or weight == 0:
         return head
-    top = z.index(m)
-    total = None
-    for k, v in enumerate(z):
-        if k != top:
-            term = c.exp_of(sub(v, m))
-            total = term if total is None else total + term
-    return shift(c, head, c.num(weight) * c.log1p(total))
+    return shift(c, head, c.num(weight) * tail(c, z, z.index(m)))
 
 
 def _weighted_limit(weight: mpf, gap: V) -> V:

@@ -17,12 +17,12 @@ from harness.measure import metrics
 from harness.model import registry
 from harness.adapters.base import Output, error_line
 from harness.measure.numbers import jsonable
+from harness.measure.refsets import round_pairs
 from harness.measure.items import reference_items, with_params
 from harness.model.spec import Case, LossSpec, Result
 from reference import certify, gradients
 from reference.arith import DEFAULT_ENGINE, engine
 from reference.certify import RefValue
-from reference.formats import round_mpf
 
 
 def compute_reference(
@@ -37,10 +37,12 @@ def compute_reference(
 
 
 def _rounded(ref: RefValue, dtype: str) -> float | None:
-    """The reference correctly rounded into ``dtype`` (any point of a settled enclosure
-    rounds the same way)."""
-    value = ref.value
-    return None if value is None else round_mpf(value, dtype)
+    """The reference correctly rounded into ``dtype``, from its stored pair as the
+    sweep's references are (refsets.round_pairs)."""
+    if ref.value is None:
+        return None
+    hi, lo = ref.pair
+    return float(round_pairs(np.array([hi]), np.array([lo]), dtype)[0])
 
 
 def evaluate(case: Case, arrays: Mapping[str, np.ndarray], engine_name: str = DEFAULT_ENGINE) -> Result:

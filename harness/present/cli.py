@@ -55,10 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _stdout_closed() -> bool:
     """Whether standard output is a pipe whose reader has gone (only that broken
     pipe is the user's doing): the write end of such a pipe polls as an error."""
@@ -73,3 +69,7 @@ def _stdout_closed() -> bool:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, descriptor)  # no second error when Python flushes at exit
     return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
