@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from harness.model import registry
 from harness.present.cli import main
 from harness.store import SCHEMA_VERSION, open_store
 
+from test_store import _stored_as_version as stored_as_version
 from conftest import need
 
 
@@ -132,9 +132,7 @@ def test_cli_atlas_stores_what_it_prints(tmp_path, capsys: pytest.CaptureFixture
 
 def test_version_1_store_gains_the_atlas(tmp_path) -> None:
     db = tmp_path / "old.sqlite"
-    with sqlite3.connect(db) as raw:
-        raw.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        raw.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    stored_as_version(db, 1)
     with open_store(db) as store:
         assert store.atlas() == []
         version = store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]

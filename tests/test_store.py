@@ -13,7 +13,7 @@ from harness.measure.environment import Environment
 from harness.store import (
     SCHEMA_VERSION, TIMING_COLUMNS, BadRow, CellKey, CellRow, GradientRow, Store, StoreError, open_store,
 )
-from harness.store.schema import table_sql
+from harness.store.schema import RUN_PROCESS_COLUMNS, table_sql
 
 KEY = CellKey("mse", "{}", "numpy", "2.0", "naive", "float32", "cpu", "typical", 100, 1, 0)
 NO_ENV = Environment({})
@@ -26,7 +26,7 @@ def test_round_trip(tmp_path) -> None:
                   median_ulp=0.25, max_rel=1e-7, nonfinite='{"expected_inf": 1}', unexpected_nonfinite=0,
                   reduced_value=0.5, reduced_reference=0.5, reduced_ulp=0.0, reduced_rel=0.0, ref_unsettled=0,
                   seconds=0.01)
-    assert store.add(run, [row]) == 1
+    assert store.add(run, [row]) == [row]
     store.end_run(run, "complete")
     (stored,) = list(store.cells())
     assert {k: stored[k] for k in asdict(KEY)} == asdict(KEY)
@@ -39,8 +39,8 @@ def test_round_trip(tmp_path) -> None:
 def test_a_cell_is_stored_once(tmp_path) -> None:
     store = Store(tmp_path / "r.sqlite")
     run = store.start_run({}, NO_ENV)
-    assert store.add(run, [CellRow(KEY, "ok"), CellRow(KEY, "error", error="again")]) == 1
-    assert store.add(run, [CellRow(KEY, "ok")]) == 0
+    assert len(store.add(run, [CellRow(KEY, "ok"), CellRow(KEY, "error", error="again")])) == 1
+    assert store.add(run, [CellRow(KEY, "ok")]) == []
     assert len(list(store.cells())) == 1 and store.stored_keys().cells == {KEY: False}  # ok but untimed
     store.close()
 
@@ -50,8 +50,8 @@ def test_a_timed_row_completes_an_untimed_one_once(tmp_path) -> None:
     run = store.start_run({}, NO_ENV)
     store.add(run, [CellRow(KEY, "ok", max_ulp=1.0)])
     timed = CellRow(KEY, "ok", max_ulp=1.0, forward_seconds=2e-6, forward_bytes=800, backward_method="none")
-    assert store.add(run, [timed]) == 1
-    assert store.add(run, [CellRow(KEY, "ok", max_ulp=1.0, forward_seconds=9.0)]) == 0
+    assert store.add(run, [timed]) == [timed]
+    assert store.add(run, [CellRow(KEY, "ok", max_ulp=1.0, forward_seconds=9.0)]) == []
     (stored,) = list(store.cells())
     assert stored["forward_seconds"] == 2e-6 and stored["forward_bytes"] == 800
     assert store.stored_keys().cells == {KEY: True}
@@ -75,18 +75,22 @@ def test_bandwidth_round_trip(tmp_path) -> None:
 def _stored_as_version(path, version: int, max_ulp: float = 3.0) -> int:
     """A store holding one cell, rewritten into what schema ``version`` had; returns its run id.
     1: runs, cells without timing columns, meta. 2: the atlas too. 3: timing columns and the
-    bandwidth table. 4: the gradients table. (5 added CHECKs and the quarantine table.)"""
+    bandwidth table. 4: the gradients table. 5: CHECKs and the quarantine table. (6 added
+    the runs' process columns and the lost table.)"""
     with open_store(path) as store:
         run = store.start_run({}, NO_ENV)
         store.add(run, [CellRow(KEY, "ok", max_ulp=max_ulp)])
     with sqlite3.connect(path) as db:
-        for table in ("cells", "gradients"):  # the same columns without CHECK constraints
+        for table in ("cells", "gradients") if version < 5 else ():  # the same columns without CHECK constraints
             sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
             db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
             db.execute(",\n".join(line for line in sql.split(",\n") if "CHECK (" not in line))
             db.execute(f"INSERT INTO {table} SELECT * FROM old_{table}")
             db.execute(f"DROP TABLE old_{table}")
-        dropped = ["quarantine"] + ["gradients"] * (version < 4) + ["bandwidth"] * (version < 3) + \
+        for column, _ in RUN_PROCESS_COLUMNS:
+            db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        db.execute("DROP TABLE lost")
+        dropped = ["quarantine"] * (version < 5) + ["gradients"] * (version < 4) + ["bandwidth"] * (version < 3) + \
             ["atlas"] * (version < 2)
         for table in dropped:
             db.execute(f"DROP TABLE {table}")
@@ -122,8 +126,8 @@ def test_version_3_store_gains_the_gradients_table(tmp_path) -> None:
     with open_store(tmp_path / "r.sqlite") as store:
         assert [r["max_ulp"] for r in store.cells()] == [3.0] and list(store.gradients()) == []
         run = store.start_run({}, NO_ENV)
-        assert store.add(run, [GradientRow(KEY, "ok", max_ulp=5.0)]) == 1
-        assert store.add(run, [GradientRow(KEY, "ok", max_ulp=7.0)]) == 0  # stored once
+        assert len(store.add(run, [GradientRow(KEY, "ok", max_ulp=5.0)])) == 1
+        assert store.add(run, [GradientRow(KEY, "ok", max_ulp=7.0)]) == []  # stored once
         (row,) = store.gradients()
         assert (row["max_ulp"], row["forward_max_ulp"]) == (5.0, 3.0)
         assert store.stored_keys().gradients == {KEY}
@@ -144,6 +148,20 @@ def test_version_4_store_gains_checks_and_quarantines_impossible_rows(tmp_path) 
         with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
             with store.db:
                 store.db.execute(insert_bad, (run, *bad_key.values()))
+
+
+def test_version_5_store_gains_run_processes_and_the_lost_table(tmp_path) -> None:
+    path = tmp_path / "r.sqlite"
+    run = _stored_as_version(path, 5)
+    with sqlite3.connect(path) as db:  # a run of version 5 knows no process: it is left as it is
+        db.execute("UPDATE runs SET status = 'running'")
+    with open_store(path) as store:
+        assert _version(store) == str(SCHEMA_VERSION)
+        assert {r.id: r.status for r in store.runs()} == {run: "running"}
+        assert store.count_lost(run, KEY, "killed by SIGKILL") == 1
+        assert store.count_lost(run, KEY, "killed by SIGKILL") == 2
+        store.add(run, [GradientRow(KEY, "ok")])  # a stored row forgets the losses of its cell
+        assert store.db.execute("SELECT count(*) FROM lost").fetchone()[0] == 0
 
 
 def test_other_schema_version_is_refused(tmp_path) -> None:

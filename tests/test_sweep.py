@@ -79,9 +79,73 @@ def test_failing_framework_does_not_stop_the_sweep(tmp_path: Path) -> None:
         assert status[("ok", size)][0] == "ok"
         assert status[("stable", size)][0] == "ok"
         assert status[("raises", size)] == ("error", "RuntimeError: deliberate failure inside the framework")
-        assert status[("crashes", size)][0] == "crashed"
+        assert status[("crashes", size)] == ("crashed", "the worker process was killed by SIGSEGV")
         assert status[("hangs", size)][0] == "timeout"
     assert len(status) == 10
+
+
+def _kill_waiting_worker(args: list[str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run a sweep whose 'waits' cell writes its worker's pid into ``folder``, and
+    kill that worker with SIGKILL from outside, as the OOM killer would."""
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.pid"):
+        old.unlink()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, text=True,
+                            env=_env(FAULTY_WAIT_DIR=str(folder)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(folder.glob("*.pid")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    (pidfile,) = folder.glob("*.pid")
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_a_worker_killed_from_outside_is_measured_again_and_stored_crashed_the_second_time(tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    args = ["sweep", "--loss", "mse", "--framework", "faulty", "--impl", "ok", "waits", "--dtype", "float32",
+            "--regime", "typical", "--sizes", "10", "--jobs", "1", "--db", str(db), "--no-progress"]
+    first = _kill_waiting_worker(args, tmp_path / "pids")
+    assert first.returncode == 3, first.stderr
+    assert "1 cells lost to a signal from outside, not stored: the worker process was killed by SIGKILL" \
+        in first.stderr
+    assert {r["impl"]: r["status"] for r in _rows(db)} == {"ok": "ok"}  # the lost cell is not a result
+    with open_store(db) as store:
+        assert [r.status for r in store.runs()] == ["incomplete"]
+    second = _kill_waiting_worker(args, tmp_path / "pids")  # measured again, and killed again
+    assert second.returncode == 0, second.stderr
+    assert "1 stored now (1 crashed)" in second.stdout
+    status = {r["impl"]: (r["status"], r["error"]) for r in _rows(db)}
+    assert status["waits"] == ("crashed", "the worker process was killed by SIGKILL (on 2 runs)")
+    assert "2 already stored, 0 stored now" in _lossbench(*args).stdout  # stored crashed: not measured again
+    retried = _lossbench(*args, "--retry-failed")  # without FAULTY_WAIT_DIR the cell computes
+    assert retried.returncode == 0, retried.stderr
+    assert "1 stored now (1 ok)" in retried.stdout
+    assert {r["impl"]: r["status"] for r in _rows(db)} == {"ok": "ok", "waits": "ok"}
+
+
+class _TruncatingCache(ReferenceCache):
+    """Saves each entry, then really cuts the file in half, as a dying disk would."""
+
+    def save(self, inputset, quantity, reference) -> None:  # noqa: ANN001
+        super().save(inputset, quantity, reference)
+        path = self.path(inputset, quantity)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_cell_lost_to_a_broken_reference_is_not_stored_and_measured_next_time(tmp_path: Path) -> None:
+    config = SweepConfig(losses=("mse",), frameworks=("numpy",), impls=("naive",), dtypes=("float32",),
+                         devices=("cpu",), regimes=("typical",), sizes=(10, 100), widths=(10,), jobs=1)
+    with open_store(tmp_path / "r.sqlite") as store:
+        broken = run_sweep(config, store, _TruncatingCache(tmp_path / "refcache"))
+        assert broken.stored == 0 and list(store.cells()) == []
+        ((reason, count),) = broken.lost_to_harness.items()
+        assert count == 2 and "EntryInvalid" in reason and "unreadable" in reason
+        cache = ReferenceCache(tmp_path / "refcache")
+        again = run_sweep(config, store, cache)
+        assert again.stored == 2 and not again.lost_to_harness and len(cache.discarded) == 1
+        assert [r["status"] for r in store.cells()] == ["ok", "ok"]
+        assert [r.status for r in store.runs()] == ["incomplete", "complete"]
 
 
 def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> None:
@@ -115,6 +179,8 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> No
     assert len(keys) == len(set(keys)), "duplicated cells"
     assert set(keys) == expected, "lost cells"
     assert all(r["status"] == "ok" for r in rows)
+    with open_store(db) as store:  # the killed parent's run, left 'running', was found gone
+        assert [r.status for r in store.runs()] == ["interrupted", "complete"]
 
 
 def test_timed_sweep_records_speed_and_completes_untimed_cells(tmp_path: Path, capsys) -> None:

@@ -1,7 +1,7 @@
-"""The ``lossbench`` command line. Bad input of any kind ends with one line on
-stderr naming the problem and exit code 2; a framework that raises is reported
-as that framework's error (exit 1), never as a traceback. Each command is one
-Command (its arguments and what it runs), registered in COMMANDS."""
+"""The ``lossbench`` command line. Every command exits with one code of one table
+(EXIT_CODES, in the README); whatever goes wrong ends in one line on stderr,
+never a traceback. Each command is one Command (its arguments and what it
+runs), registered in COMMANDS."""
 from __future__ import annotations
 
 import argparse
@@ -13,9 +13,19 @@ from typing import NoReturn
 
 from harness.measure.inputs import InputError
 from harness.present.commands import catalog, evaluate, stored, sweeping
-from harness.present.options import Command, UsageError
+from harness.present.options import Command, EnvironmentFault, UsageError
 
 COMMANDS: tuple[Command, ...] = (*catalog.COMMANDS, *evaluate.COMMANDS, *sweeping.COMMANDS, *stored.COMMANDS)
+
+EXIT_CODES = {
+    0: "success",
+    1: "the measured thing failed: a framework raised (eval), nothing qualifies (recommend)",
+    2: "bad input or usage, an unusable results store",
+    3: "the environment failed: disk full, read-only file system, permission denied, "
+       "a worker killed from outside (the OS's reason and the path)",
+    70: "an internal error of lossbench (a bug: LOSSBENCH_DEBUG=1 shows the traceback)",
+    130: "interrupted (Ctrl-C)",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,14 +55,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _stdout_closed():  # output piped into head and the like
             sys.stderr.close()
             return 0
-        print(f"lossbench: internal error: BrokenPipeError: {exc} (a worker's pipe, not the output)", file=sys.stderr)
-        return 1
+        return _internal(exc, "a worker's pipe, not the output")
+    except EnvironmentFault as exc:
+        print(f"lossbench: error: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:  # the machine refused: disk full, read-only, permission
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"lossbench: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 3
     except Exception as exc:  # noqa: BLE001  a bug must still not print a traceback at users
-        if os.environ.get("LOSSBENCH_DEBUG"):
-            raise
-        print(f"lossbench: internal error: {type(exc).__name__}: {exc} (set LOSSBENCH_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return 1
+        return _internal(exc)
+
+
+def _internal(exc: BaseException, note: str = "") -> int:
+    if os.environ.get("LOSSBENCH_DEBUG"):
+        raise exc
+    print(f"lossbench: internal error: {type(exc).__name__}: {exc} ({note + '; ' if note else ''}"
+          "set LOSSBENCH_DEBUG=1 for a traceback)", file=sys.stderr)
+    return 70
 
 
 def _stdout_closed() -> bool:

@@ -3,6 +3,7 @@ that turn a bad name into one clear line (exit code 2)."""
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,11 +17,16 @@ from harness.adapters import FRAMEWORKS, FrameworkUnavailable
 from harness.measure.environment import describe_frameworks
 from harness.model import registry
 from harness.model.spec import LossSpec
-from harness.store import Store, StoreError
+from harness.store import Store, StoreError, machine_fault
 
 
 class UsageError(Exception):
     """Bad input from the user: reported in one line with exit code 2."""
+
+
+class EnvironmentFault(Exception):
+    """The machine failed the command (cells lost to a signal from outside):
+    reported in one line with exit code 3."""
 
 
 @dataclass(frozen=True)
@@ -119,16 +125,25 @@ def loss_spec(name: str) -> LossSpec:
 
 @contextmanager
 def opened(db: Path, made_by: str | None = None) -> Iterator[Store]:
-    """The store at ``db`` (created if absent, unless ``made_by`` names the command
-    that makes it); a missing or unreadable store is a usage error."""
+    """The store at ``db``: with ``made_by`` (the command that makes it) opened
+    read-only and required to exist, else opened for writing (created if absent).
+    A file that is no usable store is a usage error; a machine fault under SQLite
+    (disk full, read-only file system) is raised as the OSError it is."""
     if made_by and not db.exists():
         raise UsageError(f"no results store at {db}; run '{made_by}' first")
     try:
-        store = Store(db)
+        store = Store(db, writable=made_by is None)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
     try:
         yield store
+    except sqlite3.DatabaseError as exc:
+        fault = machine_fault(exc, db) if isinstance(exc, sqlite3.OperationalError) else None
+        if fault is not None:
+            raise fault from None
+        if isinstance(exc, sqlite3.OperationalError):
+            raise
+        raise UsageError(f"{db} is a damaged SQLite file: {exc}") from None
     finally:
         for complaint in store.complaints:
             print(f"lossbench: warning: {store.path}: {complaint}", file=sys.stderr)

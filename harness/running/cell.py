@@ -139,24 +139,28 @@ def summary(values: np.ndarray, ref: RefArrays, dtype: str, defined: np.ndarray 
 
 
 def run_cell(job: CellJob) -> CellOutcome:
-    """Measure one cell (runs in a worker)."""
+    """Measure one cell (runs in a worker). Only the framework's calls are the
+    cell's result: reading the references and making the inputs come first,
+    and an exception there is lossbench's, raised to the parent, never stored."""
     started = time.perf_counter()
     task = job.task
     s = task.inputset
+    spec = registry.get(s.loss)
+    adapter = adapters.load(task.framework)
+    arrays = _inputs(s, task.size)
+    params = dict(s.params)
+    value_reference = _value_reference(job.value_reference) if job.value_reference is not None else None
+    gradient_reference = (_gradient_reference(job.gradient_reference, spec.name)[task.size]
+                          if job.gradient_reference is not None else None)
     gradient = None
     try:
-        spec = registry.get(s.loss)
-        adapter = adapters.load(task.framework)
-        arrays = _inputs(s, task.size)
-        params = dict(s.params)
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, job.timeout)
         try:
-            if job.gradient_reference is not None:
-                gradient = _gradient_row(adapter, spec, job, arrays, params)
-            if job.value_reference is None:
+            if gradient_reference is not None:
+                gradient = _gradient_row(adapter, spec, task, arrays, params, gradient_reference)
+            if value_reference is None:
                 return CellOutcome(None, gradient)
-            reference = _value_reference(job.value_reference)
             per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params)
             reduced = adapter.run(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params)
             timed = _time_cell(adapter, spec, job, arrays, params) if task.time else {}
@@ -171,7 +175,7 @@ def run_cell(job: CellJob) -> CellOutcome:
             return CellOutcome(None, gradient or GradientRow(task.key(), "error", error=error_line(exc)))
         return CellOutcome(CellRow(task.key(), "error", error=error_line(exc),
                                    seconds=time.perf_counter() - started), gradient)
-    return CellOutcome(_value_row(task, spec, per_item, reduced, reference, timed, started), gradient)
+    return CellOutcome(_value_row(task, spec, per_item, reduced, value_reference, timed, started), gradient)
 
 
 def _value_row(task: CellTask, spec: LossSpec, per_item: Output, reduced: Output, reference: ValueReference,
@@ -199,10 +203,10 @@ def _value_row(task: CellTask, spec: LossSpec, per_item: Output, reduced: Output
     )
 
 
-def _gradient_row(adapter: adapters.Adapter, spec: LossSpec, job: CellJob, arrays: dict[str, np.ndarray],
-                  params: dict[str, float]) -> GradientRow:
+def _gradient_row(adapter: adapters.Adapter, spec: LossSpec, task: CellTask, arrays: dict[str, np.ndarray],
+                  params: dict[str, float], reference: GradArrays) -> GradientRow:
     """The gradient of the default-reduction loss against the set's reference gradient."""
-    task, reduction = job.task, spec.default_reduction
+    reduction = spec.default_reduction
     key = task.key()
     if adapter.gradient(spec, task.impl) is None:
         return GradientRow(key, "no_gradient", reduction=reduction, method="none")
@@ -214,7 +218,6 @@ def _gradient_row(adapter: adapters.Adapter, spec: LossSpec, job: CellJob, array
         raise
     except Exception as exc:  # the gradient raised: a result, not a crash
         return GradientRow(key, "error", reduction=reduction, method=method, error=error_line(exc))
-    reference = _gradient_reference(job.gradient_reference, spec.name)[task.size]
     if output.values.shape != reference.defined.shape:
         return GradientRow(key, "error", reduction=reduction, method=method, result_dtype=output.result_dtype,
                            error=f"gradient has {output.values.size} elements, the input {reference.defined.size}")

@@ -5,11 +5,16 @@ every cell's task once (what is missing of it: value, gradient, timing),
 computes the missing references, measures the bandwidth when something is to be
 timed, then hands each task to a worker (harness.running.cell) and stores what
 comes back. Frameworks run only in worker processes (spawned, so TensorFlow and
-torch never share a forked state). A cell that raises becomes an error row, one
-that overruns the per-cell limit a timeout row, and one whose worker dies a
-crashed row; the sweep goes on. Rows are committed as they arrive, and cells
-already stored are skipped, so a killed sweep rerun with the same configuration
-completes without losing or duplicating anything.
+torch never share a forked state). Only what the framework did is a cell's
+result: a cell that raises becomes an error row, one that overruns the per-cell
+limit a timeout row, one whose worker crashes on its own (SIGSEGV, SIGABRT, an
+exit) a crashed row; the sweep goes on. A cell lost to lossbench (its reference
+failed, the harness raised) or to a signal from outside (kill -9, the OOM
+killer) is not stored: the next run measures it, and a cell whose worker an
+outside signal has killed on two runs is stored crashed, naming the signal.
+Rows are committed as they arrive, and cells already stored are skipped, so a
+killed sweep rerun with the same configuration completes without losing or
+duplicating anything; ``retry_failed`` measures stored failures again.
 
 With ``grad``, every cell (of ``grad_regimes``, default all) also measures the
 gradient of its default-reduction loss with respect to input; with ``time``,
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -54,6 +60,10 @@ DEFAULT_TIMED_REGIMES = ("typical",)
 HARD_LIMIT_GRACE = 120.0
 # A reference chunk (CHUNK items) takes seconds; one taking an hour is stuck.
 REFERENCE_CHUNK_LIMIT = 3600.0
+# Signals a process raises on itself when its own code fails: the framework crashed.
+OWN_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL})
+# A cell whose worker an outside signal killed on this many runs is stored crashed.
+LOST_LIMIT = 2
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class SweepConfig:
     grad: bool = False
     grad_regimes: tuple[str, ...] | None = None  # None: every regime the sweep runs
     reference_engine: str = DEFAULT_ENGINE
+    retry_failed: bool = False  # measure stored error, timeout and crashed cells (and gradients) again
 
     @property
     def value(self) -> LossValue:
@@ -103,6 +114,9 @@ class SweepReport:
     gradients: int = 0  # gradient rows stored
     bandwidth_limits: dict[str, float] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    # Cells not stored, by reason: lost to lossbench itself, or to a signal from outside.
+    lost_to_harness: Counter[str] = field(default_factory=Counter)
+    lost_to_signal: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -134,7 +148,11 @@ def sizes_for(inputset: InputSet, config: SweepConfig) -> list[int]:
 def plan(config: SweepConfig, info: dict[str, FrameworkInfo], stored: StoredKeys) -> Plan:
     """Each cell asked only for what is missing: a stored cell is neither measured
     nor timed again, a stored gradient not measured again, and a stored untimed
-    cell to be timed is measured whole (its timed row replaces the untimed one)."""
+    cell to be timed is measured whole (its timed row replaces the untimed one).
+    With retry_failed, failed cells and gradients count as missing."""
+    if config.retry_failed:
+        stored = StoredKeys({k: v for k, v in stored.cells.items() if k not in stored.failed_cells},
+                            stored.gradients - stored.failed_gradients)
     cells, tasks = 0, []
     for inputset in input_sets(config):
         for size in sizes_for(inputset, config):
@@ -160,6 +178,26 @@ def plan(config: SweepConfig, info: dict[str, FrameworkInfo], stored: StoredKeys
                         if value or grad:
                             tasks.append(dataclasses.replace(cell, value=value, grad=grad, time=time_it))
     return Plan(cells, tuple(tasks))
+
+
+class DeviceUnavailable(ValueError):
+    """A device asked for that no chosen framework offers on this machine."""
+
+
+def check_devices(config: SweepConfig) -> None:
+    """Refuse, before any store or run is made, a device no chosen framework has
+    here (--device cuda without CUDA). Frameworks are asked in a worker, as the
+    sweep asks them, so this process imports none."""
+    if set(config.devices) <= {"cpu"}:
+        return
+    with WorkerPool(1) as pool:
+        ((_, info),) = list(pool.run(describe_frameworks, [config.frameworks]))
+    if isinstance(info, Failure):
+        raise RuntimeError(f"could not ask the frameworks for their devices: {info.message}")
+    for device in config.devices:
+        if not any(device in fw.devices for fw in info.values() if fw.available):
+            raise DeviceUnavailable(f"no chosen framework offers device {device} on this machine "
+                                    f"({', '.join(config.frameworks)} checked)")
 
 
 def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
@@ -191,7 +229,7 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
             else:
                 _cells(planned.tasks, failed_refs, config, cache, pool, store, report, progress)
             report.cell_seconds = time.perf_counter() - started
-            store.end_run(run_id, "complete")
+            store.end_run(run_id, "incomplete" if report.lost_to_harness or report.lost_to_signal else "complete")
             return report
         except BaseException:
             if run_id is not None:
@@ -259,27 +297,30 @@ def _measure_bandwidth(tasks: Sequence[CellTask], pool: WorkerPool, store: Store
 
 def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: SweepConfig, cache: ReferenceCache,
            pool: WorkerPool, store: Store, report: SweepReport, progress: Callable[..., Any] | None) -> None:
-    jobs, unrunnable, gradient_failures = [], [], []
+    """Measure every task whose references exist; a task whose reference failed
+    is lost to lossbench (its gradient alone, where the value can be measured)."""
+    jobs = []
     for t in tasks:
         value_failed = failed_refs.get((t.inputset, config.value)) if t.value else None
         gradient_failed = failed_refs.get((t.inputset, config.gradient(t.inputset.loss))) if t.grad else None
-        if value_failed:
-            unrunnable.append(CellOutcome.failed(t, "error", value_failed))
+        if value_failed or gradient_failed:
+            report.lost_to_harness[f"reference: {value_failed or gradient_failed}"] += 1
+        if value_failed or (gradient_failed and not t.value):
             continue
-        if gradient_failed:  # the values can still be measured
-            gradient_failures.append(CellOutcome(None, GradientRow(t.key(), "error", error=gradient_failed)))
-            if not t.value:
-                continue
+        if gradient_failed:
+            t = dataclasses.replace(t, grad=False)
         jobs.append(CellJob.of(t, cache, config.cell_timeout, report.bandwidth_limits.get(t.device), config.value,
-                               None if gradient_failed else config.gradient(t.inputset.loss)))
-    _store(store, report, unrunnable + gradient_failures, None)
+                               config.gradient(t.inputset.loss)))
     bar = progress(total=len(jobs), desc="cells", unit="cell") if progress else None
     batch: list[CellOutcome] = []
     last_commit = time.monotonic()
     for job, outcome in pool.run(run_cell, jobs, lambda j: j.timeout + HARD_LIMIT_GRACE):
         if isinstance(outcome, Failure):
-            outcome = CellOutcome.failed(job.task, outcome.kind, outcome.message)
-        batch.append(outcome)
+            outcome = _failed(job.task, outcome, store, report)
+        if outcome is not None:
+            batch.append(outcome)
+        elif bar:
+            bar.update(1)
         if len(batch) >= 64 or time.monotonic() - last_commit > 1.0:
             _store(store, report, batch, bar)
             batch, last_commit = [], time.monotonic()
@@ -288,13 +329,31 @@ def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: Sw
         bar.close()
 
 
+def _failed(task: CellTask, failure: Failure, store: Store, report: SweepReport) -> CellOutcome | None:
+    """What a task that produced no result stores: the framework's own failure
+    (hung past the hard limit, crashed with a fault signal or an exit) is the
+    cell's result; a task lost to lossbench (it raised outside the framework) or
+    to an outside signal stores nothing, and the next run measures it, unless an
+    outside signal has now killed its worker on LOST_LIMIT runs."""
+    if failure.kind == "error":
+        report.lost_to_harness[failure.message] += 1
+        return None
+    if failure.kind == "crashed" and failure.signal is not None and failure.signal not in OWN_SIGNALS:
+        times = store.count_lost(report.run_id, task.key(), failure.message)
+        if times < LOST_LIMIT:
+            report.lost_to_signal[failure.message] += 1
+            return None
+        return CellOutcome.failed(task, "crashed", f"{failure.message} (on {times} runs)")
+    return CellOutcome.failed(task, failure.kind, failure.message)
+
+
 def _store(store: Store, report: SweepReport, outcomes: list[CellOutcome], bar: Any) -> None:
     if not outcomes:
         return
-    rows = [o.value for o in outcomes if o.value]
-    report.stored += store.add(report.run_id, rows)
-    report.gradients += store.add(report.run_id, [o.gradient for o in outcomes if o.gradient])
-    for row in rows:
+    rows = store.add(report.run_id, [o.value for o in outcomes if o.value])
+    report.stored += len(rows)
+    report.gradients += len(store.add(report.run_id, [o.gradient for o in outcomes if o.gradient]))
+    for row in rows:  # only what this sweep stored: another one may have stored a cell first
         report.statuses[row.status] = report.statuses.get(row.status, 0) + 1
         report.timed += row.forward_seconds is not None
     if bar:

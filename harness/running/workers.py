@@ -20,10 +20,27 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Failure:
-    """A task that produced no result: ``kind`` is 'crashed', 'timeout' or 'error'."""
+    """A task that produced no result: ``kind`` is 'crashed' (the worker died:
+    ``signal`` is the signal that killed it, None where it exited), 'timeout'
+    (past its hard limit, killed) or 'error' (the task raised)."""
 
     kind: str
     message: str
+    signal: int | None = None
+
+
+class WorkerStartFailed(OSError):
+    """No worker process could be started or kept alive: the machine's fault."""
+
+
+def _died(process: Any) -> Failure:
+    """How a dead worker ended: by a signal (named) or with an exit code."""
+    process.join(5)
+    code = process.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        return Failure("crashed", f"the worker process was killed by {name}", -code)
+    return Failure("crashed", f"the worker process exited with code {code} while running this task")
 
 
 def _worker_loop(conn: Connection, threads: int) -> None:
@@ -102,12 +119,22 @@ class WorkerPool:
         busy: dict[Connection, _Worker] = {}
 
         def assign(worker: _Worker) -> None:
-            worker.task = queue.pop()
-            worker.deadline = time.monotonic() + hard_limit(worker.task)
-            worker.conn.send((function, worker.task))
+            task = queue.pop()
+            try:
+                worker.conn.send((function, task))
+            except OSError:  # it died while idle (killed from outside): a fresh one takes the task
+                worker.stop(kill=True)
+                self.workers.remove(worker)
+                worker = self._spawn()
+                try:
+                    worker.conn.send((function, task))
+                except OSError as exc:
+                    raise WorkerStartFailed(f"a fresh worker process died before its first task ({exc})") from None
+            worker.task = task
+            worker.deadline = time.monotonic() + hard_limit(task)
             busy[worker.conn] = worker
 
-        for worker in self.workers:
+        for worker in list(self.workers):
             if queue:
                 assign(worker)
         while busy:
@@ -119,9 +146,9 @@ class WorkerPool:
                         ok, payload = worker.conn.recv()
                         outcome = payload if ok else Failure("error", payload)
                     except (EOFError, OSError):
-                        outcome = Failure("crashed", "the worker process died while running this task")
+                        outcome = _died(worker.process)
                 elif worker.process.sentinel in ready or not worker.process.is_alive():
-                    outcome = Failure("crashed", f"the worker process died (exit code {worker.process.exitcode})")
+                    outcome = _died(worker.process)
                 elif time.monotonic() > worker.deadline:
                     outcome = Failure("timeout", "the worker did not answer within the hard time limit; killed")
                 if outcome is None:

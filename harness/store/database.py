@@ -1,16 +1,28 @@
 """SQLite results store: one row per run and one per cell, one per cell whose
-gradient was measured, the bandwidth measured for each timed run, and the
-conventions atlas (one row per loss, framework version, impl and dtype).
+gradient was measured, the bandwidth measured for each timed run, the
+conventions atlas (one row per loss, framework version, impl and dtype), and
+the cells whose worker was lost to an outside signal (counted across runs).
 
 A cell is unique by what was measured (harness.store.rows.CellKey), so a rerun
 of the same configuration finds what is already stored, and a sweep killed at
 any point and rerun ends with every cell exactly once. Reads build typed rows;
 a row that could not have been measured (a corrupted page) is named in
 ``complaints`` and not served.
+
+A file is checked before it is opened for anything: one that is no lossbench
+store this version can use (a directory, a text file, a damaged SQLite file,
+somebody else's database) raises StoreError and is left untouched. Reading
+opens the file read-only (immutable where it cannot be written: a read-only
+mount, a file of another user); only writing creates, upgrades or changes it.
+An SQLite failure of the machine (disk full, read-only file system) is raised
+as the OSError it is, naming the store.
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,18 +30,117 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from harness.measure.bandwidth import StreamResult
 from harness.measure.environment import Environment
 from harness.store.rows import KEY_COLUMNS, BadRow, CellKey, CellRow, GradientRow, Measured, Stored, row_columns
-from harness.store.schema import SCHEMA, SCHEMA_VERSION, upgrade
+from harness.store.schema import SCHEMA, SCHEMA_VERSION, STORE_TABLES, upgrade
 
 DEFAULT_DB = Path("reports/results.sqlite")
 _ORDER = "ORDER BY loss, framework, impl, dtype, device, regime, size, width, seed"
+_SQLITE_HEADER = b"SQLite format 3\x00"
+# What SQLite says when the machine, not the store, fails, and the OS error it is.
+_MACHINE_FAULTS = (("disk is full", errno.ENOSPC), ("readonly database", errno.EROFS),
+                   ("disk i/o error", errno.EIO), ("unable to open database file", errno.EACCES))
+FAILED_STATUSES = ("error", "timeout", "crashed")
 
 
 class StoreError(RuntimeError):
-    pass
+    """A file that is no results store this lossbench can use; nothing was changed in it."""
+
+
+def machine_fault(exc: sqlite3.Error, path: Path) -> OSError | None:
+    """The OSError an SQLite error stands for when the machine failed, else None."""
+    text = str(exc).lower()
+    for words, code in _MACHINE_FAULTS:
+        if words in text:
+            return OSError(code, f"{os.strerror(code)} (SQLite: {exc})", str(path))
+    return None
+
+
+@contextmanager
+def _machine_faults(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        fault = machine_fault(exc, path)
+        if fault is None:
+            raise
+        raise fault from None
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), or None if it
+    does not exist: with the pid it names one process, since pids are reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[19]
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    if Path("/proc/self/stat").exists():
+        return started is not None and _process_start(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot change the file: immutable where the file or its
+    folder cannot be written (SQLite could not even keep its lock files there)."""
+    immutable = not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
+    return sqlite3.connect(uri, uri=True, timeout=60)
+
+
+def inspect(path: Path) -> int | None:
+    """The schema version of the store at ``path``, None where there is none yet
+    (no file, an empty file, an SQLite file without tables); StoreError, with what
+    is wrong, for anything that is not a usable lossbench store. Reads only."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a results store")
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, "rb") as file:
+        if file.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+            raise StoreError(f"{path} is not an SQLite file, so not a results store")
+    db = _read_only(path)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return None
+        if not set(STORE_TABLES) <= tables or \
+                [row[1] for row in db.execute("PRAGMA table_info(meta)")] != ["key", "value"]:
+            raise StoreError(f"{path} is an SQLite database but not a lossbench results store "
+                             f"(its tables: {', '.join(sorted(tables))})")
+        found = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if found is None:
+            raise StoreError(f"{path} is an SQLite database but not a lossbench results store "
+                             "(its meta table has no schema_version)")
+        try:
+            version = int(found[0])
+        except (TypeError, ValueError):
+            raise StoreError(f"{path} has schema_version {found[0]!r}, not an integer: "
+                             "not a store lossbench wrote") from None
+        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise StoreError(f"{path} is a damaged SQLite file: {'; '.join(problems[:3])}")
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and machine_fault(exc, path):
+            raise machine_fault(exc, path) from None
+        raise StoreError(f"{path} is a damaged SQLite file: {exc}") from None
+    finally:
+        db.close()
+    if not 1 <= version <= SCHEMA_VERSION:
+        raise StoreError(f"{path} has schema version {version}, this lossbench reads 1 to {SCHEMA_VERSION}")
+    return version
 
 
 @dataclass(frozen=True)
@@ -45,25 +156,40 @@ class Run:
 @dataclass(frozen=True)
 class StoredKeys:
     """What a sweep finds stored: cells (-> whether a timed sweep has nothing left
-    to do there: timed, or not ok) and the cells whose gradient is stored."""
+    to do there: timed, or not ok), the cells whose gradient is stored, and of
+    both those stored as failed (error, timeout, crashed), which --retry-failed
+    measures again."""
 
     cells: dict[CellKey, bool]
     gradients: set[CellKey]
+    failed_cells: frozenset[CellKey] = frozenset()
+    failed_gradients: frozenset[CellKey] = frozenset()
 
 
 class Store:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, writable: bool = True) -> None:
+        """Open the store at ``path``; ``writable`` creates or upgrades it where
+        needed and marks this machine's runs whose process is gone interrupted,
+        otherwise it is read as it is, never changed."""
         self.path = Path(path)
+        self.writable = writable
         self.complaints: list[str] = []  # rows read back that cannot be right, by table and id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        found = self._version()
-        if found is not None and not 1 <= found <= SCHEMA_VERSION:
-            self.db.close()
-            raise StoreError(f"{self.path} has schema version {found}, this lossbench reads {SCHEMA_VERSION}")
-        if found != SCHEMA_VERSION:
-            self._create_or_upgrade()
+        found = inspect(self.path)
+        if not writable:
+            if found is None:
+                raise StoreError(f"{self.path} holds no results yet")
+            if found < SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {found}; a writing command "
+                                 f"(lossbench sweep) upgrades it to {SCHEMA_VERSION} first")
+            self.db = _read_only(self.path)
+            return
+        with _machine_faults(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            if found != SCHEMA_VERSION:
+                self._create_or_upgrade()
+            self._mark_abandoned_runs()
 
     def _create_or_upgrade(self) -> None:
         """One transaction: a store killed while it is being created or upgraded is
@@ -90,45 +216,94 @@ class Store:
             return None
         return None if found is None else int(found[0])
 
+    def _mark_abandoned_runs(self) -> None:
+        """Runs of this host still 'running' whose process is gone were killed
+        without a chance to say so: they are interrupted."""
+        host = socket.gethostname()
+        gone = [run_id for run_id, pid, started in self.db.execute(
+            "SELECT id, pid, process_start FROM runs WHERE status = 'running' AND host = ?", (host,))
+            if not _alive(pid, started)]
+        if gone:
+            with self.db:
+                self.db.executemany("UPDATE runs SET status = 'interrupted' WHERE id = ?", [(i,) for i in gone])
+
+    def check(self) -> None:
+        """PRAGMA quick_check, before a sweep writes: a damaged file is refused."""
+        problems = [row[0] for row in self.db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise StoreError(f"{self.path} is a damaged SQLite file: {'; '.join(problems[:3])}")
+
     def close(self) -> None:
         self.db.close()
 
     def start_run(self, config: dict[str, Any], environment: Environment) -> int:
-        with self.db:
-            cur = self.db.execute("INSERT INTO runs (started, status, config, environment) VALUES (?, 'running', ?, ?)",
-                                  (time.time(), json.dumps(config, sort_keys=True), json.dumps(environment.to_json())))
+        pid = os.getpid()
+        with _machine_faults(self.path), self.db:
+            cur = self.db.execute(
+                "INSERT INTO runs (started, status, config, environment, host, pid, process_start) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                (time.time(), json.dumps(config, sort_keys=True), json.dumps(environment.to_json()),
+                 socket.gethostname(), pid, _process_start(pid)))
         return int(cur.lastrowid)
 
     def end_run(self, run_id: int, status: str) -> None:
-        with self.db:
+        with _machine_faults(self.path), self.db:
             self.db.execute("UPDATE runs SET ended = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
 
     def stored_keys(self) -> StoredKeys:
         keys = ", ".join(KEY_COLUMNS)
-        cells = {CellKey(*row[:-1]): bool(row[-1]) for row in self.db.execute(
-            f"SELECT {keys}, status != 'ok' OR forward_seconds IS NOT NULL FROM cells")}
-        gradients = {CellKey(*row) for row in self.db.execute(f"SELECT {keys} FROM gradients")}
-        return StoredKeys(cells, gradients)
+        failed = ", ".join(repr(s) for s in FAILED_STATUSES)
+        cells, failed_cells = {}, set()
+        for row in self.db.execute(f"SELECT {keys}, status != 'ok' OR forward_seconds IS NOT NULL, "
+                                   f"status IN ({failed}) FROM cells"):
+            key = CellKey(*row[:-2])
+            cells[key] = bool(row[-2])
+            if row[-1]:
+                failed_cells.add(key)
+        gradients, failed_gradients = set(), set()
+        for row in self.db.execute(f"SELECT {keys}, status IN ({failed}) FROM gradients"):
+            gradients.add(CellKey(*row[:-1]))
+            if row[-1]:
+                failed_gradients.add(CellKey(*row[:-1]))
+        return StoredKeys(cells, gradients, frozenset(failed_cells), frozenset(failed_gradients))
 
-    def add(self, run_id: int, rows: Sequence[Measured]) -> int:
+    def add(self, run_id: int, rows: Sequence[Measured]) -> list[Measured]:
         """Insert value or gradient rows, each into its table under its own conflict
-        rule (CellRow.ON_CONFLICT, GradientRow.ON_CONFLICT). Returns how many rows
-        were added or completed."""
-        changed = 0
-        for row_type in {type(r) for r in rows}:
-            own = row_columns(row_type)
-            columns = ["run_id", *KEY_COLUMNS, *own, "created"]
-            updates = ", ".join(f"{c} = excluded.{c}" for c in ["run_id", *own, "created"])
-            sql = (f"INSERT INTO {row_type.TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-                   f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) {row_type.ON_CONFLICT.format(updates=updates)}")
-            now = time.time()
-            values = [(run_id, *asdict(r.key).values(), *(getattr(r, c) for c in own), now)
-                      for r in rows if type(r) is row_type]
-            with self.db:
+        rule (CellRow.ON_CONFLICT, GradientRow.ON_CONFLICT), in one transaction.
+        Returns the rows that were added or replaced an older one (a row another
+        sweep stored first is not counted as this one's). A stored row forgets
+        that its cell was ever lost."""
+        stored: list[Measured] = []
+        now = time.time()
+        where = " AND ".join(f"{k} = ?" for k in KEY_COLUMNS)
+        with _machine_faults(self.path), self.db:
+            for row in rows:
+                own = row_columns(type(row))
+                columns = ["run_id", *KEY_COLUMNS, *own, "created"]
+                updates = ", ".join(f"{c} = excluded.{c}" for c in ["run_id", *own, "created"])
                 before = self.db.total_changes
-                self.db.executemany(sql, values)
-                changed += self.db.total_changes - before
-        return changed
+                self.db.execute(
+                    f"INSERT INTO {row.TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                    f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) {row.ON_CONFLICT.format(updates=updates)}",
+                    (run_id, *asdict(row.key).values(), *(getattr(row, c) for c in own), now))
+                if self.db.total_changes > before:
+                    stored.append(row)
+                    self.db.execute(f"DELETE FROM lost WHERE {where}", tuple(asdict(row.key).values()))
+        return stored
+
+    def count_lost(self, run_id: int, key: CellKey, reason: str) -> int:
+        """Record that a cell's worker was lost to an outside signal; returns how
+        many times that has happened to the cell, over every run."""
+        columns = ["run_id", *KEY_COLUMNS, "reason", "times", "created"]
+        values = (run_id, *asdict(key).values(), reason, 1, time.time())
+        with _machine_faults(self.path), self.db:
+            self.db.execute(
+                f"INSERT INTO lost ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET times = lost.times + 1, "
+                "run_id = excluded.run_id, reason = excluded.reason, created = excluded.created", values)
+        where = " AND ".join(f"{k} = ?" for k in KEY_COLUMNS)
+        return int(self.db.execute(f"SELECT times FROM lost WHERE {where}", values[1:1 + len(KEY_COLUMNS)])
+                   .fetchone()[0])
 
     def _read(self, row_type: type[Measured], sql: str, extra: Sequence[str] = ()) -> Iterator[Stored]:
         """Typed rows of ``sql`` (id, run_id, key, row columns, then ``extra``)."""
@@ -157,7 +332,7 @@ class Store:
 
     def add_bandwidth(self, run_id: int, results: Iterable[StreamResult]) -> None:
         """Store a run's STREAM results."""
-        with self.db:
+        with _machine_faults(self.path), self.db:
             self.db.executemany(
                 "INSERT INTO bandwidth (run_id, framework, device, kernel, elements, bytes_moved, best_seconds, "
                 "median_seconds, gbps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -175,7 +350,7 @@ class Store:
     def put_atlas(self, entry: dict[str, Any]) -> None:
         """Store one atlas entry (AtlasEntry.to_json()), replacing an older one of the same key."""
         key = [entry[k] for k in ("loss", "framework", "framework_version", "impl", "dtype")]
-        with self.db:
+        with _machine_faults(self.path), self.db:
             self.db.execute("INSERT OR REPLACE INTO atlas (loss, framework, framework_version, impl, dtype, entry, "
                             "created) VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, json.dumps(entry), time.time()))
 
@@ -194,8 +369,8 @@ class Store:
 
 
 @contextmanager
-def open_store(path: Path | str) -> Iterator[Store]:
-    store = Store(path)
+def open_store(path: Path | str, writable: bool = True) -> Iterator[Store]:
+    store = Store(path, writable)
     try:
         yield store
     finally:

@@ -109,9 +109,11 @@ class CellRow(Measured):
     has no gradient."""
 
     TABLE = "cells"  # of the loss value (harness.measure.quantity.LossValue)
-    # A timed row completes an untimed one; otherwise the first row stands.
+    # A timed row completes an untimed one, and a new measurement replaces a failed
+    # one (--retry-failed); otherwise the first row stands.
     ON_CONFLICT = ("DO UPDATE SET {updates} "
-                   "WHERE cells.forward_seconds IS NULL AND excluded.forward_seconds IS NOT NULL")
+                   "WHERE (cells.forward_seconds IS NULL AND excluded.forward_seconds IS NOT NULL) "
+                   "OR cells.status != 'ok'")
     STATUSES = ("ok", "error", "timeout", "crashed")
     RELATIONS = (("items_measured", "items"),)
 
@@ -152,7 +154,8 @@ class GradientRow(Measured):
     corner: frameworks return a subgradient there, which is not judged)."""
 
     TABLE = "gradients"  # of the gradient (harness.measure.quantity.LossGradient)
-    ON_CONFLICT = "DO NOTHING"
+    # A new measurement replaces a failed one (--retry-failed); otherwise the first row stands.
+    ON_CONFLICT = "DO UPDATE SET {updates} WHERE gradients.status IN ('error', 'timeout', 'crashed')"
     STATUSES = ("ok", "error", "no_gradient", "timeout", "crashed")
     RELATIONS = (("elements_measured", "elements"), ("undefined", "elements"))
 

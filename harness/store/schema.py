@@ -3,7 +3,10 @@
 Versions: 2 added the atlas table; 3 the timing columns of cells and the
 bandwidth table; 4 the gradients table; 5 CHECK constraints on cells and
 gradients (rows that cannot happen are refused), with existing bad rows moved
-to the quarantine table by the upgrade rather than failing it.
+to the quarantine table by the upgrade rather than failing it; 6 the host,
+process id and process start time of each run (a run whose process is gone is
+marked interrupted) and the lost table (cells whose worker an outside signal
+killed, counted across runs: the second time such a cell is stored crashed).
 """
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ from harness.store.rows import (
     KEY_COLUMNS, NONNEGATIVE, ROW_TYPES, TIMING_COLUMNS, CellKey, CellRow, Measured, row_columns,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+# The tables every version of a lossbench store has had: a file without them is not one.
+STORE_TABLES = ("meta", "runs", "cells")
+RUN_PROCESS_COLUMNS = (("host", "TEXT"), ("pid", "INTEGER"), ("process_start", "TEXT"))
 
 _SQL_TYPES = {"str": "TEXT NOT NULL", "int": "INTEGER NOT NULL", "str | None": "TEXT", "int | None": "INTEGER",
               "float | None": "REAL"}
@@ -52,8 +58,9 @@ SCHEMA = "\n".join([
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     """CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, started REAL NOT NULL, ended REAL, status TEXT NOT NULL,
-    config TEXT NOT NULL, environment TEXT NOT NULL
-);""",
+    config TEXT NOT NULL, environment TEXT NOT NULL,
+    {process}
+);""".format(process=", ".join(f"{name} {kind}" for name, kind in RUN_PROCESS_COLUMNS)),
     *(table_sql(t) for t in ROW_TYPES),
     """CREATE TABLE IF NOT EXISTS bandwidth (
     id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -65,6 +72,12 @@ SCHEMA = "\n".join([
     id INTEGER PRIMARY KEY, loss TEXT NOT NULL, framework TEXT NOT NULL, framework_version TEXT NOT NULL,
     impl TEXT NOT NULL, dtype TEXT NOT NULL, entry TEXT NOT NULL, created REAL NOT NULL,
     UNIQUE (loss, framework, framework_version, impl, dtype)
+);""",
+    f"""CREATE TABLE IF NOT EXISTS lost (
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
+    {", ".join(_column(f) for f in fields(CellKey))},
+    reason TEXT NOT NULL, times INTEGER NOT NULL CHECK (times >= 1), created REAL NOT NULL,
+    UNIQUE ({", ".join(KEY_COLUMNS)})
 );""",
     """CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, source_id INTEGER, row TEXT NOT NULL,
@@ -84,6 +97,10 @@ def upgrade(db: sqlite3.Connection, version: int) -> None:
     if version < 5:
         for row_type in ROW_TYPES:
             _rebuild_with_checks(db, row_type)
+    present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for name, kind in RUN_PROCESS_COLUMNS:  # versions 1 to 5
+        if name not in present:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 

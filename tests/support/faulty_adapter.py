@@ -2,9 +2,10 @@
 the sweep tests: each impl fails in one way a real framework can."""
 from __future__ import annotations
 
+import ctypes
 import os
-import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,18 @@ def _raises(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.n
 
 
 def _crashes(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
-    os.kill(os.getpid(), signal.SIGKILL)
+    ctypes.string_at(0)  # reads address 0: a real SIGSEGV, as a framework's own bug gives
     raise AssertionError("unreachable")
+
+
+def _waits(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
+    """With FAULTY_WAIT_DIR set: writes this worker's pid there and waits to be
+    killed from outside (the OOM killer, kill -9). Without it: computes like ok."""
+    folder = os.environ.get("FAULTY_WAIT_DIR")
+    if folder:
+        Path(folder, f"{os.getpid()}.pid").write_text(str(os.getpid()))
+        time.sleep(3600)
+    return _ok(a, reduction, params)
 
 
 def _hangs(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
@@ -39,7 +50,7 @@ def _hangs(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.nd
 class FaultyAdapter(Adapter):
     name = "faulty"
     impls = {"ok": {"mse": _ok}, "slow": {"mse": _slow}, "raises": {"mse": _raises}, "crashes": {"mse": _crashes},
-             "hangs": {"mse": _hangs}}
+             "hangs": {"mse": _hangs}, "waits": {"mse": _waits}}
 
     def version(self) -> str:
         return "0"

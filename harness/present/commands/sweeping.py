@@ -21,7 +21,9 @@ from harness.present.options import (
     Command, UsageError, bounded, chosen_frameworks, loss_spec, opened, positive_int, reference_engine_argument,
 )
 from harness.running.cell import DEFAULT_CELL_TIMEOUT
-from harness.running.sweep import DEFAULT_TIMED_REGIMES, SweepConfig, default_config, run_sweep
+from harness.running.sweep import (
+    DEFAULT_TIMED_REGIMES, DeviceUnavailable, SweepConfig, check_devices, default_config, run_sweep,
+)
 from harness.store import DEFAULT_DB
 
 
@@ -79,15 +81,22 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         time=args.time, timed_regimes=tuple(dict.fromkeys(args.time_regime or DEFAULT_TIMED_REGIMES)),
         timed_sizes=tuple(sorted(set(args.time_size))) if args.time_size else None,
         grad=args.grad, grad_regimes=tuple(dict.fromkeys(args.grad_regime)) if args.grad_regime else None,
-        reference_engine=args.reference_engine,
+        reference_engine=args.reference_engine, retry_failed=args.retry_failed,
     )
 
 
-def run_and_print(config: SweepConfig, db: Path, no_progress: bool) -> None:
-    """Run the sweep into ``db`` and print what it did."""
+def run_and_print(config: SweepConfig, db: Path, no_progress: bool) -> int:
+    """Run the sweep into ``db`` and print what it did; returns the exit code
+    (3 where cells were lost to a signal from outside, 70 to lossbench itself:
+    either way not stored, and the next run measures them)."""
     progress = None if no_progress else functools.partial(tqdm, file=sys.stderr, mininterval=1.0)
     cache = ReferenceCache(db.parent / "refcache")
+    try:
+        check_devices(config)
+    except DeviceUnavailable as exc:
+        raise UsageError(str(exc)) from None
     with opened(db) as store:
+        store.check()
         done = run_sweep(config, store, cache, progress)
     for line in cache.discarded:
         print(f"lossbench: warning: {line}", file=sys.stderr)
@@ -105,6 +114,13 @@ def run_and_print(config: SweepConfig, db: Path, no_progress: bool) -> None:
         print(f"timed {done.timed} cells; bandwidth limit {limits or 'not measured (nothing new to time)'}")
     if config.grad:
         print(f"gradients: {done.gradients} stored now (lossbench results --grad lists them)")
+    for lost, whose in ((done.lost_to_signal, "a signal from outside"), (done.lost_to_harness, "lossbench itself")):
+        for reason, count in lost.most_common(5):
+            print(f"lossbench: warning: {count} cells lost to {whose}, not stored: {reason}", file=sys.stderr)
+    if done.lost_to_signal or done.lost_to_harness:
+        print(f"lossbench: error: {sum(done.lost_to_signal.values()) + sum(done.lost_to_harness.values())} cells "
+              "were not measured (run again to measure them)", file=sys.stderr)
+    return 70 if done.lost_to_harness else 3 if done.lost_to_signal else 0
 
 
 def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,13 +153,15 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="regimes whose gradients to measure (default: every regime swept)")
     parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="measure stored error, timeout and crashed cells (and gradients) again; "
+                             "the new rows replace the old")
     reference_engine_argument(parser)
     parser.set_defaults(full=False)
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    run_and_print(sweep_config(args), args.db, args.no_progress)
-    return 0
+    return run_and_print(sweep_config(args), args.db, args.no_progress)
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,14 +184,14 @@ def _run_run(args: argparse.Namespace) -> int:
                          grad_regimes=DEFAULT_TIMED_REGIMES, reference_engine=args.reference_engine)
     print(f"lossbench run: quick sweep of {len(config.losses)} losses into {args.db}; gradients on "
           f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs, timing on them at sizes {timed[0]} and {timed[1]}", flush=True)
-    run_and_print(config, args.db, args.no_progress)
+    code = run_and_print(config, args.db, args.no_progress)
     with opened(args.db) as store:
         stored = store.atlas()
     entries = build_atlas(list(registry.names()), chosen_frameworks(None), ["float32"], args.no_progress, stored)
     store_atlas(args.db, entries)
     print(f"atlas: {len(entries)} entries stored" + (" (the others are current)" if stored else ""))
     print(write_report(args.db, args.out))
-    return 0
+    return code
 
 
 COMMANDS = (
