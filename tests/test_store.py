@@ -80,7 +80,8 @@ def _stored_as_version(path, version: int, max_ulp: float = 3.0) -> int:
     with open_store(path) as store:
         run = store.start_run({}, NO_ENV)
         store.add(run, [CellRow(KEY, "ok", max_ulp=max_ulp)])
-    with sqlite3.connect(path) as db:
+    db = sqlite3.connect(path)
+    with db:
         for table in ("cells", "gradients") if version < 5 else ():  # the same columns without CHECK constraints
             sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
             db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
@@ -98,6 +99,7 @@ def _stored_as_version(path, version: int, max_ulp: float = 3.0) -> int:
             for column in TIMING_COLUMNS:
                 db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    db.close()  # checkpoints the WAL: the file alone is the store
     return run
 
 

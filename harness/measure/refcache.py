@@ -38,10 +38,31 @@ def checksum(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class ReferenceCache:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.discarded: list[str] = []  # one line per entry found invalid, deleted and recomputed
+
+    def remove_stale(self) -> int:
+        """Delete partial files left by processes that died while writing them
+        (killed, or on a full disk before this version cleaned up); returns how many."""
+        removed = 0
+        for partial in self.directory.glob("*.tmp.npz"):
+            pid = partial.name.rsplit(".", 3)[-3]
+            if pid.isdigit() and not _running(int(pid)):
+                partial.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def path(self, inputset: InputSet, quantity: Quantity) -> Path:
         return self.directory / (f"{inputset.loss}-{inputset.dtype}-{inputset.regime}{quantity.file_tag}-"
@@ -67,8 +88,13 @@ class ReferenceCache:
         data[_KEY] = np.array(inputset.key(quantity))
         data[_CHECKSUM] = np.array(checksum(data))
         partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(partial, **data)
-        os.replace(partial, path)  # atomic: a killed run never leaves half a file
+        try:
+            np.savez(partial, **data)
+            os.replace(partial, path)  # atomic: a killed run never leaves half a file
+        except OSError as exc:  # a full disk, above all: name the file (finally frees what was written)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        finally:
+            partial.unlink(missing_ok=True)
 
     @staticmethod
     def read_arrays(path: Path, key: str | None) -> dict[str, np.ndarray]:

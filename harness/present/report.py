@@ -11,6 +11,9 @@ import hashlib
 import html
 import json
 import math
+import os
+import re
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -249,8 +252,24 @@ def _history_figure(history: dict[str, list[tuple[float, float]]], path: Path) -
 
 # --- the report ----------------------------------------------------------------------
 
+def _written(out: Path, file: str, write: Callable[[Path], Any]) -> Any:
+    """``write`` a temporary file in ``out``, then os.replace it onto ``out/file``
+    (unless write returns False): a symlink planted at that name is replaced,
+    never followed, and no reader sees half a file."""
+    descriptor, temporary = tempfile.mkstemp(dir=out, prefix=f".{file}.", suffix=Path(file).suffix)
+    os.close(descriptor)
+    try:
+        result = write(Path(temporary))
+        if result is not False:
+            os.replace(temporary, out / file)
+        return result
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
 def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV_RESULTS) -> Report:
-    """Write the figures, index.html and summary.md into ``out``."""
+    """Write the figures, index.html and summary.md into ``out``, each file
+    through a temporary one (_written)."""
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     cells = list(store.cells())
@@ -269,7 +288,7 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
         if before and before["digest"] == digest and (not before["drawn"] or (out / file).exists()):
             drawn = before["drawn"]
         else:
-            drawn = draw(out / file) is not False
+            drawn = _written(out, file, draw) is not False
         drawn_now[file] = {"digest": digest, "drawn": drawn}
         if drawn:
             report.figures.append(Figure(file, title, how_to_read))
@@ -313,10 +332,11 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
                "Forward time of the asv anchor cases (mse and cross_entropy, torch float32) per commit in "
                ".asv/results: a step up is a speed regression.", history,
                lambda p: _history_figure(history, p))
-    cache.write_text(json.dumps(drawn_now))
+    _written(out, FIGURE_CACHE, lambda p: p.write_text(json.dumps(drawn_now)))
     context = _context(store, cells, gradients)
-    (out / "index.html").write_text(_html(report, context, store.atlas()))
-    (out / "summary.md").write_text(_markdown(report, context))
+    index = _html(report, context, store.atlas())
+    _written(out, "index.html", lambda p: p.write_text(index))
+    _written(out, "summary.md", lambda p: p.write_text(_markdown(report, context)))
     return report
 
 
@@ -404,12 +424,24 @@ def _html(report: Report, context: dict[str, Any], entries: list[dict[str, Any]]
     return "\n".join(parts)
 
 
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_{}\[\]<>()#!|~&])")
+
+
+def markdown_text(text: str) -> str:
+    """Text from the store as literal Markdown inside a list item or table cell:
+    every character Markdown (or the HTML inside it) could act on there is
+    escaped, and a line break cannot start a block. (., - and + act only at the
+    start of a line, which such text never is.)"""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
 def _markdown(report: Report, context: dict[str, Any]) -> str:
-    lines = ["# lossbench report", "", *(f"- {x}" for x in _environment_lines(context)), ""]
+    lines = ["# lossbench report", "", *(f"- {markdown_text(x)}" for x in _environment_lines(context)), ""]
     for f in report.figures:
         lines += [f"## {f.title}", "", f.how_to_read, "", f"![{f.title}]({f.file})", ""]
     if context["worst"]:
         lines += ["## Least accurate cells", "", "| " + " | ".join(WORST_COLUMNS) + " |",
                   "|" + "---|" * len(WORST_COLUMNS)]
-        lines += ["| " + " | ".join(format_cell(r.get(c)) for c in WORST_COLUMNS) + " |" for r in context["worst"]]
+        lines += ["| " + " | ".join(markdown_text(format_cell(r.get(c))) for c in WORST_COLUMNS) + " |"
+                  for r in context["worst"]]
     return "\n".join(lines) + "\n"

@@ -206,6 +206,7 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
     with update(n) and close(), like tqdm."""
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     run_id = None
+    cache.remove_stale()
     with WorkerPool(config.jobs, threads) as pool:
         try:
             ((_, info),) = list(pool.run(describe_frameworks, [config.frameworks]))
@@ -233,7 +234,10 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
             return report
         except BaseException:
             if run_id is not None:
-                store.end_run(run_id, "interrupted")
+                try:
+                    store.end_run(run_id, "interrupted")
+                except OSError:  # the machine fault that stopped the sweep stops this too: the next
+                    pass  # writing command marks the run interrupted (its process is gone by then)
             raise
 
 

@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_context, spawn
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -128,8 +128,12 @@ class WorkerPool:
                 worker = self._spawn()
                 try:
                     worker.conn.send((function, task))
-                except OSError as exc:
-                    raise WorkerStartFailed(f"a fresh worker process died before its first task ({exc})") from None
+                except OSError:
+                    worker.process.join(5)
+                    executable = os.fsdecode(spawn.get_executable())
+                    raise WorkerStartFailed(
+                        f"no worker process could be started: {executable} exited with code "
+                        f"{worker.process.exitcode} before its first task") from None
             worker.task = task
             worker.deadline = time.monotonic() + hard_limit(task)
             busy[worker.conn] = worker

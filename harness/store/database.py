@@ -51,12 +51,23 @@ class StoreError(RuntimeError):
 
 
 def machine_fault(exc: sqlite3.Error, path: Path) -> OSError | None:
-    """The OSError an SQLite error stands for when the machine failed, else None."""
+    """The OSError an SQLite error stands for when the machine failed, else None
+    (a read-only database is a read-only mount or a file this user may not write)."""
     text = str(exc).lower()
     for words, code in _MACHINE_FAULTS:
         if words in text:
+            if code in (errno.EROFS, errno.EACCES):  # SQLite cannot tell which: the mount can
+                code = errno.EROFS if _on_read_only_mount(path) else errno.EACCES
             return OSError(code, f"{os.strerror(code)} (SQLite: {exc})", str(path))
     return None
+
+
+def _on_read_only_mount(path: Path) -> bool:
+    folder = path if path.is_dir() else path.parent
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -93,11 +104,15 @@ def _alive(pid: int, started: str | None) -> bool:
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
-    """A connection that cannot change the file: immutable where the file or its
-    folder cannot be written (SQLite could not even keep its lock files there)."""
-    immutable = not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
-    return sqlite3.connect(uri, uri=True, timeout=60)
+    """A connection that cannot change the file. Where lossbench could write the
+    file it is opened as usual with query_only set (so SQLite removes the lock
+    files it makes when it closes); elsewhere (a read-only mount, another user's
+    file) read-only and immutable, since SQLite could not even keep its lock files."""
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
+        db = sqlite3.connect(path, timeout=60)
+        db.execute("PRAGMA query_only = ON")
+        return db
+    return sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1", uri=True, timeout=60)
 
 
 def inspect(path: Path) -> int | None:

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from harness.model.spec import ALL_REGIMES, DEVICES
 from harness.present import render, report
-from harness.present.options import Command, loss_spec, opened, positive_float, positive_int
+from harness.present.options import Command, UsageError, loss_spec, opened, positive_float, positive_int
 from harness.present.recommend import recommend
 from harness.store import DEFAULT_DB, KEY_COLUMNS, SHOWN_TIMING_COLUMNS
 
@@ -27,8 +29,30 @@ def _badness(row: dict[str, Any]) -> tuple[int, float]:
     return (row["unexpected_nonfinite"] or 0, row["max_ulp"] if row["max_ulp"] is not None else -1.0)
 
 
+def report_folder(out: Path) -> Path:
+    """``out`` made a folder lossbench may write (usage error otherwise): not a
+    file, not under a file, not read-only."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"--out {out} is under a file, not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"--out {out} cannot be made: {exc.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} cannot be written: "
+                         f"{os.strerror(errno.EROFS) if _read_only_mount(out) else 'permission denied'}")
+    return out
+
+
+def _read_only_mount(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
 def write_report(db: Path, out: Path, asv_results: Path = report.DEFAULT_ASV_RESULTS) -> Path:
     """Write the report; returns the path of its index.html."""
+    report_folder(out)
     with opened(db, "lossbench sweep") as store:
         written = report.build(store, out, asv_results)
     print(f"{len(written.figures)} figures: {', '.join(f.file for f in written.figures)}")
