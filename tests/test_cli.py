@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from fractions import Fraction
 
 import mpmath
 import pytest
@@ -244,6 +245,24 @@ BAD_INPUTS = {
     "unknown reference engine": (BASE + ["--input", "[1]", "--target", "[0]", "--reference-engine", "sympy"],
                                  "invalid choice: 'sympy'"),
     "bandwidth unknown framework": (["bandwidth", "--framework", "jax"], "invalid choice: 'jax'"),
+    "class index beyond int64": (["eval", "cross_entropy", "--framework", "numpy", "--dtype", "float32",
+                                  "--input", "[[1, 2, 3]]", "--target", "[1e30]"],
+                                 "class index 1e+30 is out of range"),
+    "JSON 900 levels deep": (BASE + ["--input", "[" * 900 + "1" + "]" * 900, "--target", "[0]"],
+                             "nested too deeply (at most 64 levels)"),
+    "more than 64 dimensions": (BASE + ["--input", "[" * 70 + "1" + "]" * 70, "--target", "[0]"],
+                                "nested too deeply (at most 64 levels)"),
+    "input file missing": (BASE + ["--input", "@/nonexistent/in.json", "--target", "[0]"],
+                           "--input @/nonexistent/in.json: cannot read /nonexistent/in.json: No such file"),
+    "input beyond the eval limit": (BASE + ["--input", json.dumps([0.5] * 300_000), "--target", "[0]"],
+                                    "eval takes at most 200,000 values unless --max-elements raises it"),
+    "input beyond memory": (BASE + ["--input", "[" + "," * 2**24 + "]", "--target", "[0]", "--max-elements",
+                                    "1e12"], "GiB of memory available"),
+    "a number of 20000 digits": (BASE + ["--input", "[1" + "0" * 20000 + "]", "--target", "[0]"],
+                                 "holds a number of 20,001 characters; at most 10,000"),
+    "a typed value rounding out of the domain": (
+        ["eval", "poisson_nll", "--framework", "numpy", "--dtype", "float16", "--input", "[1e-10]", "--target", "[1]"],
+        "got 1e-10 at position 0, which rounds to 0.0 in float16"),
 }
 
 
@@ -311,6 +330,44 @@ def test_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], arg
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("lossbench: error: "), err
     assert message in err
+
+
+def test_a_literal_beyond_every_dtype_rounds_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """1e999999999 is inf in every dtype and 1e-999999999 is 0: rounded without
+    building their billion-digit exact values (which took minutes)."""
+    record = eval_json(capsys, "mse", "--framework", "numpy", "--dtype", "float64", "--reduction", "none",
+                       "--input", "[1e999999999, -1e-999999999, 1e99999999999999999999]", "--target", "[0, 0, 0]")
+    assert record["value"] == ["inf", 0.0, "inf"] and record["reference_float64"] == ["inf", 0.0, "inf"]
+
+
+def test_input_read_from_a_file(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    values = [0.25 * i for i in range(40_000)]  # 400 KB of JSON: beyond one argument's 128 KiB
+    (tmp_path / "in.json").write_text(json.dumps(values))
+    (tmp_path / "target.json").write_text(json.dumps([0] * len(values)))
+    record = eval_json(capsys, "mse", "--framework", "numpy", "--dtype", "float64", "--input",
+                       f"@{tmp_path / 'in.json'}", "--target", f"@{tmp_path / 'target.json'}")
+    exact = sum(Fraction(v) ** 2 for v in values) / len(values)  # every square and the sum are exact here
+    assert Fraction(record["reference_float64"]) == exact
+
+
+def test_malformed_adapter_entries_are_listed_unavailable() -> None:
+    env = dict(os.environ, LOSSBENCH_ADAPTERS="=,x=,y=json", LOSSBENCH_DISABLE="torch,tensorflow")
+    proc = subprocess.run([sys.executable, "-m", "harness", "list", "frameworks", "--json"], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["numpy"]["available"]
+    assert "'=' names no module" in rows["="]["reason"] and "'x' names no module" in rows["x"]["reason"]
+    assert "module json defines no ADAPTER" in rows["y"]["reason"] and not rows["y"]["available"]
+
+
+def test_sweep_on_a_missing_device_is_refused_before_any_store(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    if "cuda" in adapters.load("numpy").devices():
+        pytest.skip("numpy has a CUDA device here")
+    code, _, err = run_cli(capsys, "sweep", "--loss", "mse", "--framework", "numpy", "--device", "cuda",
+                           "--db", str(tmp_path / "r.sqlite"), "--no-progress")
+    assert code == 2 and "no chosen framework offers device cuda on this machine" in err
+    assert len(err.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
 def test_sweep_selecting_nothing(capsys: pytest.CaptureFixture[str], tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -290,3 +291,23 @@ def test_a_bad_reference_cache_entry_is_named_deleted_and_computed_again(tmp_pat
     assert _accuracy(tmp_path / "faulty" / "r.sqlite") == _accuracy(tmp_path / "clean" / "r.sqlite")
     again = _lossbench(*grid, "--db", str(tmp_path / "faulty" / "r.sqlite"))  # the recomputed entry is good
     assert "reference cache entry" not in again.stderr
+
+
+def test_two_sweeps_on_one_store_count_only_what_each_stored(tmp_path: Path) -> None:
+    """Both measure every cell, one stores each first: the summaries add up to the
+    cells, and each one's status counts match its own stored count."""
+    db = tmp_path / "r.sqlite"
+    args = ["sweep", "--loss", "mse", "--framework", "faulty", "--impl", "slow", "--dtype", "float32", "float16",
+            "--regime", "typical", "edge", "--sizes", "10", "100", "--jobs", "1", "--db", str(db), "--no-progress"]
+    procs = [subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env=_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    stored = []
+    for out, _ in outputs:
+        found = re.search(r"(\d+) stored now \((?:(\d+) ok|nothing new)\)", out)
+        assert found, out
+        stored.append(int(found.group(1)))
+        assert "8 cells planned, 0 already stored" in out  # both ran at once: each measured every cell
+        assert int(found.group(2) or 0) == stored[-1]
+    assert sum(stored) == len(_rows(db)) == 8

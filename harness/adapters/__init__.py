@@ -1,7 +1,9 @@
 """Framework adapters, imported lazily: a framework that is missing (or disabled
 with LOSSBENCH_DISABLE=name,name) is listed as unavailable, never a crash.
 LOSSBENCH_ADAPTERS=name=module,... adds adapters kept outside this package (the
-module defines ADAPTER); child processes inherit it like everything else here."""
+module defines ADAPTER); child processes inherit it like everything else here.
+An entry naming a built-in framework replaces it; a malformed entry, a module
+that does not import or defines no ADAPTER is listed unavailable, with why."""
 from __future__ import annotations
 
 import importlib
@@ -32,8 +34,8 @@ FRAMEWORKS: dict[str, Framework] = {
 
 
 for _entry in filter(None, (e.strip() for e in os.environ.get("LOSSBENCH_ADAPTERS", "").split(","))):
-    _name, _, _module = _entry.partition("=")
-    FRAMEWORKS[_name.strip()] = Framework(_name.strip(), _module.strip(), (), None)
+    _name, _, _module = (part.strip() for part in _entry.partition("="))
+    FRAMEWORKS[_name or _entry] = Framework(_name or _entry, _module, (), None)
 
 
 class FrameworkUnavailable(RuntimeError):
@@ -58,11 +60,17 @@ def load(name: str) -> Adapter:
     if name in _failed:
         raise FrameworkUnavailable(_failed[name])
     if name not in _loaded:
+        module = FRAMEWORKS[name].module
         try:
-            _loaded[name] = importlib.import_module(FRAMEWORKS[name].module).ADAPTER
-        except ImportError as exc:
-            _failed[name] = f"framework {name} is not available here ({exc})"
+            if not module:
+                raise ImportError(f"the LOSSBENCH_ADAPTERS entry for {name!r} names no module (name=module)")
+            adapter = getattr(importlib.import_module(module), "ADAPTER", None)
+            if not isinstance(adapter, Adapter):
+                raise ImportError(f"module {module} defines no ADAPTER")
+        except Exception as exc:  # noqa: BLE001  whatever a foreign module does on import, it is unavailable
+            _failed[name] = f"framework {name} is not available here ({type(exc).__name__}: {exc})"
             raise FrameworkUnavailable(_failed[name]) from None
+        _loaded[name] = adapter
     return _loaded[name]
 
 

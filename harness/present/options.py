@@ -3,6 +3,7 @@ that turn a bad name into one clear line (exit code 2)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -69,6 +70,25 @@ def bounded(limit: int, what: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text} is more than {limit:,} ({what})")
         return value
     return parse
+
+
+def memory(available: bool = True) -> int:
+    """Bytes of memory: available now (MemAvailable on Linux), else installed."""
+    if available:
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**34
+
+
+def available_memory() -> int:
+    return memory(available=True)
 
 
 def split_assignment(text: str, option: str) -> tuple[str, str]:

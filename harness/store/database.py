@@ -115,6 +115,16 @@ def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1", uri=True, timeout=60)
 
 
+def _refuse_damage(db: sqlite3.Connection, path: Path) -> None:
+    """PRAGMA quick_check: a file whose structure is damaged is refused. A row
+    that breaks a CHECK (a flipped bit in a value) is not structure: reads name
+    and skip it (``complaints``), and the rest of the store is served."""
+    problems = [row[0] for row in db.execute("PRAGMA quick_check")
+                if row[0] != "ok" and not row[0].startswith("CHECK constraint failed")]
+    if problems:
+        raise StoreError(f"{path} is a damaged SQLite file: {'; '.join(problems[:3])}")
+
+
 def inspect(path: Path) -> int | None:
     """The schema version of the store at ``path``, None where there is none yet
     (no file, an empty file, an SQLite file without tables); StoreError, with what
@@ -144,9 +154,7 @@ def inspect(path: Path) -> int | None:
         except (TypeError, ValueError):
             raise StoreError(f"{path} has schema_version {found[0]!r}, not an integer: "
                              "not a store lossbench wrote") from None
-        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-        if problems != ["ok"]:
-            raise StoreError(f"{path} is a damaged SQLite file: {'; '.join(problems[:3])}")
+        _refuse_damage(db, path)
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and machine_fault(exc, path):
             raise machine_fault(exc, path) from None
@@ -244,9 +252,7 @@ class Store:
 
     def check(self) -> None:
         """PRAGMA quick_check, before a sweep writes: a damaged file is refused."""
-        problems = [row[0] for row in self.db.execute("PRAGMA quick_check")]
-        if problems != ["ok"]:
-            raise StoreError(f"{self.path} is a damaged SQLite file: {'; '.join(problems[:3])}")
+        _refuse_damage(self.db, self.path)
 
     def close(self) -> None:
         self.db.close()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 from harness import adapters
@@ -13,8 +15,49 @@ from harness.model import registry
 from harness.model.spec import DEVICES, DTYPES, REDUCTIONS, Case
 from harness.present import render
 from harness.present.options import (
-    Command, UsageError, load_framework, loss_spec, parse_params, reference_engine_argument, split_assignment,
+    Command, UsageError, available_memory, load_framework, loss_spec, parse_params, positive_int,
+    reference_engine_argument, split_assignment,
 )
+
+
+# The cost model of one eval, measured on the 2-core machine (README): at most about
+# 0.15 ms and 1.6 KB per value (bce with --grad in float32, the dearest), rounded up.
+SECONDS_PER_VALUE = 2e-4
+BYTES_PER_VALUE = 2048
+DEFAULT_MAX_VALUES = 200_000  # about 40 s and 400 MB by the model
+MAX_LITERAL = 10_000  # characters of one number: its exact value is computed
+
+
+def json_text(value: str, option: str) -> str:
+    """The JSON of an option: the value itself, or the file's contents for @FILE
+    (one command-line argument is limited to 128 KiB)."""
+    if not value.startswith("@"):
+        return value
+    path = Path(value[1:])
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not text"
+        raise UsageError(f"{option} {value}: cannot read {path}: {reason}") from None
+
+
+def check_cost(texts: dict[str, str], limit: int) -> None:
+    """Refuse, before parsing, an input beyond ``limit`` values or beyond this
+    machine's available memory, by the cost model; the message says both."""
+    values = sum(text.count(",") + 1 for text in texts.values())
+    seconds, needed = values * SECONDS_PER_VALUE, values * BYTES_PER_VALUE
+    model = (f"about {values:,} values, which by the cost model (0.2 ms and 2 KB per value) take ~{seconds:.0f} s "
+             f"and ~{needed / 2**20:,.0f} MiB")
+    if needed > available_memory():
+        raise UsageError(f"eval input too large: {model}, more than the {available_memory() / 2**30:.1f} GiB "
+                         "of memory available; sweep measures large sizes")
+    if values > limit:
+        raise UsageError(f"eval input too large: {model}; eval takes at most {limit:,} values unless "
+                         "--max-elements raises it (sweep measures large sizes)")
+    for option, text in texts.items():
+        longest = max((len(m.group()) for m in re.finditer(r"[-+.\deE]{%d,}" % (MAX_LITERAL + 1), text)), default=0)
+        if longest:
+            raise UsageError(f"{option} holds a number of {longest:,} characters; at most {MAX_LITERAL:,}")
 
 
 def case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
@@ -33,14 +76,16 @@ def case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
         params = spec.resolve_params(parse_params(args.param))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    raw = {"input": parse_json(args.input, "--input")}
+    texts = {"--input": json_text(args.input, "--input")}
     if args.target is not None:
-        raw["target"] = parse_json(args.target, "--target")
+        texts["--target"] = json_text(args.target, "--target")
     for item in args.arg:
         name, text = split_assignment(item, "--arg")
-        if name in raw:
+        if f"--arg {name}" in texts or name in ("input", "target"):
             raise UsageError(f"argument {name!r} given twice")
-        raw[name] = parse_json(text, f"--arg {name}")
+        texts[f"--arg {name}"] = json_text(text, f"--arg {name}")
+    check_cost(texts, args.max_elements)
+    raw = {option.removeprefix("--arg ").removeprefix("--"): parse_json(text, option) for option, text in texts.items()}
     reduction = args.reduction or spec.default_reduction
     case = Case(spec.name, args.framework, impl, args.dtype, args.device, reduction, tuple(params.items()))
     return case, raw
@@ -54,9 +99,14 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=DEVICES)
     parser.add_argument("--reduction", choices=REDUCTIONS, help="default: the loss's own (mean; sum for penalties)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="loss parameter, repeatable")
-    parser.add_argument("--input", required=True, metavar="JSON")
-    parser.add_argument("--target", metavar="JSON", help="required unless the loss has no target (penalties)")
-    parser.add_argument("--arg", action="append", default=[], metavar="NAME=JSON", help="extra argument, repeatable")
+    parser.add_argument("--input", required=True, metavar="JSON", help="the values as JSON, or @FILE to read them")
+    parser.add_argument("--target", metavar="JSON",
+                        help="required unless the loss has no target (penalties); JSON or @FILE")
+    parser.add_argument("--arg", action="append", default=[], metavar="NAME=JSON",
+                        help="extra argument (JSON or @FILE), repeatable")
+    parser.add_argument("--max-elements", type=positive_int, default=DEFAULT_MAX_VALUES, metavar="N",
+                        help=f"refuse inputs of more values (default {DEFAULT_MAX_VALUES:,}: about "
+                             f"{DEFAULT_MAX_VALUES * SECONDS_PER_VALUE:.0f} s by the cost model)")
     parser.add_argument("--grad", action="store_true",
                         help="also the gradient of the reduced loss with respect to input, against the reference derivative")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -18,7 +18,8 @@ from harness.present import report
 from harness.present.commands.catalog import build_atlas, store_atlas
 from harness.present.commands.stored import write_report
 from harness.present.options import (
-    Command, UsageError, bounded, chosen_frameworks, loss_spec, opened, positive_int, reference_engine_argument,
+    Command, UsageError, bounded, chosen_frameworks, loss_spec, memory, opened, positive_int,
+    reference_engine_argument,
 )
 from harness.running.cell import DEFAULT_CELL_TIMEOUT
 from harness.running.sweep import (
@@ -36,11 +37,7 @@ MAX_CELL_TIMEOUT = 1e6  # seconds (11.6 days): beyond, the interval timer cannot
 
 def max_size() -> int:
     """The largest input size this machine's memory holds, by BYTES_PER_ELEMENT."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        memory = 2**34
-    return memory // BYTES_PER_ELEMENT
+    return memory(available=False) // BYTES_PER_ELEMENT
 
 
 def sweep_config(args: argparse.Namespace) -> SweepConfig:
