@@ -297,9 +297,11 @@ def test_two_sweeps_on_one_store_count_only_what_each_stored(tmp_path: Path) -> 
     """Both measure every cell, one stores each first: the summaries add up to the
     cells, and each one's status counts match its own stored count."""
     db = tmp_path / "r.sqlite"
-    args = ["sweep", "--loss", "mse", "--framework", "faulty", "--impl", "slow", "--dtype", "float32", "float16",
+    args = ["sweep", "--loss", "mse", "--framework", "faulty", "--impl", "meets", "--dtype", "float32", "float16",
             "--regime", "typical", "edge", "--sizes", "10", "100", "--jobs", "1", "--db", str(db), "--no-progress"]
-    procs = [subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env=_env(), text=True,
+    (tmp_path / "meet").mkdir()
+    procs = [subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, text=True,
+                              env=_env(FAULTY_MEET_DIR=str(tmp_path / "meet")),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outputs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]

@@ -47,10 +47,22 @@ def _hangs(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.nd
     raise AssertionError("unreachable")
 
 
+def _meets(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
+    """With FAULTY_MEET_DIR set: waits (up to a minute) until two workers have
+    reached a cell, so that two sweeps surely run at once. Computes like ok."""
+    folder = os.environ.get("FAULTY_MEET_DIR")
+    if folder:
+        Path(folder, f"{os.getpid()}.pid").write_text(str(os.getpid()))
+        deadline = time.monotonic() + 60
+        while len(list(Path(folder).glob("*.pid"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return _ok(a, reduction, params)
+
+
 class FaultyAdapter(Adapter):
     name = "faulty"
     impls = {"ok": {"mse": _ok}, "slow": {"mse": _slow}, "raises": {"mse": _raises}, "crashes": {"mse": _crashes},
-             "hangs": {"mse": _hangs}, "waits": {"mse": _waits}}
+             "hangs": {"mse": _hangs}, "waits": {"mse": _waits}, "meets": {"mse": _meets}}
 
     def version(self) -> str:
         return "0"
