@@ -303,7 +303,7 @@ def test_two_sweeps_on_one_store_count_only_what_each_stored(tmp_path: Path) -> 
     procs = [subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, text=True,
                               env=_env(FAULTY_MEET_DIR=str(tmp_path / "meet")),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    outputs = [p.communicate(timeout=240) for p in procs]
+    outputs = [p.communicate(timeout=240) for p in reversed(procs)][::-1]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
     stored = []
     for out, _ in outputs:

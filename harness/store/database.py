@@ -134,8 +134,11 @@ def inspect(path: Path) -> int | None:
     if not path.exists() or path.stat().st_size == 0:
         return None
     with open(path, "rb") as file:
-        if file.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
-            raise StoreError(f"{path} is not an SQLite file, so not a results store")
+        header = file.read(len(_SQLITE_HEADER))
+    if header != _SQLITE_HEADER:
+        if _SQLITE_HEADER.startswith(header) and path.stat().st_size < 512:
+            return None  # another process is creating the store this moment: a writer waits for its lock
+        raise StoreError(f"{path} is not an SQLite file, so not a results store")
     db = _read_only(path)
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

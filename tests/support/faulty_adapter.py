@@ -47,11 +47,16 @@ def _hangs(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.nd
     raise AssertionError("unreachable")
 
 
+_met: list[bool] = []
+
+
 def _meets(a: dict[str, Any], reduction: str, params: dict[str, float]) -> np.ndarray:
-    """With FAULTY_MEET_DIR set: waits (up to a minute) until two workers have
-    reached a cell, so that two sweeps surely run at once. Computes like ok."""
+    """With FAULTY_MEET_DIR set: the first cell of a worker waits (up to a minute)
+    until two workers have reached one, so that two sweeps surely run at once.
+    Computes like ok."""
     folder = os.environ.get("FAULTY_MEET_DIR")
-    if folder:
+    if folder and not _met:
+        _met.append(True)
         Path(folder, f"{os.getpid()}.pid").write_text(str(os.getpid()))
         deadline = time.monotonic() + 60
         while len(list(Path(folder).glob("*.pid"))) < 2 and time.monotonic() < deadline:
