@@ -141,7 +141,7 @@ def test_version_1_store_gains_the_atlas(tmp_path) -> None:
 
 @pytest.mark.parametrize("argv, message", [
     (["atlas", "--loss", "nope"], "unknown loss 'nope'"),
-    (["atlas", "--framework", "jax"], "invalid choice"),
+    (["atlas", "--framework", "mxnet"], "invalid choice"),
     (["atlas", "--dtype", "float8"], "invalid choice"),
 ])
 def test_cli_atlas_bad_arguments_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

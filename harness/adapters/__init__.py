@@ -30,6 +30,7 @@ FRAMEWORKS: dict[str, Framework] = {
     "torch": Framework("torch", "harness.adapters.torch_adapter", ("torch",), ("native", "composed")),
     "tensorflow": Framework("tensorflow", "harness.adapters.tensorflow_adapter", ("tensorflow", "tensorflow-cpu"),
                             ("native", "composed")),
+    "jax": Framework("jax", "harness.adapters.jax_adapter", ("jax",), ("native", "composed")),
 }
 
 
