@@ -31,6 +31,7 @@ FRAMEWORKS: dict[str, Framework] = {
     "tensorflow": Framework("tensorflow", "harness.adapters.tensorflow_adapter", ("tensorflow", "tensorflow-cpu"),
                             ("native", "composed")),
     "jax": Framework("jax", "harness.adapters.jax_adapter", ("jax",), ("native", "composed")),
+    "pytensor": Framework("pytensor", "harness.adapters.pytensor_adapter", ("pytensor",), ("composed", "unstabilized")),
 }
 
 
