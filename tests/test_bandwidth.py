@@ -49,6 +49,8 @@ def test_bytes_moved_by_a_loss_call(framework: str, dtype: str) -> None:
     for loss, size in (("mse", 1000), ("cross_entropy", 1000)):
         spec = registry.get(loss)
         impl = adapter.impl_names(loss)[-1]
+        if adapter.known_failure(loss, impl, dtype, "cpu"):
+            pytest.skip(f"{framework} cannot run {dtype}: {adapter.known_failure(loss, impl, dtype, 'cpu')}")
         arrays = regimes.typical(spec, dtype, size)
         forward = adapter.prepare(spec, impl, arrays, dtype, "cpu", "mean", {})
         backward = adapter.prepare(spec, impl, arrays, dtype, "cpu", "mean", {}, gradient=True) \

@@ -1,6 +1,7 @@
 """The benchmark grid shared by the asv suite and the pytest-benchmark suite in
-bench/: cases come from the registry and the adapter table, never from a
-hand-written list.
+bench/: cases come from the registry and the adapters, never from a
+hand-written list, and only cases that exist: an impl the framework has for the
+loss, a dtype it can run (its known failures left out), on an available framework.
 
 The whole grid (every loss x framework impl x dtype x size) is large, so by
 default a seeded subset runs: a case belongs to it when a hash of the seed and
@@ -13,6 +14,7 @@ LOSSBENCH_BENCH_FULL=1 for the whole grid. Inputs are the typical regime, seed
 """
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 from dataclasses import dataclass
@@ -71,6 +73,18 @@ def impls() -> list[str]:
     return [f"{fw.name}:{impl}" for fw in adapters.FRAMEWORKS.values() for impl in fw.impls or ()]
 
 
+@functools.lru_cache(maxsize=None)
+def _exists(loss: str, impl: str, dtype: str) -> bool:
+    """Whether the case can run: the framework is available, has this impl of the
+    loss, and does not declare the dtype a failure."""
+    framework, name = impl.split(":", 1)
+    try:
+        adapter = adapters.load(framework)
+    except adapters.FrameworkUnavailable:
+        return False
+    return name in adapter.impl_names(loss) and adapter.known_failure(loss, name, dtype, DEVICE) is None
+
+
 def in_subset(case: BenchCase) -> bool:
     if (case.loss, case.impl, case.dtype, case.size) in ANCHORS:
         return True
@@ -81,5 +95,5 @@ def cases(full: bool | None = None) -> list[BenchCase]:
     """The grid's cases (the subset unless ``full``, which defaults to the environment)."""
     full = full_grid_requested() if full is None else full
     every = [BenchCase(loss, impl, dtype, size) for loss in losses() for impl in impls() for dtype in DTYPES
-             for size in SIZES]
+             if _exists(loss, impl, dtype) for size in SIZES]
     return [c for c in every if full or in_subset(c)]
