@@ -41,15 +41,38 @@ def _frameworks() -> Iterator[tuple[str, adapters.Adapter | None, str]]:
 
 
 def _cells() -> Iterator[object]:
+    """Every cell in the framework's default mode (eager, or PyTensor's compiled)."""
     for spec in registry.iter_losses():
         for framework, adapter, why in _frameworks():
             if adapter is None:
-                yield pytest.param(spec.name, framework, "-", "-", marks=pytest.mark.skip(reason=why),
+                yield pytest.param(spec.name, framework, "-", "-", "-", marks=pytest.mark.skip(reason=why),
                                    id=f"{spec.name}-{framework}")
                 continue
             for impl in adapter.impl_names(spec.name):
                 for dtype in DTYPES:
-                    yield pytest.param(spec.name, framework, impl, dtype, id=f"{spec.name}-{framework}-{impl}-{dtype}")
+                    yield pytest.param(spec.name, framework, impl, dtype, adapter.modes[0],
+                                       id=f"{spec.name}-{framework}-{impl}-{dtype}")
+
+
+# Compiled cells in `make test`: every loss of JAX (jax.jit compiles in a fraction of a
+# second) and a few of torch (inductor) and TensorFlow (XLA), in float32; `pytest -m slow`
+# runs every compiled cell.
+COMPILED_IN_MAKE_TEST = {"jax": None, "torch": ("mse", "cross_entropy", "bce_logits"),
+                         "tensorflow": ("mse", "cross_entropy", "log_cosh")}
+
+
+def _compiled_cells() -> Iterator[object]:
+    for spec in registry.iter_losses():
+        for framework, adapter, _ in _frameworks():
+            if adapter is None or adapter.modes[0] == "compiled" or "compiled" not in adapter.modes:
+                continue
+            chosen = COMPILED_IN_MAKE_TEST.get(framework, ())
+            for impl in adapter.impl_names(spec.name):
+                for dtype in DTYPES:
+                    quick = dtype == "float32" and (chosen is None or spec.name in chosen)
+                    yield pytest.param(spec.name, framework, impl, dtype, "compiled",
+                                       marks=() if quick else pytest.mark.slow,
+                                       id=f"{spec.name}-{framework}-{impl}-{dtype}-compiled")
 
 
 @dataclass(frozen=True)
@@ -60,7 +83,7 @@ class Measured:
 
 
 @functools.cache
-def _measure(loss: str, framework: str, impl: str, dtype: str) -> Measured:
+def _measure(loss: str, framework: str, impl: str, dtype: str, mode: str | None = None) -> Measured:
     spec = registry.get(loss)
     adapter = adapters.load(framework)
     arrays = regimes.typical(spec, dtype, SIZE, seed=3)
@@ -68,7 +91,7 @@ def _measure(loss: str, framework: str, impl: str, dtype: str) -> Measured:
     cannot_run = adapter.known_failure(loss, impl, dtype, "cpu")
     worst, worst_repro, problems = 0.0, "", []
     for reduction in sorted({spec.default_reduction, "none"}):
-        case = Case(loss, framework, impl, dtype, "cpu", reduction, params)
+        case = Case(loss, framework, impl, dtype, "cpu", reduction, params, mode or adapter.modes[0])
         result = evaluate(case, arrays)
         repro = f"reproduce with: {repro_command(case, arrays)}"
         if cannot_run:
@@ -107,9 +130,10 @@ def _bound(loss: str, dtype: str) -> float:
     return max(fixed, ACHIEVED_FACTOR * min(achieved, default=0.0))
 
 
-@pytest.mark.parametrize("loss, framework, impl, dtype", list(_cells()))
-def test_cell(loss: str, framework: str, impl: str, dtype: str) -> None:
-    measured = _measure(loss, framework, impl, dtype)
+@pytest.mark.parametrize("loss, framework, impl, dtype, mode", [*_cells(), *_compiled_cells()])
+def test_cell(loss: str, framework: str, impl: str, dtype: str, mode: str) -> None:
+    """The cell, in ``mode``, against the bound the default mode's best sets."""
+    measured = _measure(loss, framework, impl, dtype, mode)
     assert not measured.problems, "\n".join(measured.problems)
     if _judged(loss, framework, impl, dtype):
         bound = _bound(loss, dtype)

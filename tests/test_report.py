@@ -210,9 +210,9 @@ def test_run_sweeps_times_grades_and_reports(tmp_path: Path, monkeypatch: pytest
 
 def test_heatmap_takes_errors_beyond_float64(tmp_path: Path) -> None:
     """An ULP error too large for float64 is stored as inf; it takes the top colour, not the page down."""
-    rows = [{"loss": "mse", "framework": "numpy", "impl": "naive", "dtype": "float16", "status": "ok",
+    rows = [{"loss": "mse", "framework": "numpy", "impl": "naive", "dtype": "float16", "status": "ok", "mode": "eager",
              "unexpected_nonfinite": 0, "max_ulp": float("inf"), "reduced_ulp": 3.0},
-            {"loss": "mse", "framework": "numpy", "impl": "stable", "dtype": "float16", "status": "ok",
+            {"loss": "mse", "framework": "numpy", "impl": "stable", "dtype": "float16", "status": "ok", "mode": "eager",
              "unexpected_nonfinite": 0, "max_ulp": 0.4, "reduced_ulp": None}]
     report._heatmap(rows, tmp_path / "h.png", "inf", report.worst_ulp)
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"

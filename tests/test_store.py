@@ -75,29 +75,42 @@ def test_bandwidth_round_trip(tmp_path) -> None:
 def _stored_as_version(path, version: int, max_ulp: float = 3.0) -> int:
     """A store holding one cell, rewritten into what schema ``version`` had; returns its run id.
     1: runs, cells without timing columns, meta. 2: the atlas too. 3: timing columns and the
-    bandwidth table. 4: the gradients table. 5: CHECKs and the quarantine table. (6 added
-    the runs' process columns and the lost table.)"""
+    bandwidth table. 4: the gradients table. 5: CHECKs and the quarantine table. 6: the
+    runs' process columns and the lost table. (7 added the mode to the key and the compile
+    times.)"""
     with open_store(path) as store:
         run = store.start_run({}, NO_ENV)
         store.add(run, [CellRow(KEY, "ok", max_ulp=max_ulp)])
     db = sqlite3.connect(path)
     with db:
+        for table in ("cells", "gradients", "lost"):  # version 7 added the mode to the key, and compile times
+            sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+            sql = sql.replace(",\n    mode TEXT NOT NULL", "").replace(", mode TEXT NOT NULL", "").replace(", mode)", ")")
+            sql = ",\n".join(line for line in sql.split(",\n") if "compile_" not in line)
+            columns = ", ".join(c[1] for c in db.execute(f"PRAGMA table_info({table})")
+                                if c[1] != "mode" and not c[1].startswith("compile_"))
+            db.execute(f"ALTER TABLE {table} RENAME TO keyed_{table}")
+            db.execute(sql)
+            db.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM keyed_{table}")
+            db.execute(f"DROP TABLE keyed_{table}")
         for table in ("cells", "gradients") if version < 5 else ():  # the same columns without CHECK constraints
             sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
             db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
             db.execute(",\n".join(line for line in sql.split(",\n") if "CHECK (" not in line))
             db.execute(f"INSERT INTO {table} SELECT * FROM old_{table}")
             db.execute(f"DROP TABLE old_{table}")
-        for column, _ in RUN_PROCESS_COLUMNS:
-            db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
-        db.execute("DROP TABLE lost")
+        if version < 6:
+            for column, _ in RUN_PROCESS_COLUMNS:
+                db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+            db.execute("DROP TABLE lost")
         dropped = ["quarantine"] * (version < 5) + ["gradients"] * (version < 4) + ["bandwidth"] * (version < 3) + \
             ["atlas"] * (version < 2)
         for table in dropped:
             db.execute(f"DROP TABLE {table}")
         if version < 3:
             for column in TIMING_COLUMNS:
-                db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
+                if column not in ("compile_cold_seconds", "compile_warm_seconds"):
+                    db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     db.close()  # checkpoints the WAL: the file alone is the store
     return run
@@ -138,7 +151,7 @@ def test_version_3_store_gains_the_gradients_table(tmp_path) -> None:
 def test_version_4_store_gains_checks_and_quarantines_impossible_rows(tmp_path) -> None:
     path = tmp_path / "r.sqlite"
     run = _stored_as_version(path, 4)
-    bad_key = {**KEY.__dict__, "seed": 1}
+    bad_key = {k: v for k, v in {**KEY.__dict__, "seed": 1}.items() if k != "mode"}  # version 4 had no mode
     columns = ", ".join(["run_id", *bad_key, "status", "max_ulp", "created"])
     insert_bad = f"INSERT INTO cells ({columns}) VALUES (?, {', '.join('?' * len(bad_key))}, 'ok', -2.2, 0)"
     with sqlite3.connect(path) as db:  # version 4 had no constraint against it
@@ -149,7 +162,8 @@ def test_version_4_store_gains_checks_and_quarantines_impossible_rows(tmp_path) 
         assert bad["source"] == "cells" and bad["row"]["max_ulp"] == -2.2 and "max_ulp" in bad["reason"]
         with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
             with store.db:
-                store.db.execute(insert_bad, (run, *bad_key.values()))
+                store.db.execute(insert_bad.replace("created)", "created, mode)").replace("0)", "0, 'eager')"),
+                                 (run, *bad_key.values()))
 
 
 def test_version_5_store_gains_run_processes_and_the_lost_table(tmp_path) -> None:
@@ -164,6 +178,23 @@ def test_version_5_store_gains_run_processes_and_the_lost_table(tmp_path) -> Non
         assert store.count_lost(run, KEY, "killed by SIGKILL") == 2
         store.add(run, [GradientRow(KEY, "ok")])  # a stored row forgets the losses of its cell
         assert store.db.execute("SELECT count(*) FROM lost").fetchone()[0] == 0
+
+
+def test_version_6_store_gains_the_mode_in_every_key(tmp_path) -> None:
+    path = tmp_path / "r.sqlite"
+    run = _stored_as_version(path, 6)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO lost (run_id, loss, params, framework, framework_version, impl, dtype, device, "
+                   "regime, size, width, seed, reason, times, created) VALUES (?, 'mse', '{}', 'numpy', '2.0', "
+                   "'naive', 'float32', 'cpu', 'typical', 100, 1, 0, 'killed by SIGKILL', 1, 0)", (run,))
+    with open_store(path) as store:
+        assert _version(store) == str(SCHEMA_VERSION)
+        (cell,) = store.cells()
+        assert cell["mode"] == "eager" and cell["max_ulp"] == 3.0 and cell["compile_cold_seconds"] is None
+        assert store.count_lost(run, KEY, "killed by SIGKILL") == 2  # the old row, now keyed eager
+        compiled = CellKey(*(asdict(KEY) | {"mode": "compiled"}).values())
+        assert len(store.add(run, [CellRow(compiled, "ok", max_ulp=5.0)])) == 1  # a new cell beside the eager one
+        assert {r["mode"]: r["max_ulp"] for r in store.cells()} == {"eager": 3.0, "compiled": 5.0}
 
 
 def test_other_schema_version_is_refused(tmp_path) -> None:

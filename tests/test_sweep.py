@@ -210,7 +210,8 @@ def test_timed_sweep_records_speed_and_completes_untimed_cells(tmp_path: Path, c
         assert (again.skipped, again.stored, again.bandwidth_limits) == (8, 0, {})
     assert main(["results", "--speed", "--db", str(tmp_path / "r.sqlite")]) == 0
     header, *lines = capsys.readouterr().out.splitlines()
-    assert header.split()[:8] == ["loss", "framework", "impl", "dtype", "device", "regime", "size", "forward_seconds"]
+    assert header.split()[:9] == ["loss", "framework", "impl", "dtype", "device", "regime", "size", "mode",
+                                 "forward_seconds"]
     assert len(lines) == 4 and all(" typical " in line for line in lines)
 
 

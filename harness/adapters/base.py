@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -140,11 +141,13 @@ class Output:
 class Adapter(ABC):
     """One framework. ``impls`` maps impl name -> loss name -> implementation;
     ``known`` lists the cells it cannot run or computes far less accurately than
-    its dtype allows, each with why (the cell tests check each still shows)."""
+    its dtype allows, each with why (the cell tests check each still shows);
+    ``modes`` how it can run them, its default first (harness.model.spec.MODES)."""
 
     name: str
     impls: Mapping[str, Mapping[str, Impl]]
     known: tuple[Known, ...] = ()
+    modes: tuple[str, ...] = ("eager",)
 
     @abstractmethod
     def version(self) -> str: ...
@@ -209,22 +212,53 @@ class Adapter(ABC):
     def native_args(self, spec: LossSpec, arrays: Mapping[str, np.ndarray], dtype: str, device: str) -> dict[str, Any]:
         return {a.name: self.to_native(arrays[a.name], dtype if a.domain.is_float else None, device) for a in spec.args}
 
+    def compile(self, function: Impl) -> Impl:
+        """``function`` traced and compiled by the framework's compiler (mode
+        'compiled'); frameworks without one keep the base, which refuses."""
+        raise NotImplementedError(f"{self.name} has no compiler")
+
+    def reset_compiler(self) -> None:
+        """Empty the compiler's caches, so that the next compilation is cold."""
+
     def run(
         self, spec: LossSpec, impl: str, arrays: Mapping[str, np.ndarray],
         dtype: str, device: str, reduction: str, params: dict[str, float], gradient: bool = False,
+        mode: str | None = None,
     ) -> Output:
         """The loss (or, with ``gradient``, its gradient with respect to input) read back."""
-        function = self._function(spec, impl, gradient, reduction)
+        function = self._function(spec, impl, gradient, reduction, mode)
         with self.context(device):
             return self.to_output(function(self.native_args(spec, arrays, dtype, device), reduction, params))
+
+    def compile_seconds(
+        self, spec: LossSpec, impl: str, arrays: Mapping[str, np.ndarray],
+        dtype: str, device: str, reduction: str, params: dict[str, float],
+    ) -> tuple[float, float]:
+        """Seconds of the first call of a freshly compiled loss: cold (the compiler's
+        caches emptied first), then warm (a second fresh compilation, caches kept).
+        Either includes tracing, compiling and one call; the per-call time is
+        timed apart, after compilation."""
+        seconds = []
+        for cold in (True, False):
+            if cold:
+                self.reset_compiler()
+            compiled = self.compile(self.impls[impl][spec.name])
+            with self.context(device):
+                native = self.native_args(spec, arrays, dtype, device)
+                started = time.perf_counter()
+                self.synchronize(compiled(native, reduction, params), device)
+                seconds.append(time.perf_counter() - started)
+        return seconds[0], seconds[1]
 
     def prepare(
         self, spec: LossSpec, impl: str, arrays: Mapping[str, np.ndarray],
         dtype: str, device: str, reduction: str, params: dict[str, float], gradient: bool = False,
+        mode: str | None = None,
     ) -> Prepared:
         """The call (or gradient) ready for the timer; run once here, which also
-        gives the result whose size counts in the bytes moved."""
-        function = self._function(spec, impl, gradient, reduction)
+        gives the result whose size counts in the bytes moved (and, compiled,
+        compiles it: the timer measures calls after compilation)."""
+        function = self._function(spec, impl, gradient, reduction, mode)
         with self.context(device):
             native = self.native_args(spec, arrays, dtype, device)
             result = function(native, reduction, params)
@@ -236,12 +270,24 @@ class Adapter(ABC):
                         bytes_moved=read + self.nbytes(result),
                         method=self.gradient_method if gradient else "forward")
 
-    def _function(self, spec: LossSpec, impl: str, gradient: bool, reduction: str) -> Impl:
+    def _function(self, spec: LossSpec, impl: str, gradient: bool, reduction: str, mode: str | None) -> Impl:
+        """The impl (or its gradient) in ``mode`` (None: the framework's default)."""
+        mode = mode or self.modes[0]
+        if mode not in self.modes:
+            raise ValueError(f"{self.name} has no {mode} mode (modes: {', '.join(self.modes)})")
         if not gradient:
-            return self.impls[impl][spec.name]
-        if reduction == "none":
+            function = self.impls[impl][spec.name]
+        elif reduction == "none":
             raise ValueError("a gradient is taken of the reduced loss: reduction must be mean or sum")
-        function = self.gradient(spec, impl)
-        if function is None:
-            raise NotImplementedError(f"{self.name} {impl} has no gradient for {spec.name}")
-        return function
+        else:
+            found = self.gradient(spec, impl)
+            if found is None:
+                raise NotImplementedError(f"{self.name} {impl} has no gradient for {spec.name}")
+            function = found
+        if mode == "eager":
+            return function
+        compiled: dict[tuple[str, str, bool], Impl] = self.__dict__.setdefault("_compiled", {})
+        key = (spec.name, impl, gradient)  # compiled once per process, as a user compiles once
+        if key not in compiled:
+            compiled[key] = self.compile(function)
+        return compiled[key]

@@ -146,6 +146,22 @@ class JaxAdapter(Adapter):
     impls = {"native": NATIVE, "composed": COMPOSED}
     gradient_method = "jax.grad"
     known = KNOWN
+    modes = ("eager", "compiled")
+
+    def compile(self, function: Impl) -> Impl:
+        """jax.jit of the loss with its reduction and parameters fixed (static), one
+        jitted function per reduction and parameters."""
+        jitted: dict[tuple[str, tuple[tuple[str, float], ...]], Callable[[dict[str, Any]], jax.Array]] = {}
+
+        def call(a: dict[str, Any], reduction: str, p: dict[str, float]) -> jax.Array:
+            key = (reduction, tuple(sorted(p.items())))
+            if key not in jitted:
+                jitted[key] = jax.jit(lambda args: function(args, reduction, p))
+            return jitted[key](a)
+        return call
+
+    def reset_compiler(self) -> None:
+        jax.clear_caches()
 
     def version(self) -> str:
         return f"{jax.__version__} (optax {optax.__version__})"

@@ -180,6 +180,15 @@ class PyTensorAdapter(Adapter):
     impls = {impl: {loss: _compile_and_call(loss, impl, False) for loss in GRAPHS} for impl in MODES}
     gradient_method = "pytensor.grad"
     known = KNOWN
+    modes = ("compiled",)  # PyTensor always compiles: its impls are compiled functions
+
+    def compile(self, function: Impl) -> Impl:
+        return function
+
+    def reset_compiler(self) -> None:
+        """The compiled functions of this process are dropped (graphs are rewritten
+        and linked again); the C modules PyTensor keeps on disk stay."""
+        _compiled.cache_clear()
 
     def version(self) -> str:
         return pytensor.__version__

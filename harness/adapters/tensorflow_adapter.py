@@ -179,6 +179,11 @@ class TensorFlowAdapter(Adapter):
     impls = {"native": NATIVE, "composed": COMPOSED}
     gradient_method = "tf.GradientTape"
     known = KNOWN
+    modes = ("eager", "compiled")
+
+    def compile(self, function: Impl) -> Impl:
+        # XLA; a fresh tf.function traces and compiles anew, so every compilation is cold.
+        return tf.function(function, jit_compile=True)
 
     def version(self) -> str:
         return f"{tf.__version__} (keras {keras.__version__})"

@@ -2,8 +2,12 @@
 composed from torch primitives where they do not (impl 'composed')."""
 from __future__ import annotations
 
+import atexit
 import functools
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +17,14 @@ import torch.nn.functional as F
 
 from harness.adapters.base import FAILS, INACCURATE, Adapter, Impl, Known, Output, api_call, reduce
 from harness.model.spec import LossSpec
+
+# Inductor's compiled code goes to a cache folder of this process's own, so that a
+# cold compilation can empty it without touching anybody else's; a folder the
+# user chose (TORCHINDUCTOR_CACHE_DIR) is used and never emptied.
+_OWN_CACHE = "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lossbench-inductor-")
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], True)
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
@@ -139,6 +151,15 @@ class TorchAdapter(Adapter):
     impls = {"native": NATIVE, "composed": COMPOSED}
     gradient_method = "torch.autograd.grad"
     known = KNOWN
+    modes = ("eager", "compiled")
+
+    def compile(self, function: Impl) -> Impl:
+        return torch.compile(function)  # inductor, the default backend (C++ on CPU)
+
+    def reset_compiler(self) -> None:
+        torch._dynamo.reset()
+        if _OWN_CACHE:
+            shutil.rmtree(os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
 
     def version(self) -> str:
         return torch.__version__

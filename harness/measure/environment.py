@@ -61,6 +61,7 @@ class FrameworkInfo:
     device_names: Mapping[str, str] = field(default_factory=dict)
     reason: str | None = None
     impls: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # loss -> impls; for planning, not stored
+    modes: tuple[str, ...] = ()  # how it can run a loss, its default first
 
     def line(self, name: str) -> str:
         if not self.available:
@@ -118,5 +119,5 @@ def describe_frameworks(names: Sequence[str]) -> dict[str, FrameworkInfo]:
         info[name] = FrameworkInfo(
             True, adapter.version(), tuple(adapter.devices()),
             {device: adapter.device_name(device) or cpu_model() for device in adapter.devices()},
-            impls={loss: tuple(adapter.impl_names(loss)) for loss in registry.names()})
+            impls={loss: tuple(adapter.impl_names(loss)) for loss in registry.names()}, modes=tuple(adapter.modes))
     return info

@@ -53,7 +53,8 @@ def evaluate(case: Case, arrays: Mapping[str, np.ndarray], engine_name: str = DE
     rounded = tuple(_rounded(r, case.dtype) for r in refs)
     adapter = adapters.load(case.framework)
     try:
-        output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, params)
+        output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, params,
+                             mode=case.mode)
     except Exception as exc:  # a framework failure is a result, not a crash
         return Result(case, (), None, tuple(refs), rounded, (), (), (), error=error_line(exc))
     return _measured(case, output, refs, rounded)
@@ -70,7 +71,7 @@ def evaluate_gradient(case: Case, arrays: Mapping[str, np.ndarray], engine_name:
     adapter = adapters.load(case.framework)
     try:
         output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, dict(case.params),
-                             gradient=True)
+                             gradient=True, mode=case.mode)
     except Exception as exc:  # no gradient, or the framework raised: a result, not a crash
         return Result(case, (), None, tuple(refs), rounded, (), (), (), error=error_line(exc))
     return _measured(case, output, refs, rounded)
@@ -95,7 +96,7 @@ def repro_command(case: Case, arrays: Mapping[str, np.ndarray]) -> str:
     """A shell command that re-runs this case through the CLI."""
     spec = registry.get(case.loss)
     parts = ["lossbench", "eval", case.loss, "--framework", case.framework, "--impl", case.impl,
-             "--dtype", case.dtype, "--device", case.device, "--reduction", case.reduction]
+             "--dtype", case.dtype, "--device", case.device, "--mode", case.mode, "--reduction", case.reduction]
     for name, value in case.params:
         parts += ["--param", f"{name}={value!r}"]
     for a in spec.args:

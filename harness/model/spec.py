@@ -12,6 +12,9 @@ from harness.model.dtypes import DTYPES
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
+# How a framework runs a loss: op by op (eager), or traced and compiled first
+# (torch.compile, XLA through tf.function(jit_compile=True), jax.jit; PyTensor always).
+MODES: tuple[str, ...] = ("eager", "compiled")
 ALL_REGIMES: tuple[str, ...] = ("typical", "wide", "saturated", "near_overflow", "cancellation", "edge")
 
 
@@ -173,8 +176,11 @@ class Case:
     device: str = "cpu"
     reduction: str = "mean"
     params: tuple[tuple[str, float], ...] = field(default=())
+    mode: str = "eager"
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
         if self.reduction not in REDUCTIONS:

@@ -18,9 +18,10 @@ from typing import Any
 Row = dict[str, Any]
 
 
-def choice_label(framework: str, impl: str, dtype: str) -> str:
-    """How a choice is named in recommendations, reports and their tables."""
-    return f"{framework}:{impl} {dtype}"
+def choice_label(framework: str, impl: str, dtype: str, mode: str = "eager") -> str:
+    """How a choice is named in recommendations, reports and their tables (a
+    compiled choice says so)."""
+    return f"{framework}:{impl} {dtype}" + (f" ({mode})" if mode != "eager" else "")
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,11 @@ class Candidate:
     seconds: float  # forward median per call
     error: float  # worst ULP or relative error, as bounded
     result_dtype: str  # what the framework returned; not the dtype when it silently upcasts
+    mode: str = "eager"
 
     @property
     def label(self) -> str:
-        return choice_label(self.framework, self.impl, self.dtype)
+        return choice_label(self.framework, self.impl, self.dtype, self.mode)
 
 
 @dataclass(frozen=True)
@@ -73,27 +75,28 @@ def accuracy(row: Row, metric: str) -> float | None:
 
 
 def recommend(rows: Iterable[Row], loss: str, metric: str, bound: float, size: int | None = None,
-              device: str = "cpu", regime: str = "typical") -> Recommendation:
-    """Rank the stored cells of ``loss`` at ``size`` (default: its largest timed size)."""
-    mine = [r for r in rows if r["loss"] == loss and r["device"] == device]
+              device: str = "cpu", regime: str = "typical", mode: str | None = None) -> Recommendation:
+    """Rank the stored cells of ``loss`` at ``size`` (default: its largest timed size),
+    of ``mode`` (None: eager and compiled choices side by side)."""
+    mine = [r for r in rows if r["loss"] == loss and r["device"] == device and mode in (None, r["mode"])]
     if size is None:
         timed = [r["size"] for r in mine if r["regime"] == regime and r["forward_seconds"] is not None]
         size = max(timed) if timed else None
-    groups: dict[tuple[str, str, str], list[Row]] = {}
+    groups: dict[tuple[str, str, str, str], list[Row]] = {}
     for r in mine:
-        cells = groups.setdefault((r["framework"], r["impl"], r["dtype"]), [])  # every choice seen is listed
+        cells = groups.setdefault((r["framework"], r["impl"], r["dtype"], r["mode"]), [])  # every choice is listed
         if r["size"] == size and r["regime"] == regime:
             cells.append(r)
     qualifying, excluded = [], []
-    for (framework, impl, dtype), cells in sorted(groups.items()):
-        label = choice_label(framework, impl, dtype)
+    for (framework, impl, dtype, mode_), cells in sorted(groups.items()):
+        label = choice_label(framework, impl, dtype, mode_)
         reason = _exclusion(cells, metric, bound)
         if reason:
             excluded.append(Excluded(label, reason))
             continue
         seconds = statistics.median(r["forward_seconds"] for r in cells)
         qualifying.append(Candidate(framework, impl, dtype, seconds, max(accuracy(r, metric) or 0.0 for r in cells),
-                                    cells[0]["result_dtype"]))
+                                    cells[0]["result_dtype"], mode_))
     qualifying.sort(key=lambda c: (c.seconds, c.error))
     return Recommendation(loss, size, device, regime, metric, bound, tuple(qualifying), tuple(excluded))
 

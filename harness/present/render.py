@@ -56,6 +56,7 @@ def result_json(result: Result, version: str) -> dict[str, Any]:
         "impl": case.impl,
         "dtype": case.dtype,
         "device": case.device,
+        "mode": case.mode,
         "reduction": case.reduction,
         "params": dict(case.params),
         "value": shaped([json_number(v) for v in result.values]),
@@ -99,7 +100,7 @@ def gradient_json(result: Result, shape: Sequence[int], method: str) -> dict[str
 
 def print_eval(record: dict[str, Any]) -> None:
     head = (f"{record['loss']}  {record['framework']} {record['framework_version']}  impl {record['impl']}  "
-            f"{record['dtype']} on {record['device']}  reduction {record['reduction']}")
+            f"{record['dtype']} on {record['device']}  {record['mode']}  reduction {record['reduction']}")
     if record["params"]:
         head += "  " + " ".join(f"{k}={v:g}" for k, v in record["params"].items())
     print(head)

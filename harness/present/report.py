@@ -41,7 +41,7 @@ Row = dict[str, Any]
 
 
 def choice(row: Row) -> str:
-    return choice_label(row["framework"], row["impl"], row["dtype"])
+    return choice_label(row["framework"], row["impl"], row["dtype"], row["mode"])
 
 
 def worst_ulp(row: Row) -> float | None:

@@ -45,11 +45,12 @@ class CellTask:
     value: bool = True
     grad: bool = False
     time: bool = False
+    mode: str = "eager"
 
     def key(self) -> CellKey:
         s = self.inputset
         return CellKey(s.loss, json.dumps(dict(s.params), sort_keys=True), self.framework, self.framework_version,
-                       self.impl, s.dtype, self.device, s.regime, self.size, s.width, s.seed)
+                       self.impl, s.dtype, self.device, s.regime, self.size, s.width, s.seed, self.mode)
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,9 @@ def run_cell(job: CellJob) -> CellOutcome:
                 gradient = _gradient_row(adapter, spec, task, arrays, params, gradient_reference)
             if value_reference is None:
                 return CellOutcome(None, gradient)
-            per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params)
-            reduced = adapter.run(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params)
+            per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params, mode=task.mode)
+            reduced = adapter.run(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params,
+                                  mode=task.mode)
             timed = _time_cell(adapter, spec, job, arrays, params) if task.time else {}
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -213,7 +215,7 @@ def _gradient_row(adapter: adapters.Adapter, spec: LossSpec, task: CellTask, arr
     method = adapter.gradient_method
     try:
         output = adapter.run(spec, task.impl, arrays, task.inputset.dtype, task.device, reduction, params,
-                             gradient=True)
+                             gradient=True, mode=task.mode)
     except CellTimeout:
         raise
     except Exception as exc:  # the gradient raised: a result, not a crash
@@ -238,17 +240,22 @@ def _time_cell(adapter: adapters.Adapter, spec: LossSpec, job: CellJob, arrays: 
 
     def timed(gradient: bool) -> tuple[timing.Timing, int]:
         prepared = adapter.prepare(spec, task.impl, arrays, task.inputset.dtype, task.device, spec.default_reduction,
-                                   params, gradient=gradient)
+                                   params, gradient=gradient, mode=task.mode)
         with prepared.context():
             return timing.measure(prepared.call, prepared.synchronize), prepared.bytes_moved
 
+    compiled: dict[str, Any] = {}
+    if task.mode == "compiled":  # before the timed calls, which come after compilation
+        cold, warm = adapter.compile_seconds(spec, task.impl, arrays, task.inputset.dtype, task.device,
+                                             spec.default_reduction, params)
+        compiled = {"compile_cold_seconds": cold, "compile_warm_seconds": warm}
     forward, moved = timed(False)
     rate = bandwidth.gbps(moved, forward.median)
     fields: dict[str, Any] = {
         "forward_seconds": forward.median, "forward_stdev": forward.stdev, "forward_loops": forward.loops,
         "forward_samples": len(forward.per_call), "forward_bytes": moved, "elements_per_s": task.size / forward.median,
         "forward_gbps": rate, "forward_bw_fraction": bandwidth.fraction(rate, limit), "bandwidth_limit_gbps": limit,
-        "backward_method": "none",
+        "backward_method": "none", **compiled,
     }
     if adapter.gradient(spec, task.impl) is None:
         return fields

@@ -25,6 +25,7 @@ measured again and completed with its timing.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import signal
 import time
@@ -86,6 +87,7 @@ class SweepConfig:
     grad_regimes: tuple[str, ...] | None = None  # None: every regime the sweep runs
     reference_engine: str = DEFAULT_ENGINE
     retry_failed: bool = False  # measure stored error, timeout and crashed cells (and gradients) again
+    modes: tuple[str, ...] | None = None  # None: each framework's default mode (eager where it has one)
 
     @property
     def value(self) -> LossValue:
@@ -160,14 +162,15 @@ def plan(config: SweepConfig, info: dict[str, FrameworkInfo], stored: StoredKeys
                 fw = info[framework]
                 if not fw.available:
                     continue
-                for impl in fw.impls.get(inputset.loss, ()):
+                modes = [m for m in config.modes or fw.modes[:1] if m in fw.modes]
+                for impl, mode in itertools.product(fw.impls.get(inputset.loss, ()), modes):
                     if config.impls is not None and impl not in config.impls:
                         continue
                     for device in config.devices:
                         if device not in fw.devices:
                             continue
                         cells += 1
-                        cell = CellTask(inputset, size, framework, fw.version or "", impl, device)
+                        cell = CellTask(inputset, size, framework, fw.version or "", impl, device, mode=mode)
                         key = cell.key()
                         time_it = (config.time and inputset.regime in config.timed_regimes
                                    and (config.timed_sizes is None or size in config.timed_sizes)

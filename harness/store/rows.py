@@ -44,6 +44,7 @@ class CellKey:
     size: int
     width: int
     seed: int
+    mode: str = "eager"  # how the framework ran it: eager, or compiled (harness.model.spec.MODES)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -142,6 +143,9 @@ class CellRow(Measured):
     backward_gbps: float | None = _timing()
     backward_bw_fraction: float | None = _timing(shown=True)
     bandwidth_limit_gbps: float | None = _timing()  # the device's measured limit the fractions use
+    # Compiled cells: the first call of a fresh compilation, caches emptied (cold) and kept (warm).
+    compile_cold_seconds: float | None = _timing(shown=True)
+    compile_warm_seconds: float | None = _timing(shown=True)
 
 
 @dataclass(frozen=True)

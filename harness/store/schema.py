@@ -6,7 +6,9 @@ gradients (rows that cannot happen are refused), with existing bad rows moved
 to the quarantine table by the upgrade rather than failing it; 6 the host,
 process id and process start time of each run (a run whose process is gone is
 marked interrupted) and the lost table (cells whose worker an outside signal
-killed, counted across runs: the second time such a cell is stored crashed).
+killed, counted across runs: the second time such a cell is stored crashed); 7
+the execution mode in every cell's key (eager or compiled; earlier rows were
+eager) and the compile times of timed compiled cells.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from harness.store.rows import (
     KEY_COLUMNS, NONNEGATIVE, ROW_TYPES, TIMING_COLUMNS, CellKey, CellRow, Measured, row_columns,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # The tables every version of a lossbench store has had: a file without them is not one.
 STORE_TABLES = ("meta", "runs", "cells")
 RUN_PROCESS_COLUMNS = (("host", "TEXT"), ("pid", "INTEGER"), ("process_start", "TEXT"))
@@ -54,6 +56,16 @@ def table_sql(row_type: type[Measured], name: str | None = None) -> str:
     return f"CREATE TABLE IF NOT EXISTS {name or row_type.TABLE} (\n    {body}\n);"
 
 
+def lost_sql(name: str = "lost") -> str:
+    """The table of cells lost to an outside signal, with how many runs lost each."""
+    return f"""CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
+    {", ".join(_column(f) for f in fields(CellKey))},
+    reason TEXT NOT NULL, times INTEGER NOT NULL CHECK (times >= 1), created REAL NOT NULL,
+    UNIQUE ({", ".join(KEY_COLUMNS)})
+);"""
+
+
 SCHEMA = "\n".join([
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     """CREATE TABLE IF NOT EXISTS runs (
@@ -73,12 +85,7 @@ SCHEMA = "\n".join([
     impl TEXT NOT NULL, dtype TEXT NOT NULL, entry TEXT NOT NULL, created REAL NOT NULL,
     UNIQUE (loss, framework, framework_version, impl, dtype)
 );""",
-    f"""CREATE TABLE IF NOT EXISTS lost (
-    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
-    {", ".join(_column(f) for f in fields(CellKey))},
-    reason TEXT NOT NULL, times INTEGER NOT NULL CHECK (times >= 1), created REAL NOT NULL,
-    UNIQUE ({", ".join(KEY_COLUMNS)})
-);""",
+    lost_sql(),
     """CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, source_id INTEGER, row TEXT NOT NULL,
     reason TEXT NOT NULL, created REAL NOT NULL
@@ -90,13 +97,21 @@ def upgrade(db: sqlite3.Connection, version: int) -> None:
     """Bring a store of an earlier version to SCHEMA_VERSION in place (SCHEMA has
     already created the tables it lacked). Runs in one transaction."""
     present = {row[1] for row in db.execute("PRAGMA table_info(cells)")}
-    for column in TIMING_COLUMNS:  # versions 1 and 2
+    for column in TIMING_COLUMNS:  # versions 1 and 2 lack them all, 3 to 6 the compile times
         if column not in present:
             kind = next(_SQL_TYPES[str(f.type)] for f in fields(CellRow) if f.name == column)
             db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
-    if version < 5:
+    if version < 7:  # every row so far ran eagerly; the key (UNIQUE) gains the mode: rebuilt
+        for table in ("cells", "gradients", "lost"):
+            if "mode" not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN mode TEXT NOT NULL DEFAULT 'eager'")
         for row_type in ROW_TYPES:
             _rebuild_with_checks(db, row_type)
+        columns = ", ".join(["id", "run_id", *KEY_COLUMNS, "reason", "times", "created"])
+        db.execute(lost_sql("lost_keyed"))
+        db.execute(f"INSERT INTO lost_keyed ({columns}) SELECT {columns} FROM lost")
+        db.execute("DROP TABLE lost")
+        db.execute("ALTER TABLE lost_keyed RENAME TO lost")
     present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     for name, kind in RUN_PROCESS_COLUMNS:  # versions 1 to 5
         if name not in present:

@@ -12,7 +12,7 @@ from harness.adapters import FRAMEWORKS
 from harness.measure.evaluate import evaluate, evaluate_gradient
 from harness.measure.inputs import parse_json, prepare
 from harness.model import registry
-from harness.model.spec import DEVICES, DTYPES, REDUCTIONS, Case
+from harness.model.spec import DEVICES, DTYPES, MODES, REDUCTIONS, Case
 from harness.present import render
 from harness.present.options import (
     Command, UsageError, available_memory, load_framework, loss_spec, parse_params, positive_int,
@@ -86,8 +86,11 @@ def case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
         texts[f"--arg {name}"] = json_text(text, f"--arg {name}")
     check_cost(texts, args.max_elements)
     raw = {option.removeprefix("--arg ").removeprefix("--"): parse_json(text, option) for option, text in texts.items()}
+    mode = args.mode or adapter.modes[0]
+    if mode not in adapter.modes:
+        raise UsageError(f"{args.framework} has no {mode} mode (modes: {', '.join(adapter.modes)})")
     reduction = args.reduction or spec.default_reduction
-    case = Case(spec.name, args.framework, impl, args.dtype, args.device, reduction, tuple(params.items()))
+    case = Case(spec.name, args.framework, impl, args.dtype, args.device, reduction, tuple(params.items()), mode)
     return case, raw
 
 
@@ -97,6 +100,9 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impl", help="implementation (default: numpy 'stable', else the framework's only one)")
     parser.add_argument("--dtype", required=True, choices=DTYPES)
     parser.add_argument("--device", default="cpu", choices=DEVICES)
+    parser.add_argument("--mode", choices=MODES,
+                        help="eager (op by op) or compiled (torch.compile, XLA, jax.jit); default: the framework's "
+                             "own, eager where it has one (PyTensor always compiles)")
     parser.add_argument("--reduction", choices=REDUCTIONS, help="default: the loss's own (mean; sum for penalties)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="loss parameter, repeatable")
     parser.add_argument("--input", required=True, metavar="JSON", help="the values as JSON, or @FILE to read them")

@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.model.spec import ALL_REGIMES, DEVICES
+from harness.model.spec import ALL_REGIMES, DEVICES, MODES
 from harness.present import render, report
 from harness.present.options import Command, UsageError, loss_spec, opened, positive_float, positive_int
 from harness.present.recommend import recommend
 from harness.store import DEFAULT_DB, KEY_COLUMNS, SHOWN_TIMING_COLUMNS
 
 # What a table shows of a row: the cell (key columns that vary in a sweep), then the row's own.
-_CELL = tuple(c for c in KEY_COLUMNS if c not in ("params", "framework_version", "width", "seed"))
+_CELL = tuple(c for c in KEY_COLUMNS if c not in ("params", "framework_version", "width", "seed"))  # with mode
 RESULT_COLUMNS = (*_CELL, "status", "result_dtype", "max_ulp", "p99_ulp", "median_ulp", "reduced_ulp",
                   "unexpected_nonfinite", "error")
 GRADIENT_COLUMNS = (*_CELL, "status", "method", "max_ulp", "p99_ulp", "median_ulp", "forward_max_ulp", "undefined",
@@ -64,6 +64,7 @@ def _results_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
     parser.add_argument("--worst", type=positive_int, metavar="N",
                         help="only the N least accurate cells (unexpected non-finite first, then max ulp)")
+    parser.add_argument("--mode", choices=MODES, help="only cells run in this mode (default: every mode)")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--speed", action="store_true", help="timed cells only, with their timing columns")
     what.add_argument("--grad", action="store_true",
@@ -73,6 +74,8 @@ def _results_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_results(args: argparse.Namespace) -> int:
     with opened(args.db, "lossbench sweep") as store:
         rows = list(store.gradients() if args.grad else store.cells())
+    if args.mode:
+        rows = [r for r in rows if r["mode"] == args.mode]
     if args.speed:
         rows = [r for r in rows if r["forward_seconds"] is not None]
     if args.worst:
@@ -105,6 +108,8 @@ def _recommend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=positive_int, metavar="N", help="input elements (default: the largest timed)")
     parser.add_argument("--device", default="cpu", choices=DEVICES)
     parser.add_argument("--regime", default="typical", choices=ALL_REGIMES)
+    parser.add_argument("--mode", choices=MODES, help="only choices run in this mode (default: eager and compiled "
+                                                     "side by side)")
     bound = parser.add_mutually_exclusive_group(required=True)
     bound.add_argument("--max-ulp", type=positive_float, metavar="X", help="worst ULP error allowed")
     bound.add_argument("--max-rel-error", type=positive_float, metavar="X", help="worst relative error allowed")
@@ -116,7 +121,7 @@ def _run_recommend(args: argparse.Namespace) -> int:
     loss = loss_spec(args.loss).name
     metric, bound = ("ulp", args.max_ulp) if args.max_ulp is not None else ("rel", args.max_rel_error)
     with opened(args.db, "lossbench sweep --time") as store:
-        found = recommend(store.cells(), loss, metric, bound, args.size, args.device, args.regime)
+        found = recommend(store.cells(), loss, metric, bound, args.size, args.device, args.regime, args.mode)
     if args.json:
         print(json.dumps(found.to_json()))
     else:

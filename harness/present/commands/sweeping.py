@@ -13,7 +13,7 @@ from harness import adapters
 from harness.adapters import FRAMEWORKS
 from harness.measure.refcache import ReferenceCache
 from harness.model import registry
-from harness.model.spec import ALL_REGIMES, DEVICES, DTYPES
+from harness.model.spec import ALL_REGIMES, DEVICES, DTYPES, MODES
 from harness.present import report
 from harness.present.commands.catalog import build_atlas, store_atlas
 from harness.present.commands.stored import write_report
@@ -79,13 +79,15 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         timed_sizes=tuple(sorted(set(args.time_size))) if args.time_size else None,
         grad=args.grad, grad_regimes=tuple(dict.fromkeys(args.grad_regime)) if args.grad_regime else None,
         reference_engine=args.reference_engine, retry_failed=args.retry_failed,
+        modes=tuple(dict.fromkeys(args.mode)) if args.mode else None,
     )
 
 
-def run_and_print(config: SweepConfig, db: Path, no_progress: bool) -> int:
+def run_and_print(config: SweepConfig, db: Path, no_progress: bool, required: bool = True) -> int:
     """Run the sweep into ``db`` and print what it did; returns the exit code
     (3 where cells were lost to a signal from outside, 70 to lossbench itself:
-    either way not stored, and the next run measures them)."""
+    either way not stored, and the next run measures them). A grid with no cell
+    is a usage error if ``required``, else said and skipped."""
     progress = None if no_progress else functools.partial(tqdm, file=sys.stderr, mininterval=1.0)
     cache = ReferenceCache(db.parent / "refcache")
     try:
@@ -100,7 +102,10 @@ def run_and_print(config: SweepConfig, db: Path, no_progress: bool) -> int:
     for name, reason in done.unavailable.items():
         print(f"skipped {name}: {reason}")
     if done.planned == 0:
-        raise UsageError("the filters select no cell (check --framework, --impl, --device and --regime)")
+        if not required:
+            print(f"run {done.run_id}: no cell (no chosen framework runs {', '.join(config.modes or ('eager',))})")
+            return 0
+        raise UsageError("the filters select no cell (check --framework, --impl, --device, --mode and --regime)")
     statuses = ", ".join(f"{n} {k}" for k, n in sorted(done.statuses.items())) or "nothing new"
     print(f"run {done.run_id}: {done.planned} cells planned, {done.skipped} already stored, "
           f"{done.stored} stored now ({statuses})")
@@ -129,6 +134,9 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impl", nargs="+", action="extend", metavar="I")
     parser.add_argument("--dtype", nargs="+", action="extend", metavar="D", choices=DTYPES)
     parser.add_argument("--device", nargs="+", action="extend", metavar="D", choices=DEVICES)
+    parser.add_argument("--mode", nargs="+", action="extend", metavar="M", choices=MODES,
+                        help="eager and/or compiled (default: each framework's own, eager where it has one); "
+                             "a framework runs the chosen modes it has")
     parser.add_argument("--regime", nargs="+", action="extend", metavar="R", choices=ALL_REGIMES)
     parser.add_argument("--sizes", nargs="+", action="extend", metavar="N",
                         type=bounded(max_size(), "the elements this machine's memory holds for one input"))
@@ -170,18 +178,30 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     reference_engine_argument(parser)
 
 
+# The main job's compiled cells: compiling costs seconds per graph, so one dtype and
+# one size (sweep --mode compiled runs the whole grid).
+COMPILED_DTYPES = ("float32",)
+COMPILED_SIZE = 1_000
+
+
 def _run_run(args: argparse.Namespace) -> int:
     """The main job: what `make run` does."""
     # Accuracy on every regime and size; gradients on typical inputs (every regime's
     # gradient reference would double the cold run: sweep --grad does it); timing on
     # typical inputs of the smallest and the largest size (sweep --time times every size).
+    # Then compiled execution, where a framework has it, on every regime at one size.
     defaults = default_config(quick=True)
     timed = (min(defaults["sizes"]), max(defaults["sizes"]))
     config = SweepConfig(**defaults, jobs=args.jobs, time=True, timed_sizes=timed, grad=True,
                          grad_regimes=DEFAULT_TIMED_REGIMES, reference_engine=args.reference_engine)
+    compiled = SweepConfig(**{**defaults, "dtypes": COMPILED_DTYPES, "sizes": (COMPILED_SIZE,)}, jobs=args.jobs,
+                           time=True, grad=True, grad_regimes=DEFAULT_TIMED_REGIMES,
+                           reference_engine=args.reference_engine, modes=("compiled",))
     print(f"lossbench run: quick sweep of {len(config.losses)} losses into {args.db}; gradients on "
-          f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs, timing on them at sizes {timed[0]} and {timed[1]}", flush=True)
-    code = run_and_print(config, args.db, args.no_progress)
+          f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs, timing on them at sizes {timed[0]} and {timed[1]}; then "
+          f"compiled execution in {', '.join(COMPILED_DTYPES)} at size {COMPILED_SIZE}", flush=True)
+    code = max(run_and_print(config, args.db, args.no_progress),
+               run_and_print(compiled, args.db, args.no_progress, required=False))
     with opened(args.db) as store:
         stored = store.atlas()
     entries = build_atlas(list(registry.names()), chosen_frameworks(None), ["float32"], args.no_progress, stored)
