@@ -5,7 +5,9 @@ options (captured at call time), the numeric defaults of that API the adapter le
 alone (read from its signature), framework-wide settings, the dtype returned for
 each requested dtype, what the mean divides by (measured as sum / mean), and the
 framework's value on each edge input beside the exact value, with the deviation
-classified. Nothing here is typed in: a convention the framework changes shows up
+classified, and, for a framework that runs both eagerly and compiled, where the
+compiled loss differs from the eager one and by how many ulp (the edge inputs
+item by item, and the default reduction of the typical input). Nothing here is typed in: a convention the framework changes shows up
 changed in the next atlas.
 """
 from __future__ import annotations
@@ -67,6 +69,7 @@ class AtlasEntry:
     mean_divides_by: str
     edges: tuple[EdgeProbe, ...]
     code: str  # code_version() of what made it: the same code and framework version make the same entry
+    compiled: dict[str, Any] | None = None  # compiled against eager (_compiled_against_eager); None: one mode
 
     def counts(self) -> dict[str, int]:
         found = {d: 0 for d in DEVIATIONS}
@@ -177,6 +180,42 @@ def _probe(adapter: Adapter, spec: LossSpec, impl: str, dtype: str, epsilons: li
     return tuple(probes)
 
 
+# Differing items listed in an entry, beyond the counts.
+COMPILED_EXAMPLES = 5
+
+
+def _compiled_against_eager(adapter: Adapter, spec: LossSpec, impl: str, dtype: str) -> dict[str, Any]:
+    """Where the compiled loss differs from the eager one: per item on the edge
+    inputs (reduction none) and on the default reduction of the typical input;
+    ulp in the dtype at the eager value, None where either is not finite."""
+    params = spec.resolve_params({})
+    arrays, _ = _edge_references(spec.name, dtype)
+    typical = _typical(spec, dtype)
+    try:
+        values = {mode: (adapter.run(spec, impl, arrays, dtype, "cpu", "none", params, mode=mode).values,
+                         adapter.run(spec, impl, typical, dtype, "cpu", spec.default_reduction, params,
+                                     mode=mode).values)
+                  for mode in ("eager", "compiled")}
+    except Exception as exc:  # compiling or running it compiled failed: that is what the atlas says
+        return {"error": error_line(exc)[:200]}
+    (eager, eager_reduced), (compiled, compiled_reduced) = values["eager"], values["compiled"]
+    same = (eager == compiled) | (np.isnan(eager) & np.isnan(compiled))
+    ulps = metrics.ulp_errors(compiled, eager, np.zeros_like(eager), dtype)
+    differ = np.flatnonzero(~same)
+    examples = [{"inputs": {name: jsonable(values)[0] for name, values in _item(spec, arrays, int(i)).items()},
+                 "eager": json_number(float(eager[i])), "compiled": json_number(float(compiled[i])),
+                 "ulp": None if np.isnan(ulps[i]) else float(ulps[i])}
+                for i in sorted(differ, key=lambda i: -np.nan_to_num(ulps[i], nan=np.inf))[:COMPILED_EXAMPLES]]
+    finite = ulps[differ][~np.isnan(ulps[differ])]
+    reduced_ulp = metrics.ulp_errors(compiled_reduced, eager_reduced, np.zeros_like(eager_reduced), dtype)[0]
+    return {"items": int(eager.size), "differ": int(differ.size),
+            "max_ulp": float(finite.max()) if finite.size else None,
+            "nonfinite_differ": int(differ.size - finite.size), "examples": examples,
+            "reduced": {"eager": json_number(float(eager_reduced[0])),
+                        "compiled": json_number(float(compiled_reduced[0])),
+                        "ulp": None if np.isnan(reduced_ulp) else float(reduced_ulp)}}
+
+
 def _typical(spec: LossSpec, dtype: str) -> dict[str, np.ndarray]:
     return regimes.typical(spec, dtype, PROBE_SIZE, seed=1, width=ATLAS_WIDTH)
 
@@ -238,10 +277,12 @@ def entry(framework: str, loss: str, impl: str, dtype: str) -> AtlasEntry:
     result_dtypes, recorded = _run_each_dtype(adapter, spec, impl)
     calls = tuple(_as_json(c) for c in recorded)
     composed = None if calls else _source(adapter.impls[impl][spec.name])
+    both = adapter.modes[0] == "eager" and "compiled" in adapter.modes
     return AtlasEntry(
         loss, framework, adapter.version(), impl, dtype, calls, composed, adapter.settings(),
         result_dtypes, _mean_divisor(adapter, spec, impl),
         _probe(adapter, spec, impl, dtype, _epsilons(adapter, calls)), code_version(),
+        _compiled_against_eager(adapter, spec, impl, dtype) if both else None,
     )
 
 

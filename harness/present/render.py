@@ -196,4 +196,21 @@ def describe(entry: dict[str, Any], all_edges: bool = False, limit: int = 12) ->
                      + (f"  [{probe['note']}]" if probe["note"] else ""))
     if len(listed) > limit and not all_edges:
         lines.append(f"    ... {len(listed) - limit} more (--all-edges lists them)")
+    compiled = entry.get("compiled")
+    if compiled and "error" in compiled:
+        lines.append(f"  compiled  fails: {compiled['error']}")
+    elif compiled:
+        worst = f", up to {compiled['max_ulp']:.3g} ulp" if compiled["max_ulp"] is not None else ""
+        nonfinite = f", {compiled['nonfinite_differ']} of them not finite in one mode" \
+            if compiled["nonfinite_differ"] else ""
+        reduced = compiled["reduced"]
+        mean = "the same" if reduced["ulp"] == 0 else \
+            f"{reduced['compiled']} vs eager {reduced['eager']}" + \
+            (f" ({reduced['ulp']:.3g} ulp)" if reduced["ulp"] is not None else "")
+        lines.append(f"  compiled  differs from eager on {compiled['differ']} of {compiled['items']} edge inputs"
+                     f"{worst}{nonfinite}; typical {entry['dtype']} reduced: {mean}")
+        for example in compiled["examples"]:
+            inputs = " ".join(f"{k}={v}" for k, v in example["inputs"].items())
+            ulp = f" ({example['ulp']:.3g} ulp)" if example["ulp"] is not None else ""
+            lines.append(f"    {inputs}: compiled {example['compiled']} vs eager {example['eager']}{ulp}")
     return lines

@@ -26,7 +26,7 @@ from harness.present.recommend import accuracy, choice_label
 from harness.present.render import describe, format_cell
 from harness.model.spec import DTYPES
 from harness.measure.environment import Environment
-from harness.store import Store
+from harness.store import KEY_COLUMNS, Store
 
 DEFAULT_OUT = Path("reports/latest")
 # What drew each figure last time (a digest of its data and of this module): a rerun
@@ -165,7 +165,7 @@ def _per_loss(rows: Sequence[Row], path: Path, ylabel: str, line: Callable[[Row]
     def draw(ax: Any, loss: str) -> None:
         implementations = sorted({c.split()[0] for c in series[loss]})
         for c, points in sorted(series[loss].items()):
-            impl, dtype = c.split()
+            impl, dtype = c.split()[:2]  # a compiled choice's label ends in "(compiled)"
             points.sort()
             ax.plot([p[0] for p in points], [p[1] for p in points], _STYLES[implementations.index(impl) % 4],
                     color=_DTYPE_COLOURS.get(dtype, "black"), marker=".", label=c, linewidth=1)
@@ -201,6 +201,34 @@ def _pareto(rows: Sequence[Row], path: Path) -> bool:
 
     _panels(sorted(by_loss), path, "forward seconds per call (median)", "worst ULP error", draw)
     return True
+
+
+def mode_pairs(cells: Sequence[Row]) -> list[tuple[Row, Row]]:
+    """(eager, compiled) rows of the same cell, both ok and measured."""
+    def key(r: Row) -> tuple[Any, ...]:
+        return tuple(r[c] for c in KEY_COLUMNS if c != "mode")
+    eager = {key(r): r for r in cells if r["mode"] == "eager" and r["status"] == "ok" and worst_ulp(r) is not None}
+    return [(eager[key(r)], r) for r in cells
+            if r["mode"] == "compiled" and r["status"] == "ok" and worst_ulp(r) is not None and key(r) in eager]
+
+
+def _modes_figure(pairs: Sequence[tuple[Row, Row]], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 6))
+    low = CORRECTLY_ROUNDED / 10
+    x = [max(worst_ulp(e) or 0.0, low) for e, _ in pairs]
+    y = [max(worst_ulp(c) or 0.0, low) for _, c in pairs]
+    finite = [v for v in x + y if math.isfinite(v)]
+    top = max(finite, default=1.0) * 10
+    ax.scatter([min(v, top) for v in x], [min(v, top) for v in y], s=8, color="tab:blue", alpha=0.6)
+    ax.plot([low, top], [low, top], color="0.5", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("worst ULP error, eager")
+    ax.set_ylabel("worst ULP error, compiled")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -326,6 +354,13 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
                "As the accuracy squares, for d(loss)/d(input) against the reference derivative; a square much "
                "brighter than its forward square is a loss accurate forward and wrong backward.", typical_gradients,
                lambda p: _heatmap(typical_gradients, p, "gradient, typical inputs", lambda g: g["max_ulp"]))
+    pairs = mode_pairs(cells)
+    if pairs:
+        figure("compiled_vs_eager.png", "Compiled against eager",
+               "Each point is a cell measured both ways (same loss, framework, impl, dtype, regime and size): its "
+               "worst ULP error eager (across) and compiled (up). Above the grey diagonal compiling lost accuracy, "
+               "below it gained; the largest differences are listed below.", [[e, c] for e, c in pairs],
+               lambda p: _modes_figure(pairs, p))
     history = asv_history(asv_results) if asv_results.is_dir() else {}
     if history:
         figure("asv_history.png", "Speed history (asv)",
@@ -358,6 +393,10 @@ def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, 
         "gradients": len(gradients),
         "worst": worst,
         "worse_backward": worse_backward,
+        "mode_differences": sorted(
+            ({**c, "eager_ulp": worst_ulp(e), "compiled_ulp": worst_ulp(c)} for e, c in mode_pairs(cells)
+             if worst_ulp(e) != worst_ulp(c)),
+            key=lambda r: -abs(math.log(max(r["compiled_ulp"], 1e-3) / max(r["eager_ulp"], 1e-3))))[:15],
         "bandwidth": _latest_bandwidth(store),
     }
 
@@ -373,6 +412,7 @@ def _latest_bandwidth(store: Store) -> list[Row]:
 WORSE_BACKWARD = 100
 WORST_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "max_ulp", "reduced_ulp", "max_rel",
                  "unexpected_nonfinite")
+MODE_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "eager_ulp", "compiled_ulp")
 WORSE_BACKWARD_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "max_ulp", "forward_max_ulp")
 
 
@@ -410,6 +450,9 @@ def _html(report: Report, context: dict[str, Any], entries: list[dict[str, Any]]
                      f"<img src='{html.escape(f.file)}' alt='{html.escape(f.title)}'>")
     if context["worst"]:
         parts.append("<h2>Least accurate cells</h2>" + _html_table(context["worst"], WORST_COLUMNS))
+    if context["mode_differences"]:
+        parts.append("<h2>Largest compiled-against-eager accuracy differences</h2>"
+                     + _html_table(context["mode_differences"], MODE_COLUMNS))
     if context["worse_backward"]:
         parts.append(f"<h2>Gradients far worse than the forward value (over {WORSE_BACKWARD}x the forward max "
                      "ulp)</h2>" + _html_table(context["worse_backward"], WORSE_BACKWARD_COLUMNS))
