@@ -22,7 +22,7 @@ def test_loss(benchmark: pytest.FixtureDef, case: benchgrid.BenchCase, gradient:
     except NotImplementedError as exc:
         pytest.skip(str(exc))
     benchmark.extra_info.update(loss=case.loss, framework=case.framework, impl=case.impl_name, dtype=case.dtype,
-                                size=case.size, device=benchgrid.DEVICE, passes="forward+backward" if gradient else "forward",
+                                size=case.size, device=benchgrid.DEVICE, mode=case.mode, passes="forward+backward" if gradient else "forward",
                                 method=prepared.method, bytes=prepared.bytes_moved)
     with prepared.context():
         benchmark(lambda: prepared.synchronize(prepared.call()))

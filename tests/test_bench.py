@@ -30,13 +30,15 @@ def test_full_grid_is_every_case_that_exists() -> None:
         except adapters.FrameworkUnavailable:
             continue
         for impl, table in adapter.impls.items():
-            expected |= {benchgrid.BenchCase(loss, f"{name}:{impl}", dtype, size) for loss in table
+            expected |= {benchgrid.BenchCase(loss, f"{name}:{impl}", dtype, size, mode) for loss in table
                          for dtype in DTYPES if not adapter.known_failure(loss, impl, dtype, "cpu")
-                         for size in benchgrid.SIZES}
+                         for size in benchgrid.SIZES for mode in adapter.modes}
     assert len(full) == len(set(full)) and set(full) == expected
     assert {c.loss for c in full} == set(registry.names())
     assert all(benchgrid.BenchCase.from_id(c.id) == c for c in full)
     assert not any(c.impl == "numpy:native" or c.impl == "tensorflow:composed" and c.loss == "bce" for c in full)
+    assert {c.mode for c in full} == {"eager", "compiled"}
+    assert all(c.id.count("/") == 3 for c in full if c.mode == "eager")  # eager ids as before modes existed
 
 
 def test_default_subset_is_seeded_per_case_and_keeps_the_anchors() -> None:
@@ -120,7 +122,7 @@ def test_pytest_benchmark_records_case_metadata(tmp_path: Path) -> None:
     assert set(runs) == {"forward", "forward+backward"}
     info = runs["forward+backward"]["extra_info"]
     assert info | {"bytes": None} == {"loss": "mse", "framework": "numpy", "impl": "stable", "dtype": "float32",
-                                      "size": 1000, "device": "cpu", "passes": "forward+backward",
+                                      "size": 1000, "device": "cpu", "mode": "eager", "passes": "forward+backward",
                                       "method": "numpy analytic", "bytes": None}
     assert info["bytes"] == 1000 * 4 * 3  # input and target read, gradient written
     assert runs["forward"]["extra_info"]["bytes"] == 1000 * 4 * 2 + 4

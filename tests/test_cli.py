@@ -150,6 +150,8 @@ def test_list_text_shows_what_the_json_holds(capsys: pytest.CaptureFixture[str])
         assert all(f"  {row['name']} " in out for row in rows), section
     available = [row for row in listing["frameworks"] if row["available"]]
     assert all(f"impls: {', '.join(row['impls'])}" in out for row in available)
+    assert all(f"modes: {', '.join(row['modes'])}" in out for row in available)
+    assert {row["name"]: row["modes"] for row in available}.get("numpy") == ["eager"]
 
 
 BASE = ["eval", "mse", "--framework", "numpy", "--dtype", "float32"]

@@ -230,3 +230,18 @@ def test_a_rerun_draws_only_the_figures_whose_data_changed(store_path: Path, tmp
     again = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     assert again.keys() == drawn.keys()
     assert [name for name in drawn if again[name] != drawn[name]] == ["error_vs_size.png"]
+
+
+def test_compiled_against_eager_takes_errors_beyond_float64(tmp_path: Path) -> None:
+    """Cells measured both ways, one with an error too large for float64 (stored inf),
+    one near float64's top: the figure is drawn, the axis capped."""
+    key = dict(loss="mse", params="{}", framework="torch", framework_version="2", impl="native", dtype="float64",
+               device="cpu", regime="wide", size=10, width=1, seed=0, status="ok", unexpected_nonfinite=0,
+               reduced_ulp=None)
+    rows = [{**key, "mode": mode, "max_ulp": ulp, "regime": regime}
+            for regime, eager, compiled in (("wide", float("inf"), 1e307), ("edge", 0.5, 3.0))
+            for mode, ulp in (("eager", eager), ("compiled", compiled))]
+    pairs = report.mode_pairs(rows)
+    assert len(pairs) == 2 and all(e["mode"] == "eager" and c["mode"] == "compiled" for e, c in pairs)
+    report._modes_figure(pairs, tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"

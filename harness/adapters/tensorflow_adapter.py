@@ -24,6 +24,10 @@ import tensorflow as tf  # noqa: E402
 from harness.adapters.base import INACCURATE, Adapter, Impl, Known, Output, note_call, reduce  # noqa: E402
 from harness.model.spec import LossSpec  # noqa: E402
 
+# Compile times are measured on fresh tf.function objects on purpose, which TensorFlow
+# warns about as excessive retracing: only errors are logged.
+tf.get_logger().setLevel("ERROR")
+
 _DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16, "float32": tf.float32, "float64": tf.float64}
 _KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}
 

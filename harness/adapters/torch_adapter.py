@@ -26,6 +26,14 @@ if _OWN_CACHE:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lossbench-inductor-")
     atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], True)
 
+# A worker compiles many losses through shared adapter code (one code object, one
+# recompilation per loss, dtype, shape and reduction): dynamo's default of 8 per code
+# object would run every later one eagerly without a word. The limit is raised, and
+# reaching it is an error (a result that says so), never a silent fallback.
+torch._dynamo.config.recompile_limit = 4096
+torch._dynamo.config.accumulated_recompile_limit = 65536
+torch._dynamo.config.fail_on_recompile_limit_hit = True
+
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
 

@@ -122,7 +122,7 @@ def framework_rows() -> list[dict[str, Any]]:
     """Every framework this installation knows, as `lossbench list frameworks` shows it."""
     return [{"name": name, "available": info.available, "version": info.version or adapters.installed_version(name),
              "impls": list(dict.fromkeys(impl for impls in info.impls.values() for impl in impls)),
-             "devices": list(info.devices), "reason": info.reason}
+             "devices": list(info.devices), "modes": list(info.modes), "reason": info.reason}
             for name, info in describe_frameworks(tuple(FRAMEWORKS)).items()]
 
 

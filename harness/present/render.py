@@ -144,8 +144,8 @@ def print_listing(what: str, rows: list[dict[str, Any]]) -> None:
             print(f"  {row['name']:<20} {row['family']:<15} {row['layout']:<12} {row['definition']}"
                   + (f"  [{params}]" if params else ""))
         elif what == "frameworks":
-            state = (f"{row['version']}  impls: {', '.join(row['impls'])}  devices: {', '.join(row['devices'])}"
-                     if row["available"] else f"unavailable: {row['reason']}")
+            state = (f"{row['version']}  impls: {', '.join(row['impls'])}  devices: {', '.join(row['devices'])}  "
+                     f"modes: {', '.join(row['modes'])}" if row["available"] else f"unavailable: {row['reason']}")
             print(f"  {row['name']:<12} {state}")
         elif what == "dtypes":
             print(f"  {row['name']:<9} {row['precision_bits']:>2}-bit significand  eps {row['epsilon']:.3g}  "

@@ -219,7 +219,7 @@ def _modes_figure(pairs: Sequence[tuple[Row, Row]], path: Path) -> None:
     x = [max(worst_ulp(e) or 0.0, low) for e, _ in pairs]
     y = [max(worst_ulp(c) or 0.0, low) for _, c in pairs]
     finite = [v for v in x + y if math.isfinite(v)]
-    top = max(finite, default=1.0) * 10
+    top = min(max(finite, default=1.0) * 10, 1e300)  # errors beyond float64 are stored as inf
     ax.scatter([min(v, top) for v in x], [min(v, top) for v in y], s=8, color="tab:blue", alpha=0.6)
     ax.plot([low, top], [low, top], color="0.5", linewidth=1)
     ax.set_xscale("log")

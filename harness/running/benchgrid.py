@@ -1,7 +1,9 @@
 """The benchmark grid shared by the asv suite and the pytest-benchmark suite in
 bench/: cases come from the registry and the adapters, never from a
 hand-written list, and only cases that exist: an impl the framework has for the
-loss, a dtype it can run (its known failures left out), on an available framework.
+loss, a dtype it can run (its known failures left out), on an available framework,
+in every mode the framework has (eager and compiled for torch, TensorFlow and JAX;
+an eager case's id carries no mode, so asv histories from before modes continue).
 
 The whole grid (every loss x framework impl x dtype x size) is large, so by
 default a seeded subset runs: a case belongs to it when a hash of the seed and
@@ -40,6 +42,7 @@ class BenchCase:
     impl: str  # "framework:impl"
     dtype: str
     size: int
+    mode: str = "eager"
 
     @property
     def framework(self) -> str:
@@ -51,12 +54,12 @@ class BenchCase:
 
     @property
     def id(self) -> str:
-        return f"{self.loss}/{self.impl}/{self.dtype}/{self.size}"
+        return f"{self.loss}/{self.impl}/{self.dtype}/{self.size}" + ("" if self.mode == "eager" else f"/{self.mode}")
 
     @classmethod
     def from_id(cls, text: str) -> BenchCase:
-        loss, impl, dtype, size = text.split("/")
-        return cls(loss, impl, dtype, int(size))
+        loss, impl, dtype, size, *mode = text.split("/")
+        return cls(loss, impl, dtype, int(size), *mode)
 
 
 def full_grid_requested() -> bool:
@@ -74,19 +77,21 @@ def impls() -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _exists(loss: str, impl: str, dtype: str) -> bool:
-    """Whether the case can run: the framework is available, has this impl of the
-    loss, and does not declare the dtype a failure."""
+def _modes(loss: str, impl: str, dtype: str) -> tuple[str, ...]:
+    """The modes the case runs in: none unless the framework is available, has this
+    impl of the loss and does not declare the dtype a failure."""
     framework, name = impl.split(":", 1)
     try:
         adapter = adapters.load(framework)
     except adapters.FrameworkUnavailable:
-        return False
-    return name in adapter.impl_names(loss) and adapter.known_failure(loss, name, dtype, DEVICE) is None
+        return ()
+    if name not in adapter.impl_names(loss) or adapter.known_failure(loss, name, dtype, DEVICE):
+        return ()
+    return adapter.modes
 
 
 def in_subset(case: BenchCase) -> bool:
-    if (case.loss, case.impl, case.dtype, case.size) in ANCHORS:
+    if (case.loss, case.impl, case.dtype, case.size) in ANCHORS and case.mode == "eager":
         return True
     return zlib.crc32(f"{SEED}:{case.id}".encode()) % SUBSET_BUCKETS == 0
 
@@ -94,6 +99,6 @@ def in_subset(case: BenchCase) -> bool:
 def cases(full: bool | None = None) -> list[BenchCase]:
     """The grid's cases (the subset unless ``full``, which defaults to the environment)."""
     full = full_grid_requested() if full is None else full
-    every = [BenchCase(loss, impl, dtype, size) for loss in losses() for impl in impls() for dtype in DTYPES
-             if _exists(loss, impl, dtype) for size in SIZES]
+    every = [BenchCase(loss, impl, dtype, size, mode) for loss in losses() for impl in impls() for dtype in DTYPES
+             for mode in _modes(loss, impl, dtype) for size in SIZES]
     return [c for c in every if full or in_subset(c)]

@@ -47,7 +47,7 @@ def prepare(case: BenchCase, gradient: bool = False) -> Prepared:
     if gradient and adapter.gradient(spec, case.impl_name) is None:
         raise NotImplementedError(f"{case.impl} has no gradient for {case.loss}")
     return adapter.prepare(spec, case.impl_name, arrays(case), case.dtype, DEVICE, spec.default_reduction,
-                           spec.resolve_params({}), gradient=gradient)
+                           spec.resolve_params({}), gradient=gradient, mode=case.mode)
 
 
 def refcache() -> ReferenceCache:
@@ -66,7 +66,7 @@ def accuracy_task(case: BenchCase) -> CellJob:
     sizes = [n for n in SIZES if inputs.width <= n <= TRACK_MAX_SIZE]
     if not cache.has(inputs, sizes, VALUE):
         cache.save(inputs, VALUE, VALUE.compute(inputs, sizes))
-    task = CellTask(inputs, case.size, case.framework, adapter.version(), case.impl_name, DEVICE)
+    task = CellTask(inputs, case.size, case.framework, adapter.version(), case.impl_name, DEVICE, mode=case.mode)
     return CellJob.of(task, cache, DEFAULT_CELL_TIMEOUT)
 
 
