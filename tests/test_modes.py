@@ -70,3 +70,17 @@ def test_eval_runs_a_mode_the_framework_has(capsys: pytest.CaptureFixture[str]) 
     assert main(["eval", "mse", "--framework", "numpy", "--mode", "compiled", "--dtype", "float64", "--input", "[1]",
                  "--target", "[1]"]) == 2
     assert "numpy has no compiled mode (modes: eager)" in capsys.readouterr().err
+
+
+def test_a_keras_object_first_built_inside_a_trace_serves_every_later_trace() -> None:
+    """A Keras regularizer built inside one tf.function trace held that graph's
+    constants: the next shape's trace failed ('out of scope'). Built eagerly now."""
+    need("tensorflow")
+    import numpy as np
+    from harness import adapters
+    from harness.model import registry
+    adapter, spec = adapters.load("tensorflow"), registry.get("l1_penalty")
+    for n in (3, 5):
+        out = adapter.run(spec, "native", {"input": np.arange(n, dtype=np.float64) - 1.0}, "float32", "cpu", "sum",
+                          {}, mode="compiled")
+        assert out.values.tolist() == [float(sum(abs(i - 1.0) for i in range(n)))]

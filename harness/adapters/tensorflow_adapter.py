@@ -44,7 +44,10 @@ def _instance(api: type, **options: Any) -> Any:
 
 @functools.lru_cache(maxsize=None)
 def _built(api: type, options: tuple[tuple[str, Any], ...]) -> Any:
-    return api(**dict(options))
+    # Built eagerly even when first asked for inside a tf.function trace (compiled mode):
+    # an object built in one trace holds that graph's constants, unusable in the next.
+    with tf.init_scope():
+        return api(**dict(options))
 
 
 def _keras(loss_class: type, elementwise: bool, target_fn: Any = None, **options: Any) -> Impl:
