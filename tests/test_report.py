@@ -213,7 +213,9 @@ def test_heatmap_takes_errors_beyond_float64(tmp_path: Path) -> None:
     rows = [{"loss": "mse", "framework": "numpy", "impl": "naive", "dtype": "float16", "status": "ok", "mode": "eager",
              "unexpected_nonfinite": 0, "max_ulp": float("inf"), "reduced_ulp": 3.0},
             {"loss": "mse", "framework": "numpy", "impl": "stable", "dtype": "float16", "status": "ok", "mode": "eager",
-             "unexpected_nonfinite": 0, "max_ulp": 0.4, "reduced_ulp": None}]
+             "unexpected_nonfinite": 0, "max_ulp": 0.4, "reduced_ulp": None},
+            {"loss": "mae", "framework": "numpy", "impl": "stable", "dtype": "float64", "status": "ok", "mode": "eager",
+             "unexpected_nonfinite": 0, "max_ulp": 1.7e308, "reduced_ulp": None}]  # finite, near float64's top
     report._heatmap(rows, tmp_path / "h.png", "inf", report.worst_ulp)
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -35,6 +35,9 @@ FIGURE_CACHE = "figures.json"
 DEFAULT_ASV_RESULTS = Path(".asv/results")
 REGIME = "typical"  # the regime of the size plots: what most inputs look like
 CORRECTLY_ROUNDED = 0.5  # ulp; the colour scales start here
+# Log scales end here: matplotlib's log ticks overflow from about 1e290 on, and errors beyond
+# float64 are stored as inf. Larger values are drawn at the cap (the top colour).
+LOG_CAP = 1e200
 
 
 Row = dict[str, Any]
@@ -103,7 +106,7 @@ def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row],
             worst[key] = max(worst.get(key, 0.0), v)
     grid = [[max(worst[(loss, c)], CORRECTLY_ROUNDED) if (loss, c) in worst else math.nan for c in choices]
             for loss in losses]
-    top = max([v for row in grid for v in row if math.isfinite(v)] + [10.0])
+    top = min(max([v for row in grid for v in row if math.isfinite(v)] + [10.0]), LOG_CAP)
     grid = [[min(v, top) for v in row] for row in grid]
     plt = _pyplot()
     from matplotlib.colors import LogNorm
@@ -158,7 +161,7 @@ def _per_loss(rows: Sequence[Row], path: Path, ylabel: str, line: Callable[[Row]
     for r in rows:
         v = line(r)
         if v is not None and v > 0 and math.isfinite(v):
-            series[r["loss"]][choice(r)].append((r["size"], v))
+            series[r["loss"]][choice(r)].append((r["size"], min(v, LOG_CAP)))
     if not series:
         return False
 
@@ -189,7 +192,7 @@ def _pareto(rows: Sequence[Row], path: Path) -> bool:
 
     def draw(ax: Any, loss: str) -> None:
         largest = max(r["size"] for r in by_loss[loss])
-        points = sorted((r["forward_seconds"], max(worst_ulp(r) or 0.0, CORRECTLY_ROUNDED), choice(r))
+        points = sorted((r["forward_seconds"], min(max(worst_ulp(r) or 0.0, CORRECTLY_ROUNDED), LOG_CAP), choice(r))
                         for r in by_loss[loss] if r["size"] == largest)
         front = pareto_front([(t, u) for t, u, _ in points])
         ax.scatter([p[0] for p in points], [p[1] for p in points], s=12, color="0.5")
@@ -219,11 +222,13 @@ def _modes_figure(pairs: Sequence[tuple[Row, Row]], path: Path) -> None:
     x = [max(worst_ulp(e) or 0.0, low) for e, _ in pairs]
     y = [max(worst_ulp(c) or 0.0, low) for _, c in pairs]
     finite = [v for v in x + y if math.isfinite(v)]
-    top = min(max(finite, default=1.0) * 10, 1e300)  # errors beyond float64 are stored as inf
+    top = min(max(finite, default=1.0) * 10, LOG_CAP)
     ax.scatter([min(v, top) for v in x], [min(v, top) for v in y], s=8, color="tab:blue", alpha=0.6)
     ax.plot([low, top], [low, top], color="0.5", linewidth=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xlim(low, top)
+    ax.set_ylim(low, top)
     ax.set_xlabel("worst ULP error, eager")
     ax.set_ylabel("worst ULP error, compiled")
     fig.tight_layout()
