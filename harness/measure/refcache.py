@@ -38,8 +38,7 @@ def checksum(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def process_running(pid: int) -> bool:
-    """Whether a process ``pid`` exists (of any user)."""
+def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -60,7 +59,7 @@ class ReferenceCache:
         removed = 0
         for partial in self.directory.glob("*.tmp.npz"):
             pid = partial.name.rsplit(".", 3)[-3]
-            if pid.isdigit() and not process_running(int(pid)):
+            if pid.isdigit() and not _running(int(pid)):
                 partial.unlink(missing_ok=True)
                 removed += 1
         return removed

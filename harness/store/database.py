@@ -34,7 +34,6 @@ from urllib.parse import quote
 
 from harness.measure.bandwidth import StreamResult
 from harness.measure.environment import Environment
-from harness.measure.refcache import process_running
 from harness.store.rows import KEY_COLUMNS, BadRow, CellKey, CellRow, GradientRow, Measured, Stored, row_columns
 from harness.store.schema import SCHEMA, SCHEMA_VERSION, STORE_TABLES, upgrade
 
@@ -93,11 +92,15 @@ def _process_start(pid: int) -> str | None:
 
 
 def _alive(pid: int, started: str | None) -> bool:
-    """Whether the run's process still runs: the same pid and start time where
-    /proc tells it (pids are reused), else a process of that pid exists."""
     if Path("/proc/self/stat").exists():
         return started is not None and _process_start(pid) == started
-    return process_running(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
