@@ -4,8 +4,11 @@ mpmath loop over the same inputs, in the same run.
 The plain loop is what one writes without this harness: convert each element,
 evaluate the textbook formula at a fixed 113 bits (no settlement check), and do
 that again for every cell (framework x impl) and every size. lossbench settles
-each item once at two precisions, shares it across cells and sizes through
-exact prefix sums, and caches it on disk (a warm rerun costs a file read).
+each item once, proven: a rational loss exactly over whole arrays in float64, a
+narrower dtype's items through the float64 pre-pass with a rigorous error bound
+(reference.prepass), the rest in Arb balls; it shares them across cells and
+sizes through exact prefix sums and caches them on disk (a warm rerun costs a
+file read).
 
     taskset -c 0 .venv/bin/python bench/reference_cost.py [--loss L ...] [--size N] [--cells K]
 """

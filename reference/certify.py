@@ -33,6 +33,11 @@ Reduction = Literal["mean", "sum", "none"]
 
 START_PREC = 128  # the pair (hi, lo) needs about 107 bits; balls lose a few
 MAX_PREC = 8192   # exact differences and squares of float64 values need up to ~4200
+PREPASS_PRECISION = 53  # settled from the float64 pre-pass (reference.prepass): its rounding only
+# An enclosure settled for its rounding only is at most 2**-20 of the format's spacing
+# (inside its range) and 2**-36 of the value wide: ulp and relative errors measured
+# from any point of it are those of the exact value to within 1e-6 ulp and 2**-36.
+SPACING_BITS, RELATIVE_BITS = 20, 36
 _FLOAT64 = formats.FORMATS["float64"]
 _SMALLEST = math.ldexp(1.0, -1074)
 _NAN = libmpf.fnan
@@ -305,12 +310,15 @@ def reduce(lower_total: Raw, upper_total: Raw, count: int, reduction: Reduction,
 
 def settle_totals(summed: Totals, count: int, precision: int, all_settled: bool,
                   reduction: Reduction, recompute: Callable[[int], Totals],
-                  max_prec: int = MAX_PREC) -> RefValue:
+                  max_prec: int = MAX_PREC, rounding_only: formats.BinaryFormat | None = None) -> RefValue:
     """Mean or sum of ``count`` settled items (``precision`` the highest item
     precision) from their totals. When the enclosure holds a boundary (the sum
     cancels, or the mean of exact items lands near a tie), ``recompute(prec)``
     gives the totals of the items evaluated at ``prec`` and precision keeps
-    doubling. An exact rational total settles at once."""
+    doubling. An exact rational total settles at once. Items settled only for
+    the rounding into a narrower format (the float64 pre-pass, ``rounding_only``)
+    settle the reduction the same way when its enclosure decides that rounding
+    and binade, at the pre-pass's precision (53)."""
     lower_total, upper_total, exact = summed
     if exact is not None and all_settled:
         value = exact / count if reduction == "mean" else exact
@@ -326,11 +334,33 @@ def settle_totals(summed: Totals, count: int, precision: int, all_settled: bool,
             return RefValue(lower, upper, False, prec)
         if determined(lower, upper):
             return RefValue(lower, upper, True, prec)
+        if rounding_only is not None and rounding_determined(lower, upper, rounding_only):
+            return RefValue(lower, upper, True, PREPASS_PRECISION)
+        rounding_only = None  # recomputed items are balls: their pair decides from here
         if prec * 2 > max_prec:
             return RefValue(lower, upper, False, prec)
         prec *= 2
         if lower_total != upper_total:  # exact items need only a finer division
             lower_total, upper_total, _ = recompute(prec)
+
+
+def rounding_determined(lower: Raw, upper: Raw, fmt: formats.BinaryFormat) -> bool:
+    """Whether every point of [lower, upper] (non-zero, finite) has one binade and one
+    correct rounding into ``fmt`` (rounding is monotone: the ends decide), and the
+    enclosure is narrow enough that any point of it measures errors as the exact
+    value would (``narrow_enough``)."""
+    if not (lower[1] and upper[1]) or lower[0] != upper[0] or _NAN in (lower, upper):
+        return False
+    low, high = mpmath.mp.make_mpf(lower), mpmath.mp.make_mpf(upper)
+    if not (mpmath.isfinite(low) and mpmath.isfinite(high)):
+        return False
+    binade, rounded = formats.mpf_binade(low), formats.round_mpf(low, fmt)
+    if binade != formats.mpf_binade(high) or rounded != formats.round_mpf(high, fmt):
+        return False
+    width = mpmath.fsub(high, low, exact=True)
+    # Past the format's range (rounded to inf) an error is measured relative to its size.
+    return (math.isinf(rounded) or width <= mpmath.ldexp(1, fmt.ulp_exponent(binade) - SPACING_BITS)) and \
+        width <= mpmath.ldexp(1, binade - RELATIVE_BITS)
 
 
 def settle_reduction(formula: Formula, items: Sequence[tuple[Any, ...]], refs: Sequence[RefValue], count: int,

@@ -13,8 +13,9 @@ from harness.measure.items import reference_items, with_params
 from harness.measure.quantity import VALUE, LossGradient
 from harness.measure.refcache import ReferenceCache
 from harness.measure.refsets import InputSet
-from reference import gradients
+from reference import gradients, prepass
 from reference.arith import ENGINES
+from reference.certify import PREPASS_PRECISION, RELATIVE_BITS
 from reference.formats import round_mpf
 
 SIZES = (10, 100, 300)
@@ -35,18 +36,29 @@ def test_matches_independent_single_case_reference(inputset: InputSet) -> None:
         arrays = inputset.inputs(size)
         items = compute_reference(spec, arrays, dict(inputset.params), "none")
         n = len(items)
-        assert np.array_equal(ref.items.hi[:n], [round_mpf(r.value, "float64") for r in items], equal_nan=True)
-        assert np.array_equal(ref.items.rounded[:n], [round_mpf(r.value, inputset.dtype) for r in items],
-                              equal_nan=True)
+        _same_values(ref.items[:n], items, inputset.dtype)
         assert ref.items.settled[:n].tolist() == [r.settled for r in items]
         for reduction in ("mean", "sum"):
             (direct,) = compute_reference(spec, arrays, dict(inputset.params), reduction)
             shared = ref.reduced[(size, reduction)]
-            assert np.array_equal(shared.hi, [round_mpf(direct.value, "float64")], equal_nan=True), reduction
+            _same_values(shared, [direct], inputset.dtype)
             assert bool(shared.settled[0]) == direct.settled
 
 
-def test_hi_lo_pairs_hold_the_exact_value() -> None:
+def _same_values(shared: refsets.RefArrays, direct: list, dtype: str) -> None:
+    """The same correct roundings; the same float64 value, but for items the float64
+    pre-pass settled (precision 53), whose value lies within its narrow enclosure."""
+    assert np.array_equal(shared.rounded, [round_mpf(r.value, dtype) for r in direct], equal_nan=True)
+    prepassed = shared.precision == PREPASS_PRECISION
+    exact = np.array([round_mpf(r.value, "float64") for r in direct])
+    assert np.array_equal(shared.hi[~prepassed], exact[~prepassed], equal_nan=True)
+    for hi, r in zip(shared.hi[prepassed], [r for r, p in zip(direct, prepassed) if p]):
+        assert abs(mpmath.mpf(hi) - r.value) <= abs(r.value) * mpmath.mpf(2) ** -RELATIVE_BITS
+
+
+def test_hi_lo_pairs_hold_the_exact_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a ball settled the items (the pre-pass turned off) the pair is the value."""
+    monkeypatch.setattr(prepass, "FORMULAS", {})
     inputset = SETS[2]
     ref = VALUE.compute(inputset, SIZES)
     items = compute_reference(registry.get(inputset.loss), inputset.inputs(300), {}, "none")
@@ -56,8 +68,8 @@ def test_hi_lo_pairs_hold_the_exact_value() -> None:
             assert abs(residual) <= abs(r.value) * mpmath.mpf(2) ** -104
 
 
-def test_chunking_does_not_change_anything(monkeypatch: pytest.MonkeyPatch) -> None:
-    inputset = SETS[3]
+@pytest.mark.parametrize("inputset", [SETS[2], SETS[3]], ids=["prepass", "balls"])
+def test_chunking_does_not_change_anything(inputset: InputSet, monkeypatch: pytest.MonkeyPatch) -> None:
     whole = VALUE.compute(inputset, SIZES)
     monkeypatch.setattr(refsets, "CHUNK", 7)  # many chunks, boundaries inside chunks
     chunked = VALUE.compute(inputset, SIZES)

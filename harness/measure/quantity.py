@@ -20,14 +20,14 @@ from harness.measure.refsets import FIELDS, ChunkTask, GradArrays, InputSet, Ref
     gradient_arrays, round_pairs, to_arrays
 from harness.model import registry
 from harness.model.spec import Layout, LossSpec
-from reference import certify, gradients, vectorized
+from reference import certify, formats, gradients, prepass, vectorized
 from reference.arith import DEFAULT_ENGINE, engine
 from reference.certify import Totals
 
 REDUCED = ("mean", "sum")
 # The code a cached value reference depends on: formulas, arithmetic, settlement, rounding, inputs, items.
 _VALUE_CODE = ("reference/formulas.py", "reference/mpexact.py", "reference/arith.py", "reference/certify.py",
-               "reference/formats.py", "reference/exact.py", "reference/vectorized.py", "harness/model/dtypes.py",
+               "reference/formats.py", "reference/exact.py", "reference/vectorized.py", "reference/prepass.py", "harness/model/dtypes.py",
                "harness/measure/regimes.py",
                "harness/measure/items.py", "harness/measure/refsets.py", "harness/measure/quantity.py")
 
@@ -83,9 +83,9 @@ class ValueChunk:
     task: ChunkTask
     arrays: RefArrays
     # Up to each boundary inside the chunk and up to ``stop``: the highest item
-    # precision and whether every item settled (an unsettled item after a size's
-    # end does not unsettle that size's reduction).
-    heads: dict[int, tuple[int, bool]]
+    # precision, whether every item settled (an unsettled item after a size's end
+    # does not unsettle that size's reduction), and whether the pre-pass settled any.
+    heads: dict[int, tuple[int, bool, bool]]
     # The totals (reference.certify.totals) of the items from ``start`` up to each
     # boundary inside the chunk and up to ``stop``.
     partial_sums: dict[int, Totals]
@@ -113,23 +113,25 @@ class LossValue(Quantity):
         return self.engine_tag
 
     def settle(self, task: ChunkTask) -> ValueChunk:
-        """The chunk's items: a rational element-wise loss's exact in float64 where
-        its error-free evaluation holds (reference.vectorized; not for the mpmath
-        engine, which computes everything itself), the others certified one by one."""
+        """The chunk's items: a rational element-wise loss's exact in float64 where its
+        error-free evaluation holds (reference.vectorized), a narrower dtype's from the
+        float64 pre-pass where that proves their rounding (reference.prepass; neither
+        for the mpmath engine, which computes everything itself), the others certified
+        one by one."""
         s = task.inputset
         spec = registry.get(s.loss)
         arrays = regimes.generate_items(spec, s.dtype, s.regime, s.seed, task.start, task.stop, s.width)
         count = task.stop - task.start
-        exact = vectorized.EXACT.get(s.loss) if self.engine == DEFAULT_ENGINE else None
-        if exact is not None and spec.layout is Layout.ELEMENTWISE:
-            hi, lo, ok = exact(*(arrays[a.name] for a in spec.args), **dict(s.params))
-        else:
-            hi, lo, ok = np.zeros(count), np.zeros(count), np.zeros(count, dtype=bool)
+        fast = _vectorized(s, spec, arrays) if self.engine == DEFAULT_ENGINE else None
+        if fast is None:
+            fast = _Vectorized.none(count)
+        hi, ok = fast.hi, fast.ok
         rest = np.flatnonzero(~ok)
         formula = with_params(spec.reference, dict(s.params))
         refs = certify.settle_items(formula, reference_items(spec, {k: v[rest] for k, v in arrays.items()}),
                                     engine(self.engine)) if len(rest) else []
-        items = RefArrays(hi.copy(), np.where(ok, lo, 0.0), np.zeros(count), ok.copy(), np.zeros(count, np.int32))
+        items = RefArrays(hi.copy(), np.where(ok, fast.lo, 0.0), np.zeros(count), ok.copy(),
+                          np.where(ok, fast.precision, 0).astype(np.int32))
         if refs:
             certified = to_arrays(refs, s.dtype)
             for field in ("hi", "lo", "settled", "precision"):
@@ -137,11 +139,11 @@ class LossValue(Quantity):
         items.rounded[:] = round_pairs(items.hi, items.lo, s.dtype)
         sums, heads = {}, {}
         for end in [b for b in task.boundaries if task.start < b < task.stop] + [task.stop]:
-            inside, certified_inside = ok[:end - task.start], rest < end - task.start
-            sums[end] = certify.add_totals([certify.float_totals(hi[:end - task.start][inside],
-                                                                 lo[:end - task.start][inside]),
+            certified_inside = rest < end - task.start
+            sums[end] = certify.add_totals([fast.totals(end - task.start),
                                             certify.totals([r for r, i in zip(refs, certified_inside) if i])])
-            heads[end] = (int(items.precision[:end - task.start].max()), bool(items.settled[:end - task.start].all()))
+            heads[end] = (int(items.precision[:end - task.start].max()), bool(items.settled[:end - task.start].all()),
+                          bool((items.precision[:end - task.start] == certify.PREPASS_PRECISION).any()))
         return ValueChunk(task, items, heads, sums)
 
     def assemble(self, inputset: InputSet, sizes: Sequence[int], chunks: Sequence[ValueChunk]) -> ValueReference:
@@ -152,14 +154,15 @@ class LossValue(Quantity):
         for size in sorted(set(sizes)):
             n = inputset.items(size)
             parts = []
-            precision, settled = 0, True
+            precision, settled, prepassed = 0, True, False
             for c in chunks:
                 if c.task.start >= n:
                     break
                 end = min(n, c.task.stop)
                 parts.append(c.partial_sums[end])
-                head_precision, head_settled = c.heads[end]
+                head_precision, head_settled, head_prepassed = c.heads[end]
                 precision, settled = max(precision, head_precision), settled and head_settled
+                prepassed = prepassed or head_prepassed
 
             def recompute(prec: int, size: int = size) -> Totals:  # only when the sum cancels
                 spec = registry.get(inputset.loss)
@@ -168,8 +171,9 @@ class LossValue(Quantity):
                 return certify.totals(certify.settle_items(formula, items, engine(self.engine), prec, prec))
 
             for reduction in REDUCED:
-                ref = certify.settle_totals(certify.add_totals(parts), n, precision, settled,
-                                            reduction, recompute)  # type: ignore[arg-type]
+                ref = certify.settle_totals(certify.add_totals(parts), n, precision, settled, reduction,
+                                            recompute,  # type: ignore[arg-type]
+                                            rounding_only=formats.get_format(inputset.dtype) if prepassed else None)
                 reduced[(size, reduction)] = to_arrays([ref], inputset.dtype)
         return ValueReference(RefArrays.concatenate([c.arrays for c in chunks]), reduced)
 
@@ -252,6 +256,59 @@ class LossGradient(Quantity):
     def decode(self, data: Any) -> dict[int, GradArrays]:
         return {int(s): GradArrays(RefArrays(*(data[f"{s}_{f}"] for f in FIELDS)), data[f"{s}_defined"])
                 for s in data["sizes"]}
+
+
+@dataclass(frozen=True)
+class _Vectorized:
+    """Items settled over whole arrays: each item's pair (hi, lo) and the ends of its
+    enclosure (both hi + lo where the value is exact), and whether it settled."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    ok: np.ndarray
+    precision: int
+
+    @classmethod
+    def none(cls, count: int) -> _Vectorized:
+        zeros = np.zeros(count)
+        return cls(zeros, zeros, zeros, zeros, np.zeros(count, dtype=bool), 0)
+
+    def totals(self, count: int) -> Totals:
+        """The exact sums of the lower and upper ends of the settled items among the first ``count``."""
+        taken = np.flatnonzero(self.ok[:count])
+        if self.precision == 0:  # exact items: hi + lo is the value
+            return certify.float_totals(self.hi[taken], self.lo[taken])
+        nothing = np.zeros(0)
+        return (certify.float_totals(self.lower[taken], nothing)[0],
+                certify.float_totals(self.upper[taken], nothing)[0], None)
+
+
+def _vectorized(s: InputSet, spec: LossSpec, arrays: dict[str, np.ndarray]) -> _Vectorized | None:
+    """The items a whole-array evaluation settles, or None where the loss has none."""
+    inputs = [arrays[a.name] for a in spec.args]
+    exact = vectorized.EXACT.get(s.loss)
+    if exact is not None and spec.layout is Layout.ELEMENTWISE:
+        hi, lo, ok = exact(*inputs, **dict(s.params))
+        return _Vectorized(hi, lo, hi, hi, ok, 0)
+    bounded = prepass.FORMULAS.get(s.loss)
+    if bounded is None or s.dtype == "float64" or not prepass.libm_checked():
+        return None
+    with np.errstate(all="ignore"):
+        result = bounded(*inputs, **dict(s.params))
+        lower, upper = prepass.enclosure(result)
+        zeros = np.zeros(len(lower))
+        rounded = round_pairs(lower, zeros, s.dtype)
+        binade = np.frexp(lower)[1] - 1
+        width = upper - lower  # rounded up: an overestimate is safe here
+        spacing = np.ldexp(1.0, formats.get_format(s.dtype).ulp_exponents(binade) - certify.SPACING_BITS)
+        ok = (np.isfinite(lower) & np.isfinite(upper) & (lower != 0) & (np.sign(lower) == np.sign(upper))
+              & (np.frexp(upper)[1] - 1 == binade)  # one binade: the ulp is known
+              & (rounded == round_pairs(upper, zeros, s.dtype))
+              & (np.isinf(rounded) | (np.nextafter(width, np.inf) <= spacing))  # past the range: relative only
+              & (np.nextafter(width, np.inf) <= np.ldexp(np.abs(lower), -certify.RELATIVE_BITS)))
+    return _Vectorized(np.where(ok, result.v, 0.0), zeros, lower, upper, ok, certify.PREPASS_PRECISION)
 
 
 VALUE = LossValue()
