@@ -346,9 +346,10 @@ def settle_totals(summed: Totals, count: int, precision: int, all_settled: bool,
 
 def rounding_determined(lower: Raw, upper: Raw, fmt: formats.BinaryFormat) -> bool:
     """Whether every point of [lower, upper] (non-zero, finite) has one binade and one
-    correct rounding into ``fmt`` (rounding is monotone: the ends decide), and the
-    enclosure is narrow enough that any point of it measures errors as the exact
-    value would (``narrow_enough``)."""
+    correct rounding into ``fmt`` (rounding is monotone: the ends decide), holds no
+    number of ``fmt`` or float32 (so a result never measures a zero error it does
+    not have), and is narrow enough (SPACING_BITS, RELATIVE_BITS) that any point of
+    it measures errors as the exact value would."""
     if not (lower[1] and upper[1]) or lower[0] != upper[0] or _NAN in (lower, upper):
         return False
     low, high = mpmath.mp.make_mpf(lower), mpmath.mp.make_mpf(upper)
@@ -357,6 +358,9 @@ def rounding_determined(lower: Raw, upper: Raw, fmt: formats.BinaryFormat) -> bo
     binade, rounded = formats.mpf_binade(low), formats.round_mpf(low, fmt)
     if binade != formats.mpf_binade(high) or rounded != formats.round_mpf(high, fmt):
         return False
+    holds = formats.get_format("float32")
+    if any(low <= formats.round_mpf(low, f) <= high for f in (fmt, holds)):
+        return False  # a number of the format (or float32, where a framework upcasts) in it: no zero error is sure
     width = mpmath.fsub(high, low, exact=True)
     # Past the format's range (rounded to inf) an error is measured relative to its size.
     return (math.isinf(rounded) or width <= mpmath.ldexp(1, fmt.ulp_exponent(binade) - SPACING_BITS)) and \

@@ -125,13 +125,22 @@ def test_a_midpoint_with_a_tiny_tail_is_left_to_the_balls() -> None:
     """cross_entropy of [2**24, -1] at class 1 is 2**24 + 1, float32's midpoint between
     2**24 and 2**24 + 2, plus log1p(exp(-2**24 - 1)) > 0: it rounds up. Its pre-pass
     enclosure holds the midpoint, so the pre-pass leaves it; the balls round it up.
-    The same row with -2 lies on a float32 number and the pre-pass settles it."""
-    rows = np.array([[2.0**24, -1.0], [2.0**24, -2.0]])
+    The row [1, 0] (1 + log1p(exp(-1))) is nowhere near a tie and the pre-pass settles it."""
+    rows = np.array([[2.0**24, -1.0], [1.0, 0.0]])
     arrays = {"input": rows, "target": np.array([1, 1])}
     assert _prepassed("cross_entropy", "float32", arrays).tolist() == [False, True]
     (midpoint,) = _exact_enclosures("cross_entropy", {"input": rows[:1], "target": np.array([1])}, {})
     assert formats.round_mpf(mpmath.mp.make_mpf(midpoint[0]), "float32") == 2.0**24 + 2
     assert formats.round_mpf(mpmath.mp.make_mpf(midpoint[1]), "float32") == 2.0**24 + 2
+
+
+def test_a_value_next_to_a_float_is_left_to_the_balls() -> None:
+    """bce_logits at z = 60, y = 0 is 60 + log1p(exp(-60)), 8.8e-27 above the float 60,
+    below float64's resolution: the enclosure holds 60, so a result of 60.0 could not
+    be told from exact. The balls keep the remainder (the result's error is not zero).
+    At z = 30 the tail (9.4e-14) is wider than the enclosure: the pre-pass settles it."""
+    arrays = {"input": np.array([60.0, 30.0]), "target": np.array([0.0, 0.0])}
+    assert _prepassed("bce_logits", "float32", arrays).tolist() == [False, True]
 
 
 def test_float64_sets_never_use_the_prepass() -> None:
@@ -169,6 +178,7 @@ def _raw(x: float) -> tuple:
     (1.0 - 2.0**-52, 1.0 + 2.0**-52, False),             # two binades
     (-1.0 - 2.0**-30, -1.0 - 2.0**-30 - 2.0**-44, True),
     (0.0, 2.0**-60, False),                               # zero: no binade
+    (1.0 + 2.0**-23 - 2.0**-50, 1.0 + 2.0**-23 + 2.0**-50, False),  # holds a float32 number
     (2.0**200, 2.0**200 * (1 + 2.0**-40), True),          # past float32's range: rounds to inf, relative only
 ])
 def test_rounding_determined(lower: float, upper: float, expected: bool) -> None:

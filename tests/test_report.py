@@ -145,24 +145,35 @@ def test_recommend_returns_the_choice_the_stored_numbers_imply(store_path: Path,
     assert all("too inaccurate" in e["reason"] for e in found["excluded"])
 
 
-def test_recommend_exits_1_when_nothing_measured_qualifies(store_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    # edge cells are not timed, so none can be recommended, and each says why.
+def test_recommend_without_timing_ranks_by_accuracy(store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Edge cells are not timed: the choices within the bound are ranked by their
+    stored accuracy, and the answer says speed was not measured."""
     code = main(["recommend", "--loss", "mse", "--regime", "edge", "--size", "1000", "--max-ulp", "1e9",
                  "--db", str(store_path), "--json"])
     found = json.loads(capsys.readouterr().out)
-    assert code == 1 and found["choice"] is None and len(found["excluded"]) == CHOICES
     with open_store(store_path) as store:
-        accurate = {f"{r['framework']}:{r['impl']} {r['dtype']}" for r in store.cells()
+        accurate = {f"{r['framework']}:{r['impl']} {r['dtype']}": max(r["max_ulp"] or 0, r["reduced_ulp"] or 0)
+                    for r in store.cells()
                     if r["loss"] == "mse" and r["regime"] == "edge" and r["size"] == 1000 and r["status"] == "ok"
                     and not r["unexpected_nonfinite"] and (r["max_ulp"] or 0) <= 1e9
                     and (r["reduced_ulp"] or 0) <= 1e9}
-    assert accurate and {e["label"] for e in found["excluded"] if e["reason"].startswith("not timed")} == accurate
+    assert code == 0 and accurate and found["timed"] is False
+    ranked = [found["choice"], *found["runners_up"]]
+    assert {f"{c['framework']}:{c['impl']} {c['dtype']}" for c in ranked} == set(accurate)
+    assert [c["error"] for c in ranked] == sorted(accurate.values())
+    assert all(c["seconds"] is None for c in ranked)
+    assert not any(e["reason"].startswith("not timed") for e in found["excluded"])
     main(["recommend", "--loss", "mse", "--regime", "edge", "--size", "1000", "--max-ulp", "1e9",
           "--db", str(store_path)])
-    assert "nothing measured qualifies" in capsys.readouterr().out
+    assert "speed was not measured at this size" in capsys.readouterr().out
+
+
+def test_recommend_exits_1_when_nothing_measured_qualifies(store_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["recommend", "--loss", "mse", "--size", "10", "--max-ulp", "4", "--db", str(store_path)])
-    assert code == 1 and capsys.readouterr().out.count("not measured at this size") == CHOICES
+    out = capsys.readouterr().out
+    assert code == 1 and out.count("not measured at this size") == CHOICES
+    assert "nothing measured qualifies" in out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -247,3 +258,18 @@ def test_compiled_against_eager_takes_errors_beyond_float64(tmp_path: Path) -> N
     assert len(pairs) == 2 and all(e["mode"] == "eager" and c["mode"] == "compiled" for e, c in pairs)
     report._modes_figure(pairs, tmp_path / "m.png")
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_least_accurate_cells_list_each_cell_once_at_its_worst_size(store_path: Path) -> None:
+    """Sizes of one cell are one problem: one row, at the size with the largest error."""
+    with open_store(store_path) as store:
+        cells = list(store.cells())
+        context = report._context(store, cells, list(store.gradients()))
+    listed = [tuple(r[c] for c in report._CELL_APART_FROM_SIZE) for r in context["worst"]]
+    assert listed and len(listed) == len(set(listed))
+    for row in context["worst"]:
+        same = [r for r in cells if r["status"] == "ok" and report.worst_ulp(r) is not None
+                and all(r[c] == row[c] for c in report._CELL_APART_FROM_SIZE)]
+        assert row["sizes"] == len(same)
+        assert report.worst_ulp(row) == max(report.worst_ulp(r) for r in same)
+    assert any(row["sizes"] == len(SMALL["sizes"]) for row in context["worst"])

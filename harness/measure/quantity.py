@@ -285,6 +285,15 @@ class _Vectorized:
                 certify.float_totals(self.upper[taken], nothing)[0], None)
 
 
+def _holds_none(lower: np.ndarray, upper: np.ndarray, dtype: str) -> np.ndarray:
+    """Whether [lower, upper] holds no number of ``dtype``: a result in that dtype (or
+    one upcast to float32) then never measures a zero error where the exact value
+    is not that number."""
+    zeros = np.zeros(len(lower))
+    below, above = round_pairs(lower, zeros, dtype), round_pairs(upper, zeros, dtype)
+    return (below == above) & ((below < lower) | (below > upper))
+
+
 def _vectorized(s: InputSet, spec: LossSpec, arrays: dict[str, np.ndarray]) -> _Vectorized | None:
     """The items a whole-array evaluation settles, or None where the loss has none."""
     inputs = [arrays[a.name] for a in spec.args]
@@ -306,6 +315,7 @@ def _vectorized(s: InputSet, spec: LossSpec, arrays: dict[str, np.ndarray]) -> _
         ok = (np.isfinite(lower) & np.isfinite(upper) & (lower != 0) & (np.sign(lower) == np.sign(upper))
               & (np.frexp(upper)[1] - 1 == binade)  # one binade: the ulp is known
               & (rounded == round_pairs(upper, zeros, s.dtype))
+              & _holds_none(lower, upper, s.dtype) & _holds_none(lower, upper, "float32")
               & (np.isinf(rounded) | (np.nextafter(width, np.inf) <= spacing))  # past the range: relative only
               & (np.nextafter(width, np.inf) <= np.ldexp(np.abs(lower), -certify.RELATIVE_BITS)))
     return _Vectorized(np.where(ok, result.v, 0.0), zeros, lower, upper, ok, certify.PREPASS_PRECISION)

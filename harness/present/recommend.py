@@ -1,5 +1,8 @@
 """Which (framework, impl, dtype) to use for a loss: the fastest measured choice
-that meets an accuracy bound, from the stored cells only.
+that meets an accuracy bound, from the stored cells only. Where nothing was
+timed at the size asked (a sweep without --time), the choices that meet the
+bound are ranked by accuracy instead, and the recommendation says speed was
+not measured.
 
 A choice's accuracy is what a user meets: the worse of its per-element error
 and the error of its default reduction, in ULP or relative. A choice is excluded,
@@ -29,7 +32,7 @@ class Candidate:
     framework: str
     impl: str
     dtype: str
-    seconds: float  # forward median per call
+    seconds: float | None  # forward median per call; None where speed was not measured
     error: float  # worst ULP or relative error, as bounded
     result_dtype: str  # what the framework returned; not the dtype when it silently upcasts
     mode: str = "eager"
@@ -53,8 +56,9 @@ class Recommendation:
     regime: str
     metric: str  # "ulp" or "rel"
     bound: float
-    qualifying: tuple[Candidate, ...]  # fastest first: the choice, then the runners-up
+    qualifying: tuple[Candidate, ...]  # best first: the choice, then the runners-up
     excluded: tuple[Excluded, ...]
+    timed: bool = True  # False: nothing was timed at this size, so ranked by accuracy
 
     @property
     def choice(self) -> Candidate | None:
@@ -79,9 +83,11 @@ def recommend(rows: Iterable[Row], loss: str, metric: str, bound: float, size: i
     """Rank the stored cells of ``loss`` at ``size`` (default: its largest timed size),
     of ``mode`` (None: eager and compiled choices side by side)."""
     mine = [r for r in rows if r["loss"] == loss and r["device"] == device and mode in (None, r["mode"])]
+    here = [r for r in mine if r["regime"] == regime]
     if size is None:
-        timed = [r["size"] for r in mine if r["regime"] == regime and r["forward_seconds"] is not None]
-        size = max(timed) if timed else None
+        timed_sizes = [r["size"] for r in here if r["forward_seconds"] is not None]
+        size = max(timed_sizes) if timed_sizes else max((r["size"] for r in here), default=None)
+    timed = any(r["size"] == size and r["forward_seconds"] is not None for r in here)
     groups: dict[tuple[str, str, str, str], list[Row]] = {}
     for r in mine:
         cells = groups.setdefault((r["framework"], r["impl"], r["dtype"], r["mode"]), [])  # every choice is listed
@@ -90,18 +96,18 @@ def recommend(rows: Iterable[Row], loss: str, metric: str, bound: float, size: i
     qualifying, excluded = [], []
     for (framework, impl, dtype, mode_), cells in sorted(groups.items()):
         label = choice_label(framework, impl, dtype, mode_)
-        reason = _exclusion(cells, metric, bound)
+        reason = _exclusion(cells, metric, bound, timed)
         if reason:
             excluded.append(Excluded(label, reason))
             continue
-        seconds = statistics.median(r["forward_seconds"] for r in cells)
+        seconds = statistics.median(r["forward_seconds"] for r in cells) if timed else None
         qualifying.append(Candidate(framework, impl, dtype, seconds, max(accuracy(r, metric) or 0.0 for r in cells),
                                     cells[0]["result_dtype"], mode_))
-    qualifying.sort(key=lambda c: (c.seconds, c.error))
-    return Recommendation(loss, size, device, regime, metric, bound, tuple(qualifying), tuple(excluded))
+    qualifying.sort(key=lambda c: (c.seconds, c.error) if timed else (c.error, c.label))
+    return Recommendation(loss, size, device, regime, metric, bound, tuple(qualifying), tuple(excluded), timed)
 
 
-def _exclusion(cells: list[Row], metric: str, bound: float) -> str | None:
+def _exclusion(cells: list[Row], metric: str, bound: float, timed: bool) -> str | None:
     """Why a choice cannot be recommended, or None if it can."""
     if not cells:
         return "not measured at this size, device and regime"
@@ -118,6 +124,6 @@ def _exclusion(cells: list[Row], metric: str, bound: float) -> str | None:
     if worst > bound:
         unit = " ulp" if metric == "ulp" else " relative"
         return f"too inaccurate: worst {worst:.3g}{unit} > {bound:g}"
-    if any(r["forward_seconds"] is None for r in cells):
+    if timed and any(r["forward_seconds"] is None for r in cells):
         return "not timed (run the sweep with --time)"
     return None

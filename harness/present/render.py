@@ -9,6 +9,7 @@ import numpy as np
 from harness.measure.deviations import EXACT, EXPECTED
 from harness.measure.numbers import json_number, reference_decimal
 from harness.model.spec import Result
+from harness.present.compare import MATCHED_ON, Comparison
 from harness.present.recommend import Recommendation
 
 def format_cell(value: Any) -> str:
@@ -156,14 +157,17 @@ def print_listing(what: str, rows: list[dict[str, Any]]) -> None:
 
 def print_recommendation(found: Recommendation) -> None:
     unit = "ulp" if found.metric == "ulp" else "relative error"
-    size = f"{found.size:g} elements" if found.size else "no timed size"
+    size = f"{found.size:g} elements" if found.size else "no measured size"
     print(f"{found.loss} at {size} on {found.device}, {found.regime} inputs, worst error <= {found.bound:g} {unit}:")
+    if found.qualifying and not found.timed:
+        print("  speed was not measured at this size (run the sweep with --time): ranked by accuracy")
     if found.choice is None:
         print("  nothing measured qualifies")
     for rank, c in enumerate(found.qualifying):
         lead = "  use " if rank == 0 else "    runner-up "
         upcast = f" (returns {c.result_dtype}: measured against {c.dtype})" if c.result_dtype != c.dtype else ""
-        print(f"{lead}{c.label}: {c.seconds * 1e6:.4g} us per call, worst {c.error:.3g} {unit}{upcast}")
+        speed = f"{c.seconds * 1e6:.4g} us per call, " if c.seconds is not None else ""
+        print(f"{lead}{c.label}: {speed}worst {c.error:.3g} {unit}{upcast}")
     if found.excluded:
         print("  excluded:")
         for e in found.excluded:
@@ -214,3 +218,30 @@ def describe(entry: dict[str, Any], all_edges: bool = False, limit: int = 12) ->
             ulp = f" ({example['ulp']:.3g} ulp)" if example["ulp"] is not None else ""
             lines.append(f"    {inputs}: compiled {example['compiled']} vs eager {example['eager']}{ulp}")
     return lines
+
+
+_SHOWN_KEY = tuple(c for c in MATCHED_ON if c not in ("params", "width", "seed"))
+_TITLES = {"less_accurate": "less accurate", "failed": "failed", "slower": "slower",
+           "more_accurate": "more accurate", "fixed": "fixed", "faster": "faster"}
+
+
+def print_comparison(found: Comparison) -> None:
+    """Each group of changed cells as a table (worse first), then the cells on one side only."""
+    print(f"base {found.base}  ->  head {found.head}: {found.matched} cells matched "
+          f"(on their key without the framework version)")
+    for framework, (before, after) in found.versions.items():
+        print(f"  {framework}: {', '.join(before) or '-'} -> {', '.join(after) or '-'}")
+    for group in Comparison.GROUPS:
+        changes = getattr(found, group)
+        if not changes:
+            continue
+        print(f"\n{_TITLES[group]} ({len(changes)}):")
+        index = [MATCHED_ON.index(c) for c in _SHOWN_KEY]
+        print_aligned([(*_SHOWN_KEY, "what", "base", "head")]
+                      + [(*(format_cell(c.cell[i]) for i in index), c.what, format_cell(c.base)[:40],
+                          format_cell(c.head)[:40]) for c in changes], "  ")
+    for side, cells in (("base", found.base_only), ("head", found.head_only)):
+        if cells:
+            print(f"\n{len(cells)} cells only in {side}" + (", e.g. " + " ".join(
+                format_cell(cells[0][MATCHED_ON.index(c)]) for c in _SHOWN_KEY) if cells else ""))
+    print("\nsomething got worse" if found.worse else "\nnothing got worse")

@@ -384,11 +384,16 @@ def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, 
     runs = store.runs()
     last = runs[-1] if runs else None
     ok = [r for r in cells if r["status"] == "ok"]
-    worst = sorted((r for r in ok if worst_ulp(r) is not None), key=lambda r: -(worst_ulp(r) or 0))[:15]
-    worse_backward = sorted(
+    worst = sorted(_at_worst_size((r for r in ok if worst_ulp(r) is not None), worst_ulp),
+                   key=lambda r: -(worst_ulp(r) or 0))[:15]
+
+    def backward_ratio(g: Row) -> float:
+        return g["max_ulp"] / max(g["forward_max_ulp"], 1.0)
+
+    worse_backward = sorted(_at_worst_size(
         (g for g in gradients if g["status"] == "ok" and g["max_ulp"] is not None and g["forward_max_ulp"] is not None
-         and g["max_ulp"] > WORSE_BACKWARD * max(g["forward_max_ulp"], 1.0)),
-        key=lambda g: -g["max_ulp"] / max(g["forward_max_ulp"], 1.0))[:15]
+         and g["max_ulp"] > WORSE_BACKWARD * max(g["forward_max_ulp"], 1.0)), backward_ratio),
+        key=lambda g: -backward_ratio(g))[:15]
     return {
         "environment": last.environment if last else Environment({}),
         "config": last.config if last else {},
@@ -406,6 +411,19 @@ def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, 
     }
 
 
+def _at_worst_size(rows: Iterable[Row], badness: Callable[[Row], Any]) -> list[Row]:
+    """One row per cell apart from its size (loss, framework, impl, dtype, mode,
+    regime, device): the one at its worst size, with ``sizes`` saying how many
+    sizes it stands for, so one problem is listed once."""
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[c] for c in _CELL_APART_FROM_SIZE), []).append(r)
+    return [{**max(g, key=badness), "sizes": len(g)} for g in groups.values()]
+
+
+_CELL_APART_FROM_SIZE = ("loss", "params", "framework", "impl", "dtype", "device", "mode", "regime", "width", "seed")
+
+
 def _latest_bandwidth(store: Store) -> list[Row]:
     """The STREAM results of the latest run that measured them (a later untimed run measures none)."""
     rows = store.bandwidth()
@@ -413,12 +431,15 @@ def _latest_bandwidth(store: Store) -> list[Row]:
     return [r for r in rows if r["run_id"] == latest]
 
 
+WORST_NOTE = ("One row per cell at its worst size (sizes: how many sizes of that cell are stored); "
+              "worst of max_ulp and reduced_ulp first.")
 # A gradient is listed as far worse than its forward value past this ratio of max ulps.
 WORSE_BACKWARD = 100
-WORST_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "max_ulp", "reduced_ulp", "max_rel",
-                 "unexpected_nonfinite")
+WORST_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime", "size", "sizes", "max_ulp", "reduced_ulp",
+                 "max_rel", "unexpected_nonfinite")
 MODE_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "eager_ulp", "compiled_ulp")
-WORSE_BACKWARD_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "max_ulp", "forward_max_ulp")
+WORSE_BACKWARD_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime", "size", "sizes", "max_ulp",
+                          "forward_max_ulp")
 
 
 def _html_table(rows: Sequence[Row], columns: Sequence[str]) -> str:
@@ -454,7 +475,8 @@ def _html(report: Report, context: dict[str, Any], entries: list[dict[str, Any]]
         parts.append(f"<h2>{html.escape(f.title)}</h2><p>{html.escape(f.how_to_read)}</p>"
                      f"<img src='{html.escape(f.file)}' alt='{html.escape(f.title)}'>")
     if context["worst"]:
-        parts.append("<h2>Least accurate cells</h2>" + _html_table(context["worst"], WORST_COLUMNS))
+        parts.append("<h2>Least accurate cells</h2><p>" + html.escape(WORST_NOTE) + "</p>"
+                     + _html_table(context["worst"], WORST_COLUMNS))
     if context["mode_differences"]:
         parts.append("<h2>Largest compiled-against-eager accuracy differences</h2>"
                      + _html_table(context["mode_differences"], MODE_COLUMNS))
@@ -488,7 +510,7 @@ def _markdown(report: Report, context: dict[str, Any]) -> str:
     for f in report.figures:
         lines += [f"## {f.title}", "", f.how_to_read, "", f"![{f.title}]({f.file})", ""]
     if context["worst"]:
-        lines += ["## Least accurate cells", "", "| " + " | ".join(WORST_COLUMNS) + " |",
+        lines += ["## Least accurate cells", "", WORST_NOTE, "", "| " + " | ".join(WORST_COLUMNS) + " |",
                   "|" + "---|" * len(WORST_COLUMNS)]
         lines += ["| " + " | ".join(markdown_text(format_cell(r.get(c))) for c in WORST_COLUMNS) + " |"
                   for r in context["worst"]]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.model.spec import ALL_REGIMES, DEVICES, MODES
-from harness.present import render, report
+from harness.present import compare, render, report
 from harness.present.options import Command, UsageError, loss_spec, opened, positive_float, positive_int
 from harness.present.recommend import recommend
 from harness.store import DEFAULT_DB, KEY_COLUMNS, SHOWN_TIMING_COLUMNS
@@ -129,6 +129,37 @@ def _run_recommend(args: argparse.Namespace) -> int:
     return 0 if found.choice else 1
 
 
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", metavar="BASE", help="a results store, or STORE:RUN_ID for its cells as of that run")
+    parser.add_argument("head", metavar="HEAD", help="the same for the other side")
+    parser.add_argument("--ulp-factor", type=positive_float, default=compare.ULP_FACTOR, metavar="F",
+                        help=f"less accurate: worst ULP error up by more than F times and by at least "
+                             f"{compare.ULP_MARGIN:g} ulp (default {compare.ULP_FACTOR:g})")
+    parser.add_argument("--time-factor", type=positive_float, default=compare.TIME_FACTOR, metavar="F",
+                        help=f"slower: time up by more than F times and by more than {compare.STDEVS:g} timer "
+                             f"standard deviations (default {compare.TIME_FACTOR:g})")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _side_rows(side: compare.Side) -> list[Any]:
+    with opened(side.path, "lossbench sweep") as store:
+        if side.run_id is not None and side.run_id not in {run.id for run in store.runs()}:
+            ids = [run.id for run in store.runs()]
+            raise UsageError(f"{side.path} has no run {side.run_id} "
+                             f"({'runs ' + ', '.join(map(str, ids)) if ids else 'no runs'})")
+        return compare.as_of(store.cells(), side.run_id)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    base, head = compare.Side.parse(args.base), compare.Side.parse(args.head)
+    found = compare.compare(base, _side_rows(base), head, _side_rows(head), args.ulp_factor, args.time_factor)
+    if args.json:
+        print(json.dumps(found.to_json()))
+    else:
+        render.print_comparison(found)
+    return 1 if found.worse else 0
+
+
 COMMANDS = (
     Command("results", "export stored cells (or gradients), one record per cell",
             _results_arguments, _run_results),
@@ -136,4 +167,6 @@ COMMANDS = (
             _report_arguments, _run_report),
     Command("recommend", "the fastest measured choice for a loss within an accuracy bound",
             _recommend_arguments, _run_recommend),
+    Command("compare", "cells that got less or more accurate, slower or faster between two stores or runs "
+                       "(exit 1 when any got worse)", _compare_arguments, _run_compare),
 )
