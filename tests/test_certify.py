@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from harness.measure import regimes
 from harness.measure.evaluate import compute_reference
 from harness.measure.items import reference_items, with_params
-from harness.measure.refsets import round_pairs
+from reference.formats import round_pairs
 from harness.model import registry
 from harness.model.spec import Domain, Layout
 from reference import certify, gradients, vectorized

@@ -8,6 +8,8 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.measure import metrics
 from harness.model.dtypes import NUMPY_DTYPES as DTYPES
@@ -131,7 +133,7 @@ def _references(dtype: str, rng: np.random.Generator) -> list[mpmath.mpf]:
 
 
 def test_vectorised_metrics_equal_the_scalar_definitions(dtype: str) -> None:
-    from harness.measure.refsets import round_pairs
+    from reference.formats import round_pairs
     from reference.certify import split
 
     rng = np.random.default_rng(9)
@@ -163,3 +165,43 @@ def test_vectorised_metrics_equal_the_scalar_definitions(dtype: str) -> None:
                 exact_rel = metrics.relative_error(value, ref)
                 rel_slack = float(mpmath.ldexp(1, -1074) / abs(ref)) if ref else 0.0
                 assert rels[i] == exact_rel or abs(rels[i] - exact_rel) <= 1e-9 * exact_rel + rel_slack, (value, ref)
+
+
+# --- bits of error -------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, kind", [("float16", np.float16), ("float32", np.float32), ("float64", np.float64)])
+@given(start=st.floats(allow_nan=False, allow_infinity=False, width=16), steps=st.integers(-300, 300))
+@settings(max_examples=60, deadline=None)
+def test_bits_of_error_count_the_floats_between(dtype: str, kind: type, start: float, steps: int) -> None:
+    """log2(1 + k) for a result k floats away, counted by stepping with nextafter
+    (across zero too: +0 and -0 are one float apart in no direction)."""
+    reference = kind(start)
+    result = reference
+    toward = kind(np.inf) if steps > 0 else kind(-np.inf)
+    taken = 0
+    for _ in range(abs(steps)):
+        following = np.nextafter(result, toward)
+        if not np.isfinite(following):
+            break
+        taken += 0 if (following == 0 and result == 0) else 1
+        result = following
+    bits = metrics.bits_errors(np.array([float(result)]), np.array([float(reference)]), dtype)[0]
+    assert bits == pytest.approx(np.log2(1 + taken))
+
+
+def test_bits_of_error_stay_bounded_where_the_reference_is_zero() -> None:
+    """A few thousandths against an exact zero: ulp error is astronomical, bits stay
+    below the format's width (bfloat16: 16)."""
+    values, zero = np.array([0.0029296875]), np.array([0.0])
+    assert metrics.ulp_errors(values, zero, zero, "bfloat16")[0] > 1e30
+    assert 13 < metrics.bits_errors(values, zero, "bfloat16")[0] < 16
+    extremes = np.array([float(np.finfo(np.float32).max)]), np.array([-float(np.finfo(np.float32).max)])
+    assert 31 < metrics.bits_errors(*extremes, "float32")[0] <= 32
+    assert np.isnan(metrics.bits_errors(np.array([np.inf]), np.array([1.0]), "float32")[0])
+
+
+def test_bits_of_error_round_an_upcast_result_into_the_dtype() -> None:
+    """A float32 result for a float16 cell counts in float16's floats."""
+    reference = np.array([1.0])
+    assert metrics.bits_errors(np.array([1.0 + 2.0**-12]), reference, "float16")[0] == 0.0  # rounds to 1
+    assert metrics.bits_errors(np.array([1.0 + 2.0**-10]), reference, "float16")[0] == 1.0

@@ -76,19 +76,28 @@ def _stored_as_version(path, version: int, max_ulp: float = 3.0) -> int:
     """A store holding one cell, rewritten into what schema ``version`` had; returns its run id.
     1: runs, cells without timing columns, meta. 2: the atlas too. 3: timing columns and the
     bandwidth table. 4: the gradients table. 5: CHECKs and the quarantine table. 6: the
-    runs' process columns and the lost table. (7 added the mode to the key and the compile
-    times.)"""
+    runs' process columns and the lost table. 7: the mode in the key and the compile times.
+    (8 added bits of error.)"""
     with open_store(path) as store:
         run = store.start_run({}, NO_ENV)
         store.add(run, [CellRow(KEY, "ok", max_ulp=max_ulp)])
     db = sqlite3.connect(path)
+
+    def gone(column: str) -> bool:
+        return (version < 8 and column.endswith("_bits")) or \
+            (version < 7 and (column == "mode" or column.startswith("compile_")))
+
+    def mentions_gone(line: str) -> bool:  # a column's definition, or a CHECK on it
+        return any(gone(word.strip("()")) for word in line.split())
+
     with db:
-        for table in ("cells", "gradients", "lost"):  # version 7 added the mode to the key, and compile times
+        for table in ("cells", "gradients", "lost"):
             sql = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
-            sql = sql.replace(",\n    mode TEXT NOT NULL", "").replace(", mode TEXT NOT NULL", "").replace(", mode)", ")")
-            sql = ",\n".join(line for line in sql.split(",\n") if "compile_" not in line)
-            columns = ", ".join(c[1] for c in db.execute(f"PRAGMA table_info({table})")
-                                if c[1] != "mode" and not c[1].startswith("compile_"))
+            if version < 7:  # the mode left the key
+                sql = sql.replace(",\n    mode TEXT NOT NULL", "").replace(", mode TEXT NOT NULL", "")
+                sql = sql.replace(", mode)", ")")
+            sql = ",\n".join(line for line in sql.split(",\n") if not mentions_gone(line))
+            columns = ", ".join(c[1] for c in db.execute(f"PRAGMA table_info({table})") if not gone(c[1]))
             db.execute(f"ALTER TABLE {table} RENAME TO keyed_{table}")
             db.execute(sql)
             db.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM keyed_{table}")
@@ -195,6 +204,26 @@ def test_version_6_store_gains_the_mode_in_every_key(tmp_path) -> None:
         compiled = CellKey(*(asdict(KEY) | {"mode": "compiled"}).values())
         assert len(store.add(run, [CellRow(compiled, "ok", max_ulp=5.0)])) == 1  # a new cell beside the eager one
         assert {r["mode"]: r["max_ulp"] for r in store.cells()} == {"eager": 3.0, "compiled": 5.0}
+
+
+def test_version_7_store_gains_bits_of_error(tmp_path) -> None:
+    """Older rows keep NULL bits; new rows store them."""
+    path = tmp_path / "r.sqlite"
+    run = _stored_as_version(path, 7)
+    with sqlite3.connect(path) as db:
+        assert "max_bits" not in {c[1] for c in db.execute("PRAGMA table_info(cells)")}
+    with open_store(path) as store:
+        assert _version(store) == str(SCHEMA_VERSION)
+        (cell,) = store.cells()
+        assert cell["max_ulp"] == 3.0 and cell["max_bits"] is None and cell["reduced_bits"] is None
+        other = CellKey(*(asdict(KEY) | {"size": 7}).values())
+        store.add(run, [CellRow(other, "ok", max_ulp=1.0, max_bits=1.0, reduced_bits=0.0),
+                        GradientRow(other, "ok", max_ulp=2.0, max_bits=1.58)])
+        assert sorted((r["size"], r["max_bits"]) for r in store.cells()) == [(7, 1.0), (KEY.size, None)]
+        assert [g["max_bits"] for g in store.gradients()] == [1.58]
+    with sqlite3.connect(path) as db:  # the added columns keep the rows' constraints
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("UPDATE cells SET max_bits = -1")
 
 
 def test_other_schema_version_is_refused(tmp_path) -> None:

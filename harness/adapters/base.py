@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import os
+import sys
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -291,3 +294,34 @@ class Adapter(ABC):
         if key not in compiled:
             compiled[key] = self.compile(function)
         return compiled[key]
+
+
+@dataclass
+class Captured:
+    """What a block wrote to file descriptor 2 (filled in when the block ends)."""
+
+    text: str = ""
+
+
+@contextmanager
+def captured_stderr() -> Iterator[Captured]:
+    """File descriptor 2 redirected to a temporary file for the block (C libraries
+    write there directly, past sys.stderr). If the block raises, what it wrote is
+    passed on to stderr, so no error is hidden."""
+    captured = Captured()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.text = sink.read().decode(errors="replace")

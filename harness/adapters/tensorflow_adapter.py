@@ -17,9 +17,17 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+from harness.adapters.base import captured_stderr  # noqa: E402
+
+# TensorFlow's C++ start-up notices (oneDNN is on, absl's logging preamble) go to
+# file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL says: taken here, so a sweep
+# prints only its own lines, and read for the setting they announce.
+with captured_stderr() as _start_up:
+    import keras  # noqa: E402
+    import tensorflow as tf  # noqa: E402
+ONEDNN_ON = "oneDNN custom operations are on" in _start_up.text
 
 from harness.adapters.base import INACCURATE, Adapter, Impl, Known, Output, note_call, reduce  # noqa: E402
 from harness.model.spec import LossSpec  # noqa: E402
@@ -199,7 +207,12 @@ class TensorFlowAdapter(Adapter):
         return ["cpu", "cuda"] if tf.config.list_physical_devices("GPU") else ["cpu"]
 
     def settings(self) -> dict[str, Any]:
-        return {"keras.config.epsilon()": keras.config.epsilon(), "keras.config.floatx()": keras.config.floatx()}
+        """Keras's epsilon and float type, and whether oneDNN's fused CPU kernels are on
+        (TensorFlow says so at start-up; they may round differently), with
+        TF_ENABLE_ONEDNN_OPTS as set (None: TensorFlow's default)."""
+        return {"keras.config.epsilon()": keras.config.epsilon(), "keras.config.floatx()": keras.config.floatx(),
+                "oneDNN custom operations": "on" if ONEDNN_ON else "off",
+                "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
 
     def device_name(self, device: str) -> str | None:
         if device != "cuda":

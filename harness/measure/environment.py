@@ -48,6 +48,8 @@ KEYS: tuple[Key, ...] = (
     Key("jobs", int, "worker processes"),
     Key("threads_per_worker", int, "threads per worker"),
     Key("timing_threads", int, "threads of the timed cells"),
+    # TensorFlow's oneDNN kernels may round differently; its atlas entries say whether they were on.
+    Key("tf_enable_onednn_opts", str, "TF_ENABLE_ONEDNN_OPTS"),
 )
 
 
@@ -81,7 +83,9 @@ class Environment:
                 timing_threads: int | None) -> Environment:
         return cls({"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
                     "cores": os.cpu_count(), "jobs": jobs, "threads_per_worker": threads,
-                    "timing_threads": timing_threads}, dict(frameworks))
+                    "timing_threads": timing_threads,
+                    "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's default)")},
+                   dict(frameworks))
 
     def __getitem__(self, name: str) -> Any:
         return self.values.get(name)

@@ -17,7 +17,7 @@ from harness.measure import metrics
 from harness.model import registry
 from harness.adapters.base import Output, error_line
 from harness.measure.numbers import jsonable
-from harness.measure.refsets import round_pairs
+from reference.formats import round_pairs
 from harness.measure.items import reference_items, with_params
 from harness.model.spec import Case, LossSpec, Result
 from reference import certify, gradients

@@ -5,6 +5,10 @@
   spacing. A correctly rounded result has ULP error <= 0.5; note that just below
   a power of two the spacing halves, so the float below 2**e is 0.5 ulp away.
 - Relative error |r - ref| / |ref| (0 when both are 0, inf when only ref is 0).
+- Bits of error in dtype D (Herbie's measure): log2(1 + the number of D's floats
+  from the result, rounded into D, to the correctly rounded reference), from 0
+  (correctly rounded) to D's width; unlike ulp error it stays bounded where the
+  reference is zero.
 - Non-finite classes are kept apart: where a class applies, no number is given.
 """
 from __future__ import annotations
@@ -14,7 +18,8 @@ import math
 import mpmath
 import numpy as np
 
-from reference.formats import BinaryFormat, get_format, mpf_ulp_exponent, round_mpf
+from harness.model.dtypes import NUMPY_DTYPES
+from reference.formats import BinaryFormat, get_format, mpf_ulp_exponent, round_mpf, round_pairs
 
 EXPECTED_INF = "expected_inf"
 EXPECTED_NAN = "expected_nan"
@@ -131,3 +136,25 @@ def relative_errors(values: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.nd
         diff = np.abs((values - hi) - lo)
         rel = np.where(hi == 0, np.where(diff == 0, 0.0, np.inf), diff / np.abs(hi))
     return np.where(np.isfinite(values) & np.isfinite(hi), rel, np.nan)
+
+
+def _ordinals(values: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sign, magnitude) of each value's bit pattern in ``dtype`` (values are floats of
+    ``dtype`` held in float64): consecutive floats have consecutive magnitudes."""
+    kind = NUMPY_DTYPES[dtype]
+    width = 8 * np.dtype(kind).itemsize
+    raw = values.astype(kind).view(np.dtype(f"u{width // 8}")).astype(np.uint64)
+    return (raw >> np.uint64(width - 1)).astype(bool), (raw & np.uint64((1 << (width - 1)) - 1)).astype(np.int64)
+
+
+def bits_errors(values: np.ndarray, rounded: np.ndarray, dtype: str) -> np.ndarray:
+    """log2(1 + floats of ``dtype`` between the result (rounded into ``dtype``) and the
+    correctly rounded reference), for finite results and references (nan elsewhere)."""
+    finite = np.isfinite(values) & np.isfinite(rounded)
+    with np.errstate(all="ignore"):
+        zeros = np.zeros(values.shape)
+        sign_a, a = _ordinals(round_pairs(np.where(finite, values, 0.0), zeros, dtype), dtype)
+        sign_b, b = _ordinals(np.where(finite, rounded, 0.0), dtype)
+        # On one side of zero the magnitudes' difference (exact in int64); across it, their sum.
+        apart = np.where(sign_a == sign_b, np.abs(a - b).astype(np.float64), a.astype(np.float64) + b)
+    return np.where(finite, np.log2(1.0 + apart), np.nan)

@@ -17,10 +17,11 @@ import numpy as np
 from harness.measure import regimes
 from harness.measure.items import reference_items, with_params
 from harness.measure.refsets import FIELDS, ChunkTask, GradArrays, InputSet, RefArrays, chunk_tasks, \
-    gradient_arrays, round_pairs, to_arrays
+    gradient_arrays, to_arrays
 from harness.model import registry
 from harness.model.spec import Layout, LossSpec
 from reference import certify, formats, gradients, prepass, vectorized
+from reference.formats import round_pairs
 from reference.arith import DEFAULT_ENGINE, engine
 from reference.certify import Totals
 

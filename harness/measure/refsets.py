@@ -26,7 +26,7 @@ import numpy as np
 from harness.measure import regimes
 from harness.model import registry
 from harness.model.spec import Layout
-from reference import formats
+from reference.formats import round_pairs
 from reference.certify import RefValue
 
 if TYPE_CHECKING:
@@ -135,28 +135,6 @@ def chunk_tasks(inputset: InputSet, sizes: Sequence[int], quantity: Quantity) ->
 def settle_chunk(task: ChunkTask) -> object:
     """Settle one chunk of items (runs in a worker)."""
     return task.quantity.settle(task)
-
-
-def round_pairs(hi: np.ndarray, lo: np.ndarray, dtype: str) -> np.ndarray:
-    """Correct rounding of the values hi + lo into ``dtype``, vectorised.
-
-    hi is rounded once into the format (scale by the format's spacing, rint with
-    ties to even, scale back); where hi lies exactly on a rounding boundary of the
-    format, lo decides the direction, as the exact value would.
-    """
-    fmt = formats.get_format(dtype)
-    if fmt.precision == 53:
-        return hi.copy()
-    with np.errstate(all="ignore"):
-        finite = np.isfinite(hi) & (hi != 0)
-        k = fmt.ulp_exponents(np.frexp(np.where(finite, hi, 1.0))[1] - 1)
-        scaled = np.ldexp(hi, -k)
-        steps = np.rint(scaled)
-        tie = np.abs(scaled - np.trunc(scaled)) == 0.5
-        steps = np.where(tie & (lo > 0), np.ceil(scaled), np.where(tie & (lo < 0), np.floor(scaled), steps))
-        rounded = np.ldexp(steps, k)
-        rounded = np.where(np.abs(rounded) > float(fmt.max_finite), np.copysign(np.inf, hi), rounded)
-    return np.where(finite, rounded, hi)
 
 
 def to_arrays(refs: Sequence[RefValue], dtype: str) -> RefArrays:

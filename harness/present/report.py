@@ -432,11 +432,13 @@ def _latest_bandwidth(store: Store) -> list[Row]:
 
 
 WORST_NOTE = ("One row per cell at its worst size (sizes: how many sizes of that cell are stored); "
-              "worst of max_ulp and reduced_ulp first.")
+              "worst of max_ulp and reduced_ulp first. max_bits: bits of error, log2(1 + floats of the dtype "
+              "between result and correctly rounded reference), 0 to the dtype's width; empty for rows stored "
+              "before schema 8.")
 # A gradient is listed as far worse than its forward value past this ratio of max ulps.
 WORSE_BACKWARD = 100
-WORST_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime", "size", "sizes", "max_ulp", "reduced_ulp",
-                 "max_rel", "unexpected_nonfinite")
+WORST_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime", "size", "sizes", "max_ulp", "max_bits",
+                 "reduced_ulp", "max_rel", "unexpected_nonfinite")
 MODE_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "eager_ulp", "compiled_ulp")
 WORSE_BACKWARD_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime", "size", "sizes", "max_ulp",
                           "forward_max_ulp")

@@ -125,6 +125,7 @@ def summary(values: np.ndarray, ref: RefArrays, dtype: str, defined: np.ndarray 
         measured &= defined
     ulps = metrics.ulp_errors(values, ref.hi, ref.lo, dtype)[measured]
     rels = metrics.relative_errors(values, ref.hi, ref.lo)[measured]
+    bits = metrics.bits_errors(values, ref.rounded, dtype)[measured]
     counts = metrics.count_classes(codes)
     expected = counts[metrics.EXPECTED_INF] + counts[metrics.EXPECTED_NAN]
     return {
@@ -134,6 +135,7 @@ def summary(values: np.ndarray, ref: RefArrays, dtype: str, defined: np.ndarray 
         "p99_ulp": float(np.percentile(ulps, 99, method="nearest")) if ulps.size else None,
         "median_ulp": float(np.percentile(ulps, 50, method="nearest")) if ulps.size else None,
         "max_rel": float(rels.max()) if rels.size else None,
+        "max_bits": float(bits.max()) if bits.size else None,
         "nonfinite": json.dumps({k: v for k, v in counts.items() if v}),
         "unexpected_nonfinite": int(sum(counts.values()) - expected),
     }
@@ -199,6 +201,7 @@ def _value_row(task: CellTask, spec: LossSpec, per_item: Output, reduced: Output
         if reduced_ok else None,
         reduced_rel=float(metrics.relative_errors(reduced.values, reduced_ref.hi, reduced_ref.lo)[0])
         if reduced_ok else None,
+        reduced_bits=float(metrics.bits_errors(reduced.values, reduced_ref.rounded, s.dtype)[0]) if reduced_ok else None,
         reduced_nonfinite=metrics.class_names(reduced_code)[0],
         ref_unsettled=int((~items_ref.settled).sum() + (~reduced_ref.settled).sum()),
         seconds=time.perf_counter() - started, **timed,

@@ -93,6 +93,7 @@ class Measured:
     nonfinite: str | None = None  # JSON counts per class
     unexpected_nonfinite: int | None = _nonnegative()
     ref_unsettled: int | None = _nonnegative()
+    max_bits: float | None = _nonnegative()  # bits of error (schema 8; NULL in older rows)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -125,6 +126,7 @@ class CellRow(Measured):
     reduced_ulp: float | None = _nonnegative()
     reduced_rel: float | None = _nonnegative()
     reduced_nonfinite: str | None = None
+    reduced_bits: float | None = _nonnegative()
     seconds: float | None = _nonnegative()
     forward_seconds: float | None = _timing(shown=True)  # median seconds per call
     forward_stdev: float | None = _timing()

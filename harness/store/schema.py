@@ -8,7 +8,8 @@ process id and process start time of each run (a run whose process is gone is
 marked interrupted) and the lost table (cells whose worker an outside signal
 killed, counted across runs: the second time such a cell is stored crashed); 7
 the execution mode in every cell's key (eager or compiled; earlier rows were
-eager) and the compile times of timed compiled cells.
+eager) and the compile times of timed compiled cells; 8 bits of error
+(max_bits of cells and gradients, reduced_bits of cells; NULL in older rows).
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ import time
 from dataclasses import Field, fields
 
 from harness.store.rows import (
-    KEY_COLUMNS, NONNEGATIVE, ROW_TYPES, TIMING_COLUMNS, CellKey, CellRow, Measured, row_columns,
+    KEY_COLUMNS, NONNEGATIVE, ROW_TYPES, CellKey, Measured, row_columns,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # The tables every version of a lossbench store has had: a file without them is not one.
 STORE_TABLES = ("meta", "runs", "cells")
 RUN_PROCESS_COLUMNS = (("host", "TEXT"), ("pid", "INTEGER"), ("process_start", "TEXT"))
@@ -96,11 +97,13 @@ SCHEMA = "\n".join([
 def upgrade(db: sqlite3.Connection, version: int) -> None:
     """Bring a store of an earlier version to SCHEMA_VERSION in place (SCHEMA has
     already created the tables it lacked). Runs in one transaction."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(cells)")}
-    for column in TIMING_COLUMNS:  # versions 1 and 2 lack them all, 3 to 6 the compile times
-        if column not in present:
-            kind = next(_SQL_TYPES[str(f.type)] for f in fields(CellRow) if f.name == column)
-            db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
+    for row_type in ROW_TYPES:  # columns added since: timing (3), compile times (7), bits of error (8)
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({row_type.TABLE})")}
+        for f in fields(row_type):
+            if f.name != "key" and f.name not in present:
+                check = f" CHECK ({f.name} IS NULL OR {f.name} {NONNEGATIVE})" \
+                    if f.metadata.get("check") == NONNEGATIVE else ""
+                db.execute(f"ALTER TABLE {row_type.TABLE} ADD COLUMN {_column(f)}{check}")
     if version < 7:  # every row so far ran eagerly; the key (UNIQUE) gains the mode: rebuilt
         for table in ("cells", "gradients", "lost"):
             if "mode" not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:

@@ -18,10 +18,10 @@ from harness.store import DEFAULT_DB, KEY_COLUMNS, SHOWN_TIMING_COLUMNS
 
 # What a table shows of a row: the cell (key columns that vary in a sweep), then the row's own.
 _CELL = tuple(c for c in KEY_COLUMNS if c not in ("params", "framework_version", "width", "seed"))  # with mode
-RESULT_COLUMNS = (*_CELL, "status", "result_dtype", "max_ulp", "p99_ulp", "median_ulp", "reduced_ulp",
+RESULT_COLUMNS = (*_CELL, "status", "result_dtype", "max_ulp", "max_bits", "p99_ulp", "median_ulp", "reduced_ulp",
                   "unexpected_nonfinite", "error")
-GRADIENT_COLUMNS = (*_CELL, "status", "method", "max_ulp", "p99_ulp", "median_ulp", "forward_max_ulp", "undefined",
-                    "unexpected_nonfinite", "error")
+GRADIENT_COLUMNS = (*_CELL, "status", "method", "max_ulp", "max_bits", "p99_ulp", "median_ulp", "forward_max_ulp",
+                    "undefined", "unexpected_nonfinite", "error")
 SPEED_COLUMNS = (*_CELL, *SHOWN_TIMING_COLUMNS)
 
 
