@@ -273,3 +273,26 @@ def test_least_accurate_cells_list_each_cell_once_at_its_worst_size(store_path: 
         assert row["sizes"] == len(same)
         assert report.worst_ulp(row) == max(report.worst_ulp(r) for r in same)
     assert any(row["sizes"] == len(SMALL["sizes"]) for row in context["worst"])
+
+
+def test_the_first_screen_answers_per_loss_as_recommend_does(store_path: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """One row per loss, before anything else, in index.html and summary.md; its
+    choices are what `lossbench recommend` says under the same bounds."""
+    out = tmp_path / "out"
+    assert main(["report", "--db", str(store_path), "--out", str(out), "--asv-results", str(tmp_path / "no")]) == 0
+    capsys.readouterr()
+    page, summary = (out / "index.html").read_text(), (out / "summary.md").read_text()
+    assert page.index("Which choice for each loss") < page.index("<h2>Environment")
+    assert summary.index("## Which choice for each loss") < summary.index("- Python")
+    for loss in SMALL["losses"]:
+        row = next(line for line in summary.splitlines() if line.startswith(f"| {report.markdown_text(loss)} |"))
+        for flag, bound, column in (("--max-ulp", "4", 1), ("--max-rel-error", "0.001", 2)):
+            main(["recommend", "--loss", loss, flag, bound, "--db", str(store_path), "--json"])
+            choice = json.loads(capsys.readouterr().out)["choice"]
+            cell = row.split(" | ")[column]
+            if choice is None:
+                assert cell == "nothing measured qualifies"
+            else:
+                label = report.markdown_text(f"{choice['framework']}:{choice['impl']} {choice['dtype']}")
+                assert cell.startswith(label), (loss, cell, label)

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.running.benchgrid import ANCHORS, BenchCase
+from harness.present.answers import LOOSE_REL, STRICT_ULP, Answer, answers
 from harness.present.recommend import accuracy, choice_label
 from harness.present.render import describe, format_cell
+from harness.model import registry
 from harness.model.spec import DTYPES
 from harness.measure.environment import Environment
 from harness.store import KEY_COLUMNS, Store
@@ -373,8 +375,10 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
                ".asv/results: a step up is a speed regression.", history,
                lambda p: _history_figure(history, p))
     _written(out, FIGURE_CACHE, lambda p: p.write_text(json.dumps(drawn_now)))
+    atlas = store.atlas()
     context = _context(store, cells, gradients)
-    index = _html(report, context, store.atlas())
+    context["answers"] = answers(registry.names(), cells, gradients, atlas)
+    index = _html(report, context, atlas)
     _written(out, "index.html", lambda p: p.write_text(index))
     _written(out, "summary.md", lambda p: p.write_text(_markdown(report, context)))
     return report
@@ -471,6 +475,7 @@ def _html(report: Report, context: dict[str, Any], entries: list[dict[str, Any]]
              "<style>body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
              "img{max-width:100%}</style></head><body><h1>lossbench report</h1>",
+             *_html_answers(context["answers"]),
              "<h2>Environment</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in _environment_lines(context))
              + "</ul>"]
     for f in report.figures:
@@ -507,8 +512,30 @@ def markdown_text(text: str) -> str:
     return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
+ANSWERS_NOTE = (f"Per loss, the fastest choice (framework:impl dtype) whose worst error on typical inputs is within "
+                f"{STRICT_ULP:g} ulp of its own dtype, and the fastest within a relative error of {LOOSE_REL:g}, as "
+                "lossbench recommend finds them at the largest timed size; then the one warning about the first "
+                "that matters most.")
+
+
+def _html_answers(rows: Sequence[Answer]) -> list[str]:
+    if not rows:
+        return []
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in Answer.TITLES)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(getattr(a, c)))}</td>" for c in Answer.COLUMNS) + "</tr>"
+                   for a in rows)
+    return [f"<h2>Which choice for each loss</h2><p>{html.escape(ANSWERS_NOTE)}</p>"
+            f"<table><tr>{head}</tr>{body}</table>"]
+
+
 def _markdown(report: Report, context: dict[str, Any]) -> str:
-    lines = ["# lossbench report", "", *(f"- {markdown_text(x)}" for x in _environment_lines(context)), ""]
+    lines = ["# lossbench report", ""]
+    if context["answers"]:
+        lines += ["## Which choice for each loss", "", ANSWERS_NOTE, "", "| " + " | ".join(Answer.TITLES) + " |",
+                  "|" + "---|" * len(Answer.TITLES)]
+        lines += ["| " + " | ".join(markdown_text(getattr(a, c)) for c in Answer.COLUMNS) + " |"
+                  for a in context["answers"]] + [""]
+    lines += [*(f"- {markdown_text(x)}" for x in _environment_lines(context)), ""]
     for f in report.figures:
         lines += [f"## {f.title}", "", f.how_to_read, "", f"![{f.title}]({f.file})", ""]
     if context["worst"]:
