@@ -156,6 +156,16 @@ def test_list_text_shows_what_the_json_holds(capsys: pytest.CaptureFixture[str])
 
 BASE = ["eval", "mse", "--framework", "numpy", "--dtype", "float32"]
 BAD_INPUTS = {
+    "regime without size": (["eval", "bce", "--framework", "numpy", "--dtype", "float32", "--regime", "typical"],
+                            "--regime needs --size"),
+    "regime with target": (["eval", "bce", "--framework", "numpy", "--dtype", "float32", "--regime", "typical",
+                            "--size", "10", "--target", "[1]"], "drop --target"),
+    "regime the loss lacks": (["eval", "bce", "--framework", "numpy", "--dtype", "float32", "--regime",
+                               "near_overflow", "--size", "10"], "bce has no near_overflow regime"),
+    "regime and input": (["eval", "bce", "--framework", "numpy", "--dtype", "float32", "--regime", "typical",
+                          "--size", "10", "--input", "[0.5]"], "not allowed with"),
+    "regime too large": (["eval", "bce", "--framework", "numpy", "--dtype", "float32", "--regime", "typical",
+                          "--size", "200000"], "eval input too large"),
     "unknown loss": (["eval", "nosuch", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
                       "--target", "[1]"], "unknown loss 'nosuch'"),
     "unknown framework": (["eval", "mse", "--framework", "mxnet", "--dtype", "float32", "--input", "[1]",

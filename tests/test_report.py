@@ -3,14 +3,18 @@ file written and referenced, the choice the stored numbers imply, bad
 arguments refused."""
 from __future__ import annotations
 
+import html
 import json
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from harness import adapters
+from harness.model import registry
 from harness.present.render import describe
 from harness.present import report
 from harness.present.commands import sweeping
@@ -296,3 +300,100 @@ def test_the_first_screen_answers_per_loss_as_recommend_does(store_path: Path, t
             else:
                 label = report.markdown_text(f"{choice['framework']}:{choice['impl']} {choice['dtype']}")
                 assert cell.startswith(label), (loss, cell, label)
+
+
+# --- legibility at the full grid size ---------------------------------------------
+
+FULL_GRID_IMPLS = {"numpy": (("naive", "stable"), ("eager",)), "torch": (("native", "composed"), ("eager", "compiled")),
+                   "tensorflow": (("native", "composed"), ("eager", "compiled")),
+                   "jax": (("composed", "native"), ("eager", "compiled")),
+                   "pytensor": (("composed", "unstabilized"), ("compiled",))}
+
+
+def _full_grid_rows() -> list[dict]:
+    """Rows shaped like a full sweep's (every loss, framework, impl, mode, dtype, regime
+    and size; errors drawn log-uniformly, some non-finite): a layout test, not a result."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for loss in registry.names():
+        for framework, (impls, modes) in FULL_GRID_IMPLS.items():
+            for impl in impls:
+                for mode in modes:
+                    for dtype in ("float16", "bfloat16", "float32", "float64"):
+                        for regime in ("typical", "wide", "edge"):
+                            for size in ((1000,) if mode == "compiled" else (10, 1000, 100_000, 10_000_000)):
+                                ulp = float(10 ** rng.uniform(-1, 12))
+                                timed = regime == "typical"
+                                rows.append({
+                                    "loss": loss, "params": "{}", "framework": framework, "framework_version": "1",
+                                    "impl": impl, "dtype": dtype, "device": "cpu", "regime": regime, "size": size,
+                                    "width": 10, "seed": 0, "mode": mode, "status": "ok", "result_dtype": dtype,
+                                    "max_ulp": ulp, "reduced_ulp": ulp / 3, "max_rel": 1e-7,
+                                    "unexpected_nonfinite": int(rng.random() < 0.05), "max_bits": 3.0,
+                                    "forward_seconds": 1e-6 * size ** 0.9 * rng.uniform(1, 3) if timed else None,
+                                    "elements_per_s": size / (1e-6 * size ** 0.9) if timed else None,
+                                    "forward_bw_fraction": rng.uniform(0.01, 1) if timed else None,
+                                    "forward_max_ulp": ulp / 10})
+    return rows
+
+
+def _overlapping_tick_labels(fig: Any) -> list[tuple[str, str]]:
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels if t.get_visible() and t.get_text()]
+            for k, (text, box) in enumerate(boxes):
+                found += [(text, other) for other, box2 in boxes[k + 1:] if box.overlaps(box2)]
+    return found
+
+
+def test_no_tick_labels_overlap_in_any_figure_at_the_full_grid_size(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every figure the report draws, from a full grid of 27 losses x 5 frameworks x
+    impls x modes x 4 dtypes: matplotlib's text extents of the tick labels of each
+    axis never intersect."""
+    plt = report._pyplot()
+    close, drawn = plt.close, []
+    monkeypatch.setattr(plt, "close", drawn.append)  # keep each figure to measure it
+    rows = _full_grid_rows()
+    typical = [r for r in rows if r["regime"] == "typical"]
+    report._heatmap(typical, tmp_path / "a.png", "typical", report.worst_ulp)
+    report._heatmap(rows, tmp_path / "b.png", "all", report.worst_ulp)
+    assert report._per_loss(typical, tmp_path / "c.png", "ULP error of the mean", lambda r: r["reduced_ulp"])
+    assert report._pareto(typical, tmp_path / "e.png")
+    report._modes_figure([(r, r) for r in typical[:500]], tmp_path / "f.png")
+    assert len(drawn) == 5  # throughput and bandwidth fraction are drawn as the error against size is
+    for number, fig in enumerate(drawn):
+        overlaps = _overlapping_tick_labels(fig)
+        close(fig)
+        assert overlaps == [], (number, overlaps[:3])
+
+
+def test_a_page_per_loss_linked_from_the_first_screen(store_path: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Each loss's page exists, is linked from index.html and summary.md, links back,
+    every image it names exists, and its worst-cell command measures that cell again:
+    the same inputs, the same worst ULP error."""
+    out = tmp_path / "out"
+    assert main(["report", "--db", str(store_path), "--out", str(out), "--asv-results", str(tmp_path / "no")]) == 0
+    capsys.readouterr()
+    index = (out / "index.html").read_text()
+    for loss in SMALL["losses"]:
+        page_path = out / "loss" / f"{loss}.html"
+        assert f"href='loss/{loss}.html'" in index and f"](loss/{loss}.html)" in (out / "summary.md").read_text()
+        page = _Images()
+        text = page_path.read_text()
+        page.feed(text)
+        assert "href='../index.html'" in text and page.sources
+        assert all((page_path.parent / source).is_file() for source in page.sources)
+        command = text.split("<code>")[1].split("</code>")[0]
+        argv = html.unescape(command).split()[1:]  # after "lossbench"
+        assert main(argv) in (0, 1)
+        record = json.loads(capsys.readouterr().out)
+        with open_store(store_path) as store:
+            worst = max((r for r in store.cells() if r["loss"] == loss and r["status"] == "ok"
+                         and report.worst_ulp(r) is not None), key=report.worst_ulp)
+        measured = [u for u in record["ulp_error"] if u is not None] if isinstance(record["ulp_error"], list) \
+            else [record["ulp_error"]]
+        assert max(measured) == pytest.approx(report.worst_ulp(worst), rel=1e-9)

@@ -17,7 +17,7 @@ from typing import Any
 from harness.measure.deviations import CLAMPED
 from harness.model.spec import ALL_REGIMES
 from harness.present.recommend import Candidate, recommend
-from reference.formats import get_format
+from harness.present.scales import BANDS, band
 
 Row = Mapping[str, Any]
 STRICT_ULP = 4.0
@@ -36,11 +36,6 @@ class Answer:
     COLUMNS = ("loss", "strict", "loose", "speed", "warning")
     TITLES = ("loss", f"within {STRICT_ULP:g} ulp (typical inputs)", f"within {LOOSE_REL:g} relative",
               "speed of the first", "what you give up")
-
-
-def _half_digits(dtype: str) -> float:
-    """2^(p/2) ulp: past it, half the significand's bits are wrong."""
-    return 2.0 ** (get_format(dtype).precision / 2)
 
 
 def _described(c: Candidate | None, unit: str) -> str:
@@ -64,7 +59,7 @@ def warning(c: Candidate, cells: Sequence[Row], gradients: Sequence[Row], atlas:
             return f"unexpected non-finite results on {regime} inputs"
     worst = max((r for r in mine if r["status"] == "ok" and r["max_ulp"] is not None), key=lambda r: r["max_ulp"],
                 default=None)
-    if worst is not None and worst["max_ulp"] > _half_digits(c.dtype):
+    if worst is not None and band(worst["max_ulp"], c.dtype) == len(BANDS) - 1:  # past 2^(p/2) ulp
         return f"loses half its digits or more on {worst['regime']} inputs ({worst['max_ulp']:.3g} ulp)"
     for g in gradients:
         if _is(g, c) and g["status"] == "ok" and g["max_ulp"] is not None and g["forward_max_ulp"] is not None \

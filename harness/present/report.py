@@ -23,7 +23,8 @@ from typing import Any
 
 from harness.running.benchgrid import ANCHORS, BenchCase
 from harness.present.answers import LOOSE_REL, STRICT_ULP, Answer, answers
-from harness.present.recommend import accuracy, choice_label
+from harness.present.pages import loss_page
+from harness.present.scales import BAND_COLOURS, BANDS, DTYPE_MARKERS, FRAMEWORK_COLOURS, band, choice, worst_ulp
 from harness.present.render import describe, format_cell
 from harness.model import registry
 from harness.model.spec import DTYPES
@@ -43,15 +44,6 @@ LOG_CAP = 1e200
 
 
 Row = dict[str, Any]
-
-
-def choice(row: Row) -> str:
-    return choice_label(row["framework"], row["impl"], row["dtype"], row["mode"])
-
-
-def worst_ulp(row: Row) -> float | None:
-    """A cell's accuracy as recommend judges it (per-element or reduced, the worse)."""
-    return accuracy(row, "ulp")
 
 
 def _pyplot() -> Any:
@@ -78,6 +70,7 @@ class Report:
 
     out: Path
     figures: list[Figure] = field(default_factory=list)
+    pages: list[str] = field(default_factory=list)  # the loss pages, relative to out
     sections: list[str] = field(default_factory=list)
 
     @property
@@ -87,12 +80,21 @@ class Report:
 
 # --- figures ---------------------------------------------------------------------
 
+def _short(value: float) -> str:
+    """A number that fits a square: 0.5, 3.2, 41, 2e+07, inf."""
+    if not math.isfinite(value):
+        return "inf"
+    return f"{value:.2g}" if value < 100 else f"{value:.0e}".replace("e+0", "e").replace("e+", "e")
+
+
 def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row], float | None]) -> None:
-    """Loss x choice, worst value over the rows of each pair on a log colour scale
-    (an error beyond float64, inf, takes the top colour); a red x marks unexpected
-    non-finite results, grey an error, white nothing measured."""
+    """Loss x choice: the worst value over the rows of each pair, coloured by its
+    accuracy band in the choice's dtype, with the number printed in the square. A
+    red triangle in the corner marks unexpected non-finite results (beside the
+    number, not over it), grey a cell that failed, white nothing measured."""
     losses = sorted({r["loss"] for r in rows})
     choices = sorted({choice(r) for r in rows})
+    dtype_of = {choice(r): r["dtype"] for r in rows}
     worst: dict[tuple[str, str], float] = {}
     nonfinite: set[tuple[str, str]] = set()
     failed: set[tuple[str, str]] = set()
@@ -106,78 +108,165 @@ def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row],
         v = value(r)
         if v is not None:
             worst[key] = max(worst.get(key, 0.0), v)
-    grid = [[max(worst[(loss, c)], CORRECTLY_ROUNDED) if (loss, c) in worst else math.nan for c in choices]
-            for loss in losses]
-    top = min(max([v for row in grid for v in row if math.isfinite(v)] + [10.0]), LOG_CAP)
-    grid = [[min(v, top) for v in row] for row in grid]
     plt = _pyplot()
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.42 * len(choices) + 3), max(4.0, 0.32 * len(losses) + 2)))
-    image = ax.imshow(grid, aspect="auto", cmap="viridis", norm=LogNorm(vmin=CORRECTLY_ROUNDED, vmax=top),
-                      interpolation="nearest")
+    grid = [[band(worst[(loss, c)], dtype_of[c]) if (loss, c) in worst else math.nan for c in choices]
+            for loss in losses]
+    width, height = max(8.0, 0.36 * len(choices) + 4), max(4.0, 0.26 * len(losses) + 2.5)
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.imshow(grid, aspect="auto", cmap=ListedColormap(BAND_COLOURS), vmin=-0.5, vmax=len(BANDS) - 0.5,
+              interpolation="nearest")
     for i, loss in enumerate(losses):
         for j, c in enumerate(choices):
-            if (loss, c) in failed and (loss, c) not in worst:
+            key = (loss, c)
+            if key in failed and key not in worst:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, color="0.6"))
-            if (loss, c) in nonfinite:
-                ax.plot(j, i, marker="x", color="red", markersize=7, markeredgewidth=2)
-    ax.set_xticks(range(len(choices)), choices, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(losses)), losses, fontsize=7)
-    fig.colorbar(image, ax=ax, label="max ULP error (log; 0.5 = correctly rounded)")
+            if key in worst:
+                ax.text(j, i, _short(worst[key]), ha="center", va="center", fontsize=4.5)
+            if key in nonfinite:
+                ax.plot(j + 0.32, i - 0.3, marker=">", color="red", markersize=3)
+    ax.set_xticks(range(len(choices)), choices, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(losses)), losses, fontsize=6)
+    legend = [Patch(color=colour, label=name) for colour, name in zip(BAND_COLOURS, BANDS)]
+    legend += [Patch(color="0.6", label="failed"),
+               plt.Line2D([], [], marker=">", color="red", linestyle="", label="unexpected non-finite results")]
+    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
+              title="worst ULP error (number in the square)", title_fontsize=7)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
+def _log_axes(ax: Any) -> None:
+    """Log-log axes whose tick labels cannot collide: at most five labelled ticks at
+    powers of ten, or three on an axis spanning under a decade and a half; no
+    minor labels. Call it once the data is drawn."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")  # before the locators: setting a scale resets them
+    for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if high < 30 * low:  # under a decade and a half: three ticks, evenly spaced on the log scale
+            ticks = sorted({float(f"{low * (high / low) ** k:.2g}") for k in (0.15, 0.5, 0.85)})
+            axis.set_major_locator(FixedLocator(ticks))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
+        else:
+            axis.set_major_locator(LogLocator(base=10, numticks=5))
+        axis.set_minor_formatter(NullFormatter())
+    ax.tick_params(labelsize=6)
+
+
+def _shared_legend(plt: Any, frameworks: Iterable[str]) -> list[Any]:
+    """Legend entries for the colours (frameworks) and markers (dtypes) every figure shares."""
+    return [plt.Line2D([], [], color=FRAMEWORK_COLOURS.get(f, "black"), marker="o", linestyle="", label=f)
+            for f in frameworks] + \
+        [plt.Line2D([], [], color="0.3", marker=m, linestyle="", label=d) for d, m in DTYPE_MARKERS.items()]
+
+
 def _panels(losses: Sequence[str], path: Path, xlabel: str, ylabel: str,
-            draw: Callable[[Any, str], None]) -> None:
-    """One log-log panel per loss, four to a row, drawn by ``draw(axes, loss)``."""
+            draw: Callable[[Any, str], None], frameworks: Sequence[str] = ()) -> None:
+    """One log-log panel per loss, four to a row, drawn by ``draw(axes, loss)``; with
+    ``frameworks``, the shared colour and marker legend outside the panels."""
     columns = min(4, len(losses))
     count = math.ceil(len(losses) / columns)
     plt = _pyplot()
     fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.1 * count), squeeze=False)
     for ax, loss in zip(axes.flat, losses):
         draw(ax, loss)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.tick_params(labelsize=7)
+        _log_axes(ax)
     for ax in list(axes.flat)[len(losses):]:
         ax.axis("off")
     fig.supxlabel(xlabel)
     fig.supylabel(ylabel)
-    fig.tight_layout()
+    if frameworks:
+        fig.legend(handles=_shared_legend(plt, frameworks), loc="upper right", fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1 - 1.3 / (4.2 * columns), 1))
+    else:
+        fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-_DTYPE_COLOURS = {dtype: f"C{k}" for k, dtype in enumerate(DTYPES)}  # matplotlib's colour cycle
 _STYLES = ("-", "--", ":", "-.")
 
 
-def _per_loss(rows: Sequence[Row], path: Path, ylabel: str, line: Callable[[Row], float | None]) -> bool:
-    """One panel per loss, one line per choice against size (colour = dtype); False
-    if nothing positive and finite to draw on a log scale."""
-    series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+Series = dict[tuple[str, str], dict[tuple[str, str], list[tuple[int, float]]]]  # (row, framework) -> lines
+
+
+def _series(rows: Iterable[Row], facet: Callable[[Row], str], line: Callable[[Row], float | None],
+            into: Series | None = None) -> Series:
+    """Eager cells' values against size, by (facet(row), framework) and (impl, dtype);
+    only positive finite values (log scales). Compiled cells are measured at one size."""
+    series: Series = into if into is not None else defaultdict(lambda: defaultdict(list))
     for r in rows:
         v = line(r)
-        if v is not None and v > 0 and math.isfinite(v):
-            series[r["loss"]][choice(r)].append((r["size"], min(v, LOG_CAP)))
+        if r["mode"] == "eager" and v is not None and v > 0 and math.isfinite(v):
+            series[(facet(r), r["framework"])][(r["impl"], r["dtype"])].append((r["size"], min(v, LOG_CAP)))
+    return series
+
+
+def _per_loss(rows: Sequence[Row], path: Path, ylabel: str, line: Callable[[Row], float | None]) -> bool:
+    """Small multiples against size, a row of panels per loss (see _small_multiples);
+    False if nothing positive and finite to draw."""
+    series = _series(rows, lambda r: r["loss"], line)
     if not series:
         return False
+    _small_multiples(series, path, ylabel)
+    return True
 
-    def draw(ax: Any, loss: str) -> None:
-        implementations = sorted({c.split()[0] for c in series[loss]})
-        for c, points in sorted(series[loss].items()):
-            impl, dtype = c.split()[:2]  # a compiled choice's label ends in "(compiled)"
-            points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], _STYLES[implementations.index(impl) % 4],
-                    color=_DTYPE_COLOURS.get(dtype, "black"), marker=".", label=c, linewidth=1)
-        ax.set_title(loss, fontsize=9)
-        ax.legend(fontsize=5, ncol=2)
 
-    _panels(sorted(series), path, "input elements", ylabel, draw)
+def _small_multiples(series: Series, path: Path, ylabel: str) -> None:
+    """A row of panels per facet, a column per framework (its colour); in a panel one
+    line per impl (line style) and dtype (marker), at most eight; one legend, outside
+    the panels."""
+    facets = list(dict.fromkeys(facet for facet, _ in series))
+    frameworks = [f for f in FRAMEWORK_COLOURS if any(f == g for _, g in series)] + \
+        sorted({f for _, f in series} - set(FRAMEWORK_COLOURS))
+    impls = {f: sorted({i for (_, g), lines in series.items() if g == f for i, _ in lines}) for f in frameworks}
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(facets), len(frameworks), figsize=(2.6 * len(frameworks) + 1.6, 1.7 * len(facets) + 1),
+                             squeeze=False, sharex=True)
+    for i, facet in enumerate(facets):
+        for j, framework in enumerate(frameworks):
+            ax = axes[i][j]
+            lines = series.get((facet, framework))
+            if not lines:
+                ax.axis("off")
+                continue
+            for (impl, dtype), points in sorted(lines.items()):
+                points.sort()
+                ax.plot([p[0] for p in points], [p[1] for p in points], _STYLES[impls[framework].index(impl) % 4],
+                        color=FRAMEWORK_COLOURS.get(framework, "black"), marker=DTYPE_MARKERS.get(dtype, "."),
+                        markersize=3, linewidth=0.8)
+            _log_axes(ax)
+            if j == 0 or not axes[i][j - 1].has_data():
+                ax.set_ylabel(facet, fontsize=7)
+            if i == 0:
+                ax.set_title(framework + "\n" + ", ".join(f"{_STYLES[k % 4]} {impl}"
+                                                          for k, impl in enumerate(impls[framework])), fontsize=7)
+    fig.legend(handles=_shared_legend(plt, ()), loc="upper right", fontsize=7, title="dtype", title_fontsize=7,
+               frameon=False)
+    fig.supxlabel("input elements")
+    fig.supylabel(ylabel)
+    fig.tight_layout(rect=(0, 0, 1 - 1.4 / (2.6 * len(frameworks) + 1.6), 1))
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def _loss_figure(rows: Sequence[Row], path: Path) -> bool:
+    """One loss against size: a row of panels for the ULP error of its reduction, its
+    elements per second and its fraction of the bandwidth limit, a column per framework."""
+    series: Series | None = None
+    for label, line in (("ULP error of the reduction", lambda r: r["reduced_ulp"]),
+                        ("elements / s", lambda r: r["elements_per_s"]),
+                        ("fraction of bandwidth", lambda r: r["forward_bw_fraction"])):
+        series = _series(rows, lambda r, label=label: label, line, series)
+    if not series:
+        return False
+    _small_multiples(series, path, "typical inputs")
     return True
 
 
@@ -197,15 +286,20 @@ def _pareto(rows: Sequence[Row], path: Path) -> bool:
         points = sorted((r["forward_seconds"], min(max(worst_ulp(r) or 0.0, CORRECTLY_ROUNDED), LOG_CAP), choice(r))
                         for r in by_loss[loss] if r["size"] == largest)
         front = pareto_front([(t, u) for t, u, _ in points])
-        ax.scatter([p[0] for p in points], [p[1] for p in points], s=12, color="0.5")
+        for r in by_loss[loss]:
+            if r["size"] == largest:
+                ax.scatter(r["forward_seconds"], min(max(worst_ulp(r) or 0.0, CORRECTLY_ROUNDED), LOG_CAP), s=14,
+                           color=FRAMEWORK_COLOURS.get(r["framework"], "0.5"), marker=DTYPE_MARKERS.get(r["dtype"], "."))
         ax.plot([p[0] for p in front], [p[1] for p in front], "-o", color="tab:red", markersize=4)
         for t, u, label in points:
             if (t, u) in front:
                 ax.annotate(label, (t, u), fontsize=5, xytext=(3, 3), textcoords="offset points")
         ax.set_title(f"{loss} ({largest:g} elements)", fontsize=9)
 
-    _panels(sorted(by_loss), path, "forward seconds per call (median)", "worst ULP error", draw)
+    _panels(sorted(by_loss), path, "forward seconds per call (median)", "worst ULP error", draw,
+            sorted({r["framework"] for rows_ in by_loss.values() for r in rows_}))
     return True
+
 
 
 def mode_pairs(cells: Sequence[Row]) -> list[tuple[Row, Row]]:
@@ -291,12 +385,13 @@ def _written(out: Path, file: str, write: Callable[[Path], Any]) -> Any:
     """``write`` a temporary file in ``out``, then os.replace it onto ``out/file``
     (unless write returns False): a symlink planted at that name is replaced,
     never followed, and no reader sees half a file."""
-    descriptor, temporary = tempfile.mkstemp(dir=out, prefix=f".{file}.", suffix=Path(file).suffix)
+    target = out / file  # ``file`` may name a subfolder (loss/<name>.html)
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
     os.close(descriptor)
     try:
         result = write(Path(temporary))
         if result is not False:
-            os.replace(temporary, out / file)
+            os.replace(temporary, target)
         return result
     finally:
         Path(temporary).unlink(missing_ok=True)
@@ -316,8 +411,10 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
     drawn_now: dict[str, dict[str, Any]] = {}
     code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
-    def figure(file: str, title: str, how_to_read: str, data: Any, draw: Callable[[Path], bool | None]) -> None:
-        """Draw ``file`` from ``data``, unless the same data and code drew it last time."""
+    def figure(file: str, title: str, how_to_read: str, data: Any, draw: Callable[[Path], bool | None],
+               listed: bool = True) -> bool:
+        """Draw ``file`` from ``data``, unless the same data and code drew it last time;
+        whether it exists. ``listed``: shown on the overview page."""
         digest = hashlib.sha256(json.dumps([code, data], sort_keys=True, default=str).encode()).hexdigest()
         before = drawn_before.get(file)
         if before and before["digest"] == digest and (not before["drawn"] or (out / file).exists()):
@@ -325,8 +422,9 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
         else:
             drawn = _written(out, file, draw) is not False
         drawn_now[file] = {"digest": digest, "drawn": drawn}
-        if drawn:
+        if drawn and listed:
             report.figures.append(Figure(file, title, how_to_read))
+        return drawn
 
     if cells:
         typical_cells = [r for r in cells if r["regime"] == REGIME]
@@ -374,8 +472,20 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
                "Forward time of the asv anchor cases (mse and cross_entropy, torch float32) per commit in "
                ".asv/results: a step up is a speed regression.", history,
                lambda p: _history_figure(history, p))
-    _written(out, FIGURE_CACHE, lambda p: p.write_text(json.dumps(drawn_now)))
     atlas = store.atlas()
+    (out / "loss").mkdir(exist_ok=True)
+    for spec in registry.iter_losses():
+        mine = [r for r in cells if r["loss"] == spec.name]
+        if not mine:
+            continue
+        sized = [r for r in mine if r["regime"] == REGIME and r["status"] == "ok"]
+        drawn = figure(f"loss/{spec.name}.png", spec.name, "", sized, lambda p, rows=sized: _loss_figure(rows, p),
+                       listed=False)
+        page = loss_page(spec, mine, [g for g in gradients if g["loss"] == spec.name],
+                         [e for e in atlas if e["loss"] == spec.name], f"{spec.name}.png" if drawn else None)
+        _written(out, f"loss/{spec.name}.html", lambda p, text=page: p.write_text(text))
+        report.pages.append(f"loss/{spec.name}.html")
+    _written(out, FIGURE_CACHE, lambda p: p.write_text(json.dumps(drawn_now)))
     context = _context(store, cells, gradients)
     context["answers"] = answers(registry.names(), cells, gradients, atlas)
     index = _html(report, context, atlas)
@@ -522,7 +632,8 @@ def _html_answers(rows: Sequence[Answer]) -> list[str]:
     if not rows:
         return []
     head = "".join(f"<th>{html.escape(t)}</th>" for t in Answer.TITLES)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(getattr(a, c)))}</td>" for c in Answer.COLUMNS) + "</tr>"
+    body = "".join(f"<tr><td><a href='loss/{html.escape(a.loss)}.html'>{html.escape(a.loss)}</a></td>"
+                   + "".join(f"<td>{html.escape(str(getattr(a, c)))}</td>" for c in Answer.COLUMNS[1:]) + "</tr>"
                    for a in rows)
     return [f"<h2>Which choice for each loss</h2><p>{html.escape(ANSWERS_NOTE)}</p>"
             f"<table><tr>{head}</tr>{body}</table>"]
@@ -533,7 +644,8 @@ def _markdown(report: Report, context: dict[str, Any]) -> str:
     if context["answers"]:
         lines += ["## Which choice for each loss", "", ANSWERS_NOTE, "", "| " + " | ".join(Answer.TITLES) + " |",
                   "|" + "---|" * len(Answer.TITLES)]
-        lines += ["| " + " | ".join(markdown_text(getattr(a, c)) for c in Answer.COLUMNS) + " |"
+        lines += [f"| [{markdown_text(a.loss)}](loss/{a.loss}.html) | "
+                  + " | ".join(markdown_text(getattr(a, c)) for c in Answer.COLUMNS[1:]) + " |"
                   for a in context["answers"]] + [""]
     lines += [*(f"- {markdown_text(x)}" for x in _environment_lines(context)), ""]
     for f in report.figures:

@@ -5,14 +5,16 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from harness import adapters
 from harness.adapters import FRAMEWORKS
 from harness.measure.evaluate import evaluate, evaluate_gradient
 from harness.measure.inputs import parse_json, prepare
-from harness.model import registry
-from harness.model.spec import DEVICES, DTYPES, MODES, REDUCTIONS, Case
+from harness.measure.refsets import InputSet
+from harness.measure.regimes import DEFAULT_WIDTH
+from harness.model.spec import ALL_REGIMES, DEVICES, DTYPES, MODES, REDUCTIONS, Case, Layout, LossSpec
 from harness.present import render
 from harness.present.options import (
     Command, UsageError, available_memory, load_framework, loss_spec, parse_params, positive_int,
@@ -60,7 +62,7 @@ def check_cost(texts: dict[str, str], limit: int) -> None:
             raise UsageError(f"{option} holds a number of {longest:,} characters; at most {MAX_LITERAL:,}")
 
 
-def case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
+def case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, np.ndarray]]:
     spec = loss_spec(args.loss)
     adapter = load_framework(args.framework)
     impls = adapter.impl_names(spec.name)
@@ -76,6 +78,13 @@ def case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
         params = spec.resolve_params(parse_params(args.param))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    mode = args.mode or adapter.modes[0]
+    if mode not in adapter.modes:
+        raise UsageError(f"{args.framework} has no {mode} mode (modes: {', '.join(adapter.modes)})")
+    reduction = args.reduction or spec.default_reduction
+    case = Case(spec.name, args.framework, impl, args.dtype, args.device, reduction, tuple(params.items()), mode)
+    if args.regime is not None:
+        return case, _cell_inputs(args, spec, params)
     texts = {"--input": json_text(args.input, "--input")}
     if args.target is not None:
         texts["--target"] = json_text(args.target, "--target")
@@ -86,12 +95,24 @@ def case_from_args(args: argparse.Namespace) -> tuple[Case, dict[str, Any]]:
         texts[f"--arg {name}"] = json_text(text, f"--arg {name}")
     check_cost(texts, args.max_elements)
     raw = {option.removeprefix("--arg ").removeprefix("--"): parse_json(text, option) for option, text in texts.items()}
-    mode = args.mode or adapter.modes[0]
-    if mode not in adapter.modes:
-        raise UsageError(f"{args.framework} has no {mode} mode (modes: {', '.join(adapter.modes)})")
-    reduction = args.reduction or spec.default_reduction
-    case = Case(spec.name, args.framework, impl, args.dtype, args.device, reduction, tuple(params.items()), mode)
-    return case, raw
+    return case, prepare(spec, raw, args.dtype)
+
+
+def _cell_inputs(args: argparse.Namespace, spec: LossSpec, params: dict[str, float]) -> dict[str, np.ndarray]:
+    """The inputs of the sweep's cell (loss, dtype, regime, size, seed, width), as the
+    sweep generates them, so a report's worst cell can be looked at item by item."""
+    if args.size is None:
+        raise UsageError("--regime needs --size (the cell's input elements)")
+    if args.target is not None or args.arg:
+        raise UsageError("--regime generates every argument: drop --target and --arg")
+    if args.regime not in spec.regimes:
+        raise UsageError(f"{spec.name} has no {args.regime} regime (regimes: {', '.join(spec.regimes)})")
+    width = args.width if spec.layout is Layout.ROWWISE else 1
+    values = args.size * len(spec.args)
+    if values > args.max_elements:
+        raise UsageError(f"eval input too large: {values:,} values; eval takes at most {args.max_elements:,} "
+                         "unless --max-elements raises it")
+    return InputSet(spec.name, tuple(params.items()), args.dtype, args.regime, args.seed, width).inputs(args.size)
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +126,14 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "own, eager where it has one (PyTensor always compiles)")
     parser.add_argument("--reduction", choices=REDUCTIONS, help="default: the loss's own (mean; sum for penalties)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="loss parameter, repeatable")
-    parser.add_argument("--input", required=True, metavar="JSON", help="the values as JSON, or @FILE to read them")
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", metavar="JSON", help="the values as JSON, or @FILE to read them")
+    given.add_argument("--regime", choices=ALL_REGIMES,
+                       help="instead of --input: the inputs a sweep's cell of this regime measures (with --size)")
+    parser.add_argument("--size", type=positive_int, metavar="N", help="with --regime: the cell's size")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="with --regime: the cell's seed (default 0)")
+    parser.add_argument("--width", type=positive_int, default=DEFAULT_WIDTH, metavar="W",
+                        help=f"with --regime: the row width of a row-wise loss (default {DEFAULT_WIDTH})")
     parser.add_argument("--target", metavar="JSON",
                         help="required unless the loss has no target (penalties); JSON or @FILE")
     parser.add_argument("--arg", action="append", default=[], metavar="NAME=JSON",
@@ -120,8 +148,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    case, raw = case_from_args(args)
-    arrays = prepare(registry.get(case.loss), raw, case.dtype)
+    case, arrays = case_from_args(args)
     if args.grad and case.reduction == "none":
         raise UsageError("--grad needs a reduced loss: use --reduction mean or sum")
     result = evaluate(case, arrays, args.reference_engine)

@@ -1,0 +1,37 @@
+"""What the report's colours, markers and accuracy bands mean, shared by the
+overview page, the loss pages and their figures: one colour per framework and
+one marker per dtype everywhere, accuracy in bands a reader can act on."""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.present.recommend import accuracy, choice_label
+from reference.formats import get_format
+
+Row = dict[str, Any]
+
+
+def choice(row: Row) -> str:
+    return choice_label(row["framework"], row["impl"], row["dtype"], row["mode"])
+
+
+def worst_ulp(row: Row) -> float | None:
+    """A cell's accuracy as recommend judges it (per-element or reduced, the worse)."""
+    return accuracy(row, "ulp")
+
+
+# Accuracy bands (upper bounds in ulp; the fourth is 2^(p/2) of the dtype) and their colours.
+BANDS = ("correctly rounded (<= 0.5 ulp)", "faithful (<= 1)", "<= 4 ulp", "<= 2^(p/2) ulp: half the digits",
+         "beyond: digits lost")
+BAND_COLOURS = ("#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027")
+FRAMEWORK_COLOURS = {"numpy": "#1f77b4", "torch": "#d62728", "tensorflow": "#ff7f0e", "jax": "#2ca02c",
+                     "pytensor": "#9467bd"}  # one colour per framework in every figure
+DTYPE_MARKERS = {"float16": "v", "bfloat16": "^", "float32": "o", "float64": "s"}  # one marker per dtype
+
+
+def band(ulp: float, dtype: str) -> int:
+    """Index into BANDS of a worst ULP error in ``dtype``."""
+    for index, bound in enumerate((0.5, 1.0, 4.0, 2.0 ** (get_format(dtype).precision / 2))):
+        if ulp <= bound:
+            return index
+    return len(BANDS) - 1
