@@ -4,6 +4,8 @@ arguments refused."""
 from __future__ import annotations
 
 import html
+import os
+import shutil
 import json
 import time
 from html.parser import HTMLParser
@@ -397,3 +399,49 @@ def test_a_page_per_loss_linked_from_the_first_screen(store_path: Path, tmp_path
         measured = [u for u in record["ulp_error"] if u is not None] if isinstance(record["ulp_error"], list) \
             else [record["ulp_error"]]
         assert max(measured) == pytest.approx(report.worst_ulp(worst), rel=1e-9)
+
+
+# --- in a real browser ---------------------------------------------------------------
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+SCREENSHOTS = os.environ.get("LOSSBENCH_SCREENSHOTS")  # a folder to keep the screenshots in
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                    reason="no chromium and chromedriver here: apt-get install chromium chromium-driver "
+                           "(.ci/run does) to check the report in a real browser")
+def test_report_in_headless_chromium(store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """index.html and a loss page opened from disk in headless Chromium: every image
+    loaded, nothing wider than the window, no console error; screenshots written."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    out = tmp_path / "out"
+    assert main(["report", "--db", str(store_path), "--out", str(out), "--asv-results", str(tmp_path / "no")]) == 0
+    capsys.readouterr()
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    shots = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        for page, shot in ((out / "index.html", "index.png"), (out / "loss" / "cross_entropy.html", "loss.png")):
+            driver.get(page.as_uri())
+            broken = driver.execute_script(
+                "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+            overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+            errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            driver.set_window_size(1280, max(900, driver.execute_script("return document.body.scrollHeight")))
+            driver.save_screenshot(str(shots / shot))
+            assert broken == [] and overflow <= 0 and errors == [], (page.name, broken, overflow, errors)
+            driver.set_window_size(1280, 900)
+            assert driver.execute_script("return document.images.length") > 0
+    finally:
+        driver.quit()
+    assert all((shots / s).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for s in ("index.png", "loss.png"))
