@@ -118,3 +118,17 @@ def test_time_threshold(before: float, after: float, stdev: float, slower: bool)
     row = {"forward_seconds": before, "forward_stdev": stdev}
     assert _slower(row, {"forward_seconds": after, "forward_stdev": stdev}, "forward_seconds", "forward_stdev",
                    1.1) is slower
+
+
+def test_report_with_a_baseline_says_what_changed(stores: tuple[Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    stable, naive = stores
+    out = tmp_path / "out"
+    assert main(["report", "--db", str(naive), "--baseline", str(stable), "--out", str(out),
+                 "--asv-results", str(tmp_path / "none")]) == 0
+    capsys.readouterr()
+    summary, page = (out / "summary.md").read_text(), (out / "index.html").read_text()
+    assert "## Changes since" in summary and "<h2>Changes since" in page
+    assert "4 less accurate" in summary and "less accurate: log\\_cosh numpy stable float32 cpu near\\_overflow" \
+        in summary
+    assert main(["report", "--db", str(naive), "--baseline", f"{stable}:5", "--out", str(out)]) == 2

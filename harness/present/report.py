@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.running.benchgrid import ANCHORS, BenchCase
 from harness.present.answers import LOOSE_REL, STRICT_ULP, Answer, answers
+from harness.present.compare import MATCHED_ON, Comparison
 from harness.present.pages import loss_page
 from harness.present.scales import BAND_COLOURS, BANDS, DTYPE_MARKERS, FRAMEWORK_COLOURS, band, choice, worst_ulp
 from harness.present.render import describe, format_cell
@@ -397,9 +398,10 @@ def _written(out: Path, file: str, write: Callable[[Path], Any]) -> Any:
         Path(temporary).unlink(missing_ok=True)
 
 
-def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV_RESULTS) -> Report:
+def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV_RESULTS,
+          changes: Comparison | None = None) -> Report:
     """Write the figures, index.html and summary.md into ``out``, each file
-    through a temporary one (_written)."""
+    through a temporary one (_written); with ``changes``, a section of them."""
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     cells = list(store.cells())
@@ -488,6 +490,7 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
     _written(out, FIGURE_CACHE, lambda p: p.write_text(json.dumps(drawn_now)))
     context = _context(store, cells, gradients)
     context["answers"] = answers(registry.names(), cells, gradients, atlas)
+    context["changes"] = changes
     index = _html(report, context, atlas)
     _written(out, "index.html", lambda p: p.write_text(index))
     _written(out, "summary.md", lambda p: p.write_text(_markdown(report, context)))
@@ -591,6 +594,8 @@ def _html(report: Report, context: dict[str, Any], entries: list[dict[str, Any]]
     for f in report.figures:
         parts.append(f"<h2>{html.escape(f.title)}</h2><p>{html.escape(f.how_to_read)}</p>"
                      f"<img src='{html.escape(f.file)}' alt='{html.escape(f.title)}'>")
+    if context["changes"] is not None:
+        parts.append(_html_changes(context["changes"]))
     if context["worst"]:
         parts.append("<h2>Least accurate cells</h2><p>" + html.escape(WORST_NOTE) + "</p>"
                      + _html_table(context["worst"], WORST_COLUMNS))
@@ -628,6 +633,24 @@ ANSWERS_NOTE = (f"Per loss, the fastest choice (framework:impl dtype) whose wors
                 "that matters most.")
 
 
+def _change_lines(found: Comparison) -> list[str]:
+    """The comparison as a reader scans it: counts per group, then each changed cell."""
+    counts = ", ".join(f"{len(getattr(found, g))} {g.replace('_', ' ')}" for g in Comparison.GROUPS)
+    lines = [f"Against {found.base}: {found.matched} cells matched; {counts}; {len(found.base_only)} only before, "
+             f"{len(found.head_only)} only now."]
+    for group in Comparison.GROUPS:
+        for c in getattr(found, group):
+            cell = " ".join(str(v) for k, v in zip(MATCHED_ON, c.cell) if k not in ("params", "width", "seed"))
+            lines.append(f"{group.replace('_', ' ')}: {cell}: {c.what} {format_cell(c.base)} -> {format_cell(c.head)}")
+    return lines
+
+
+def _html_changes(found: Comparison) -> str:
+    head, *rest = _change_lines(found)
+    return (f"<h2>Changes since {html.escape(str(found.base))}</h2><p>{html.escape(head)}</p><ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in rest) + "</ul>")
+
+
 def _html_answers(rows: Sequence[Answer]) -> list[str]:
     if not rows:
         return []
@@ -648,6 +671,10 @@ def _markdown(report: Report, context: dict[str, Any]) -> str:
                   + " | ".join(markdown_text(getattr(a, c)) for c in Answer.COLUMNS[1:]) + " |"
                   for a in context["answers"]] + [""]
     lines += [*(f"- {markdown_text(x)}" for x in _environment_lines(context)), ""]
+    if context["changes"] is not None:
+        head, *rest = _change_lines(context["changes"])
+        lines += [f"## Changes since {markdown_text(str(context['changes'].base))}", "", markdown_text(head), "",
+                  *(f"- {markdown_text(line)}" for line in rest), ""]
     for f in report.figures:
         lines += [f"## {f.title}", "", f.how_to_read, "", f"![{f.title}]({f.file})", ""]
     if context["worst"]:

@@ -50,11 +50,18 @@ def _read_only_mount(path: Path) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
-def write_report(db: Path, out: Path, asv_results: Path = report.DEFAULT_ASV_RESULTS) -> Path:
-    """Write the report; returns the path of its index.html."""
+def write_report(db: Path, out: Path, asv_results: Path = report.DEFAULT_ASV_RESULTS,
+                 baseline: compare.Side | None = None) -> Path:
+    """Write the report (with a "changes since" section against ``baseline``); returns
+    the path of its index.html."""
     report_folder(out)
+    changes = None
+    if baseline is not None:
+        with opened(db, "lossbench sweep") as store:
+            head = list(store.cells())
+        changes = compare.compare(baseline, _side_rows(baseline), compare.Side(db), head)
     with opened(db, "lossbench sweep") as store:
-        written = report.build(store, out, asv_results)
+        written = report.build(store, out, asv_results, changes)
     print(f"{len(written.figures)} figures: {', '.join(f.file for f in written.figures)}")
     return written.index.resolve()
 
@@ -96,10 +103,13 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=report.DEFAULT_OUT, help=f"output folder (default {report.DEFAULT_OUT})")
     parser.add_argument("--asv-results", type=Path, default=report.DEFAULT_ASV_RESULTS, metavar="DIR",
                         help=f"asv results for the speed history, if present (default {report.DEFAULT_ASV_RESULTS})")
+    parser.add_argument("--baseline", metavar="STORE[:RUN_ID]",
+                        help="add a section of what changed since this store or run (as lossbench compare)")
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    print(f"report: {write_report(args.db, args.out, args.asv_results)}")
+    baseline = compare.Side.parse(args.baseline) if args.baseline else None
+    print(f"report: {write_report(args.db, args.out, args.asv_results, baseline)}")
     return 0
 
 
