@@ -74,15 +74,16 @@ def test_report_writes_every_file_and_the_page_references_only_existing_images(s
     out = tmp_path / "report"
     asv = _asv_result(tmp_path)
     assert main(["report", "--db", str(store_path), "--out", str(out), "--asv-results", str(asv)]) == 0
-    expected = {"accuracy_typical.png", "accuracy_all_regimes.png", "error_vs_size.png", "throughput_vs_size.png",
-                "bandwidth_fraction_vs_size.png", "accuracy_vs_speed.png", "gradient_accuracy.png", "asv_history.png"}
-    assert {p.name for p in out.iterdir()} == expected | {"index.html", "summary.md", report.FIGURE_CACHE}
+    expected = {"accuracy_typical.svg", "accuracy_all_regimes.svg", "error_vs_size.png", "throughput_vs_size.png",
+                "bandwidth_fraction_vs_size.png", "accuracy_vs_speed.png", "gradient_accuracy.svg", "asv_history.png"}
+    assert {p.name for p in out.iterdir()} == expected | {"index.html", "summary.md", report.FIGURE_CACHE, "loss"}
     page = _Images()
     page.feed((out / "index.html").read_text())
     page.close()
     assert set(page.sources) == expected
     for source in page.sources:
-        assert (out / source).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        start = (out / source).read_bytes()[:8]
+        assert start == (b"<?xml ve" if source.endswith(".svg") else b"\x89PNG\r\n\x1a\n"), source
     text = " ".join(page.text)
     with open_store(store_path) as store:
         environment = store.runs()[0].environment
@@ -115,7 +116,7 @@ def test_report_of_an_untimed_store_leaves_out_the_speed_figures(tmp_path: Path)
         run_sweep(SweepConfig(**{**SMALL, "losses": ("mse",), "regimes": ("typical",)}), store,
                   ReferenceCache(tmp_path / "refcache"))
         written = report.build(store, tmp_path / "out", tmp_path / "no-asv")
-    assert [f.file for f in written.figures] == ["accuracy_typical.png", "accuracy_all_regimes.png",
+    assert [f.file for f in written.figures] == ["accuracy_typical.svg", "accuracy_all_regimes.svg",
                                                  "error_vs_size.png"]
 
 
@@ -292,7 +293,8 @@ def test_the_first_screen_answers_per_loss_as_recommend_does(store_path: Path, t
     assert page.index("Which choice for each loss") < page.index("<h2>Environment")
     assert summary.index("## Which choice for each loss") < summary.index("- Python")
     for loss in SMALL["losses"]:
-        row = next(line for line in summary.splitlines() if line.startswith(f"| {report.markdown_text(loss)} |"))
+        row = next(line for line in summary.splitlines()
+                   if line.startswith(f"| [{report.markdown_text(loss)}](loss/{loss}.html) |"))
         for flag, bound, column in (("--max-ulp", "4", 1), ("--max-rel-error", "0.001", 2)):
             main(["recommend", "--loss", loss, flag, bound, "--db", str(store_path), "--json"])
             choice = json.loads(capsys.readouterr().out)["choice"]
@@ -445,3 +447,45 @@ def test_report_in_headless_chromium(store_path: Path, tmp_path: Path, capsys: p
     finally:
         driver.quit()
     assert all((shots / s).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for s in ("index.png", "loss.png"))
+
+
+class _Structure(HTMLParser):
+    """Links, images and tables of a page: each table's first row must be a header."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[str] = []
+        self.tables: list[list[str]] = []  # the tags of each table's first row
+        self._row: int | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "a" and found.get("href"):
+            self.targets.append(found["href"] or "")
+        if tag == "img":
+            self.targets.append(found.get("src") or "")
+        if tag == "table":
+            self.tables.append([])
+            self._row = 0
+        elif tag == "tr" and self._row is not None:
+            self._row += 1
+        elif tag in ("th", "td") and self._row == 1:
+            self.tables[-1].append(tag)
+
+
+def test_every_link_and_image_resolves_and_every_table_has_a_header(store_path: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["report", "--db", str(store_path), "--out", str(out), "--asv-results", str(tmp_path / "no")]) == 0
+    capsys.readouterr()
+    pages = [out / "index.html", *sorted((out / "loss").glob("*.html"))]
+    assert len(pages) == 1 + len(SMALL["losses"])
+    for page in pages:
+        found = _Structure()
+        found.feed(page.read_text())
+        assert found.targets and found.tables, page.name
+        for target in found.targets:
+            assert "://" not in target, (page.name, target)  # opens from disk: nothing fetched
+            assert (page.parent / target).is_file(), (page.name, target)
+        for first_row in found.tables:
+            assert first_row and set(first_row) == {"th"}, (page.name, first_row)

@@ -53,6 +53,7 @@ def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: sharp and small
     import matplotlib.pyplot as plt
 
     return plt
@@ -430,18 +431,21 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
 
     if cells:
         typical_cells = [r for r in cells if r["regime"] == REGIME]
-        figure("accuracy_typical.png", "Accuracy on typical inputs",
+        figure("accuracy_typical.svg", "Accuracy on typical inputs",
                "Each square is the worst ULP error of a loss in one framework, impl and dtype over every size "
-               "on typical inputs (dark is accurate, 0.5 ulp means correctly rounded); a red x marks unexpected "
-               "non-finite results, grey a cell that failed.", typical_cells,
+               "on typical inputs, printed in the square; the colour is its band in that dtype (green: correctly "
+               "rounded, <= 0.5 ulp; light green: faithful, <= 1; yellow: <= 4; orange: <= 2^(p/2), half the "
+               "digits; red: beyond). A red triangle beside the number marks unexpected non-finite results, grey "
+               "a cell that failed.", typical_cells,
                lambda p: _heatmap(typical_cells, p, "typical inputs", worst_ulp))
-        figure("accuracy_all_regimes.png", "Accuracy over every regime",
+        figure("accuracy_all_regimes.svg", "Accuracy over every regime",
                "The same squares over every input regime (wide, saturated, near overflow, cancellation, edge): "
                "where a choice breaks, not how it usually does.", cells,
                lambda p: _heatmap(cells, p, "all regimes (worst)", worst_ulp))
         figure("error_vs_size.png", "Error of the mean against size",
-               "One panel per loss, one line per framework:impl and dtype (colour = dtype): the ULP error of "
-               "the mean on typical inputs; a line rising with size is reduction error accumulating.", typical,
+               "A row of panels per loss, a column per framework (its colour), a line per impl (line style) and "
+               "dtype (marker): the ULP error of the mean on typical inputs of eager cells; a line rising with size "
+               "is reduction error accumulating.", typical,
                lambda p: _per_loss(typical, p, "ULP error of the mean", lambda r: r["reduced_ulp"]))
     timed = [r for r in typical if r.get("forward_seconds")]
     if timed:
@@ -457,7 +461,7 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
                "beats on both time and error (the Pareto front): pick from it.", timed, lambda p: _pareto(timed, p))
     if gradients:
         typical_gradients = [g for g in gradients if g["regime"] == REGIME and g["status"] != "no_gradient"]
-        figure("gradient_accuracy.png", "Gradient accuracy on typical inputs",
+        figure("gradient_accuracy.svg", "Gradient accuracy on typical inputs",
                "As the accuracy squares, for d(loss)/d(input) against the reference derivative; a square much "
                "brighter than its forward square is a loss accurate forward and wrong backward.", typical_gradients,
                lambda p: _heatmap(typical_gradients, p, "gradient, typical inputs", lambda g: g["max_ulp"]))
