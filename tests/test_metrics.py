@@ -197,7 +197,10 @@ def test_bits_of_error_stay_bounded_where_the_reference_is_zero() -> None:
     assert 13 < metrics.bits_errors(values, zero, "bfloat16")[0] < 16
     extremes = np.array([float(np.finfo(np.float32).max)]), np.array([-float(np.finfo(np.float32).max)])
     assert 31 < metrics.bits_errors(*extremes, "float32")[0] <= 32
-    assert np.isnan(metrics.bits_errors(np.array([np.inf]), np.array([1.0]), "float32")[0])
+    assert np.isnan(metrics.bits_errors(np.array([np.nan]), np.array([1.0]), "float32")[0])
+    largest = float(np.finfo(np.float32).max)  # a reference that overflows float32 rounds to inf
+    assert metrics.bits_errors(np.array([largest]), np.array([np.inf]), "float32")[0] == 1.0
+    assert metrics.bits_errors(np.array([np.inf]), np.array([np.inf]), "float32")[0] == 0.0
 
 
 def test_bits_of_error_round_an_upcast_result_into_the_dtype() -> None:

@@ -149,8 +149,10 @@ def _ordinals(values: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
 
 def bits_errors(values: np.ndarray, rounded: np.ndarray, dtype: str) -> np.ndarray:
     """log2(1 + floats of ``dtype`` between the result (rounded into ``dtype``) and the
-    correctly rounded reference), for finite results and references (nan elsewhere)."""
-    finite = np.isfinite(values) & np.isfinite(rounded)
+    correctly rounded reference); an infinity counts as the float past the largest
+    (a reference that overflows the dtype is 1 bit from its largest float). nan
+    where either is nan."""
+    finite = ~np.isnan(values) & ~np.isnan(rounded)
     with np.errstate(all="ignore"):
         zeros = np.zeros(values.shape)
         sign_a, a = _ordinals(round_pairs(np.where(finite, values, 0.0), zeros, dtype), dtype)

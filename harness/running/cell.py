@@ -9,6 +9,7 @@ are, the time limit, and the device's measured bandwidth.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import signal
 import time
@@ -59,8 +60,8 @@ class CellJob:
     is not to be measured (not asked, or its reference could not be computed)."""
 
     task: CellTask
-    value_reference: str | None
-    gradient_reference: str | None
+    value_reference: str | bytes | None  # a file in the cache, or its bytes (sent by a Dask client)
+    gradient_reference: str | bytes | None
     timeout: float
     bandwidth_limit: float | None = None  # GB/s of this device, for timed cells
 
@@ -98,14 +99,19 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise CellTimeout()
 
 
-@functools.lru_cache(maxsize=8)
-def _value_reference(path: str) -> ValueReference:
-    return ReferenceCache.read(Path(path), VALUE)
+def _source(reference: str | bytes) -> Path | io.BytesIO:
+    """A reference file's path here, or its bytes sent from a Dask client."""
+    return io.BytesIO(reference) if isinstance(reference, bytes) else Path(reference)
 
 
 @functools.lru_cache(maxsize=8)
-def _gradient_reference(path: str, loss: str) -> dict[int, GradArrays]:
-    return ReferenceCache.read(Path(path), gradient_of(loss))
+def _value_reference(reference: str | bytes) -> ValueReference:
+    return ReferenceCache.read(_source(reference), VALUE)
+
+
+@functools.lru_cache(maxsize=8)
+def _gradient_reference(reference: str | bytes, loss: str) -> dict[int, GradArrays]:
+    return ReferenceCache.read(_source(reference), gradient_of(loss))
 
 
 @functools.lru_cache(maxsize=4)

@@ -45,6 +45,7 @@ from harness.model.spec import DTYPES
 from harness.running.cell import (
     DEFAULT_CELL_TIMEOUT, CellJob, CellOutcome, CellTask, measure_bandwidth, run_cell,
 )
+from harness.running import cluster
 from harness.running.workers import Failure, WorkerPool
 from reference.arith import DEFAULT_ENGINE
 from harness.store import GradientRow, Store, StoredKeys
@@ -88,6 +89,7 @@ class SweepConfig:
     reference_engine: str = DEFAULT_ENGINE
     retry_failed: bool = False  # measure stored error, timeout and crashed cells (and gradients) again
     modes: tuple[str, ...] | None = None  # None: each framework's default mode (eager where it has one)
+    scheduler: str | None = None  # a Dask scheduler's address, or "local" (harness.running.cluster); None: this machine
 
     @property
     def value(self) -> LossValue:
@@ -204,44 +206,71 @@ def check_devices(config: SweepConfig) -> None:
 
 
 def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
-              progress: Callable[..., Any] | None = None) -> SweepReport:
+              progress: Callable[..., Any] | None = None, announce: Callable[[str], Any] = lambda line: None
+              ) -> SweepReport:
     """Run (or resume) a sweep. ``progress(total=, desc=, unit=)`` returns an object
-    with update(n) and close(), like tqdm."""
+    with update(n) and close(), like tqdm; ``announce`` takes lines worth saying
+    before the work starts (a cluster's dashboard, refused workers)."""
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
-    run_id = None
     cache.remove_stale()
-    with WorkerPool(config.jobs, threads) as pool:
-        try:
-            ((_, info),) = list(pool.run(describe_frameworks, [config.frameworks]))
-            if isinstance(info, Failure):
-                raise RuntimeError(f"could not start a worker: {info.message}")
-            timing_threads = (os.cpu_count() or 1) if config.time else None
-            run_id = store.start_run(config.describe(), Environment.collect(info, config.jobs, threads,
-                                                                            timing_threads))
-            planned = plan(config, info, store.stored_keys())
-            report = SweepReport(run_id, planned.cells, planned.cells - len(planned.tasks), 0,
-                                 unavailable={n: d.reason or "" for n, d in info.items() if not d.available})
-            started = time.perf_counter()
-            failed_refs = _references(planned.tasks, config, cache, pool, report, progress)
-            report.reference_seconds = time.perf_counter() - started
-            started = time.perf_counter()
-            if any(t.time for t in planned.tasks):
-                pool.close()  # timed cells get the machine to themselves: one worker, every core
-                with WorkerPool(1, os.cpu_count() or 1) as timing_pool:
-                    _measure_bandwidth(planned.tasks, timing_pool, store, report, progress)
-                    _cells(planned.tasks, failed_refs, config, cache, timing_pool, store, report, progress)
+    if config.scheduler is None:
+        with WorkerPool(config.jobs, threads) as pool:
+            return _run(config, store, cache, progress, pool)
+    client, local = cluster.connect(config.scheduler, config.jobs)
+    try:
+        workers, refused = cluster.checked_workers(client)
+        for line in refused:
+            announce(f"lossbench: warning: {line}")
+        announce(f"Dask: {len(workers)} workers at {client.scheduler.address}; dashboard {client.dashboard_link}")
+        with cluster.DaskPool(client, workers, threads) as pool:
+            return _run(config, store, cache, progress, pool)
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+
+
+def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Callable[..., Any] | None,
+         pool: WorkerPool | cluster.DaskPool) -> SweepReport:
+    """The sweep on ``pool``; timed cells on this machine alone, one at a time."""
+    run_id = None
+    try:
+        ((_, info),) = list(pool.run(describe_frameworks, [config.frameworks]))
+        if isinstance(info, Failure):
+            raise RuntimeError(f"could not start a worker: {info.message}")
+        timing_threads = (os.cpu_count() or 1) if config.time else None
+        run_id = store.start_run(config.describe(), Environment.collect(info, config.jobs, pool.threads,
+                                                                        timing_threads))
+        planned = plan(config, info, store.stored_keys())
+        report = SweepReport(run_id, planned.cells, planned.cells - len(planned.tasks), 0,
+                             unavailable={n: d.reason or "" for n, d in info.items() if not d.available})
+        started = time.perf_counter()
+        failed_refs = _references(planned.tasks, config, cache, pool, report, progress)
+        report.reference_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        if any(t.time for t in planned.tasks):
+            if isinstance(pool, cluster.DaskPool):  # the cluster measures what is not timed
+                _cells([t for t in planned.tasks if not t.time], failed_refs, config, cache, pool, store,
+                       report, progress)
+                timed = [t for t in planned.tasks if t.time]
             else:
-                _cells(planned.tasks, failed_refs, config, cache, pool, store, report, progress)
-            report.cell_seconds = time.perf_counter() - started
-            store.end_run(run_id, "incomplete" if report.lost_to_harness or report.lost_to_signal else "complete")
-            return report
-        except BaseException:
-            if run_id is not None:
-                try:
-                    store.end_run(run_id, "interrupted")
-                except OSError:  # the machine fault that stopped the sweep stops this too: the next
-                    pass  # writing command marks the run interrupted (its process is gone by then)
-            raise
+                timed = list(planned.tasks)
+            pool.close()  # timed cells get the machine to themselves: one worker, every core
+            with WorkerPool(1, os.cpu_count() or 1) as timing_pool:
+                _measure_bandwidth(timed, timing_pool, store, report, progress)
+                _cells(timed, failed_refs, config, cache, timing_pool, store, report, progress)
+        else:
+            _cells(planned.tasks, failed_refs, config, cache, pool, store, report, progress)
+        report.cell_seconds = time.perf_counter() - started
+        store.end_run(run_id, "incomplete" if report.lost_to_harness or report.lost_to_signal else "complete")
+        return report
+    except BaseException:
+        if run_id is not None:
+            try:
+                store.end_run(run_id, "interrupted")
+            except OSError:  # the machine fault that stopped the sweep stops this too: the next
+                pass  # writing command marks the run interrupted (its process is gone by then)
+        raise
 
 
 # A set's reference of one measured quantity.

@@ -22,6 +22,7 @@ from harness.present.options import (
     reference_engine_argument,
 )
 from harness.running.cell import DEFAULT_CELL_TIMEOUT
+from harness.running.cluster import ClusterRefused
 from harness.running.sweep import (
     DEFAULT_TIMED_REGIMES, DeviceUnavailable, SweepConfig, check_devices, default_config, run_sweep,
 )
@@ -79,7 +80,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         timed_sizes=tuple(sorted(set(args.time_size))) if args.time_size else None,
         grad=args.grad, grad_regimes=tuple(dict.fromkeys(args.grad_regime)) if args.grad_regime else None,
         reference_engine=args.reference_engine, retry_failed=args.retry_failed,
-        modes=tuple(dict.fromkeys(args.mode)) if args.mode else None,
+        modes=tuple(dict.fromkeys(args.mode)) if args.mode else None, scheduler=args.scheduler or None,
     )
 
 
@@ -96,7 +97,10 @@ def run_and_print(config: SweepConfig, db: Path, no_progress: bool, required: bo
         raise UsageError(str(exc)) from None
     with opened(db) as store:
         store.check()
-        done = run_sweep(config, store, cache, progress)
+        try:
+            done = run_sweep(config, store, cache, progress, lambda line: print(line, flush=True))
+        except ClusterRefused as exc:
+            raise UsageError(str(exc)) from None
     for line in cache.discarded:
         print(f"lossbench: warning: {line}", file=sys.stderr)
     for name, reason in done.unavailable.items():
@@ -162,6 +166,7 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measure stored error, timeout and crashed cells (and gradients) again; "
                              "the new rows replace the old")
     reference_engine_argument(parser)
+    scheduler_argument(parser)
     parser.set_defaults(full=False)
 
 
@@ -176,6 +181,17 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes for the reference and accuracy cells (default: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     reference_engine_argument(parser)
+    scheduler_argument(parser)
+
+
+def scheduler_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=os.environ.get(SCHEDULER_ENV),
+                        help="run the reference and the untimed cells on the Dask cluster at ADDRESS "
+                             "(tcp://host:8786), or on a LocalCluster of --jobs worker processes with 'local'; "
+                             f"timed cells stay on this machine (default: ${SCHEDULER_ENV}, else this machine)")
+
+
+SCHEDULER_ENV = "LOSSBENCH_SCHEDULER"
 
 
 # The main job's compiled cells: compiling costs seconds per graph, so one dtype and
@@ -193,10 +209,12 @@ def _run_run(args: argparse.Namespace) -> int:
     defaults = default_config(quick=True)
     timed = (min(defaults["sizes"]), max(defaults["sizes"]))
     config = SweepConfig(**defaults, jobs=args.jobs, time=True, timed_sizes=timed, grad=True,
-                         grad_regimes=DEFAULT_TIMED_REGIMES, reference_engine=args.reference_engine)
+                         grad_regimes=DEFAULT_TIMED_REGIMES, reference_engine=args.reference_engine,
+                         scheduler=args.scheduler or None)
     compiled = SweepConfig(**{**defaults, "dtypes": COMPILED_DTYPES, "sizes": (COMPILED_SIZE,)}, jobs=args.jobs,
                            time=True, grad=True, grad_regimes=DEFAULT_TIMED_REGIMES,
-                           reference_engine=args.reference_engine, modes=("compiled",))
+                           reference_engine=args.reference_engine, modes=("compiled",),
+                           scheduler=args.scheduler or None)
     print(f"lossbench run: quick sweep of {len(config.losses)} losses into {args.db}; gradients on "
           f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs, timing on them at sizes {timed[0]} and {timed[1]}; then "
           f"compiled execution in {', '.join(COMPILED_DTYPES)} at size {COMPILED_SIZE}", flush=True)

@@ -1,0 +1,171 @@
+"""Sweeps on a real Dask cluster: a LocalCluster of two worker processes, and a
+scheduler and workers started from the `dask` command line on localhost. The
+stored rows equal a local run's; a worker killed mid-sweep by a real signal
+loses and duplicates nothing; a worker running other code is refused."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.running.cluster import differences, environment_versions
+
+ROOT = Path(__file__).resolve().parents[1]
+DASK = str(Path(sys.executable).parent / "dask")
+SWEEP = ["sweep", "--loss", "mse", "bce", "cross_entropy", "--framework", "numpy", "--dtype", "float32",
+         "bfloat16", "--regime", "typical", "edge", "--sizes", "10", "100", "--jobs", "2", "--no-progress"]
+# Measured values (timings and run ids differ between runs; the measured numbers must not).
+COMPARED = ("loss", "framework", "impl", "dtype", "regime", "size", "mode", "status", "result_dtype", "max_ulp",
+            "p99_ulp", "median_ulp", "max_rel", "max_bits", "nonfinite", "unexpected_nonfinite", "ref_unsettled",
+            "items", "items_measured", "reduced_value", "reduced_reference", "reduced_ulp", "reduced_bits")
+
+
+def _lossbench(*argv: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env=env or dict(os.environ))
+
+
+def _rows(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return sorted(conn.execute(f"SELECT {', '.join(COMPARED)} FROM cells").fetchall(), key=repr)
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("local") / "r.sqlite"
+    proc = _lossbench(*SWEEP, "--db", str(db))
+    assert proc.returncode == 0, proc.stderr
+    return db
+
+
+def test_a_local_cluster_stores_what_the_local_pool_stores(local_store: Path, tmp_path: Path) -> None:
+    db = tmp_path / "r.sqlite"
+    proc = _lossbench(*SWEEP, "--scheduler", "local", "--db", str(db))
+    assert proc.returncode == 0, proc.stderr
+    assert "Dask: 2 workers at tcp://" in proc.stdout and "dashboard http" in proc.stdout
+    assert _rows(db) == _rows(local_store)
+    assert len(_rows(db)) == 3 * 2 * 2 * 2 * 2  # losses x dtypes x regimes x sizes x impls
+    again = _lossbench(*SWEEP, "--db", str(db))  # a local rerun finds everything stored
+    assert again.returncode == 0 and "0 stored now" in again.stdout
+
+
+@pytest.fixture()
+def command_line_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """A `dask scheduler` and two `dask worker` processes on localhost: (address, workers)."""
+    file = tmp_path / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}  # workers start their own children
+    scheduler = subprocess.Popen([DASK, "scheduler", "--scheduler-file", str(file), "--port", "0",
+                                  "--dashboard-address", ":0"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    processes = [scheduler]
+    try:
+        for _ in range(100):
+            if file.exists() and file.read_text().strip():
+                break
+            time.sleep(0.2)
+        address = json.loads(file.read_text())["address"]
+        workers = [subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--name", f"w{k}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                    start_new_session=True, cwd=ROOT) for k in range(2)]
+        processes += workers
+        _wait_for_workers(address, 2)
+        yield address, workers
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_for_workers(address: str, count: int) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="20s") as client:
+        client.wait_for_workers(count, timeout=120)
+
+
+def test_a_command_line_cluster_stores_what_the_local_pool_stores_and_survives_a_killed_worker(
+        command_line_cluster: tuple[str, list[subprocess.Popen]], local_store: Path, tmp_path: Path) -> None:
+    """A real SIGKILL of one `dask worker` process while the sweep runs: Dask runs its
+    tasks on the other, and the store ends with every cell once, as a local run's."""
+    address, workers = command_line_cluster
+    db = tmp_path / "r.sqlite"
+    sweep = subprocess.Popen([sys.executable, "-m", "harness", *SWEEP, "--scheduler", address, "--db", str(db)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and sweep.poll() is None:  # the sweep has started measuring
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    if conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    os.kill(workers[0].pid, signal.SIGKILL)
+    out, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, err
+    assert workers[0].wait(10) == -signal.SIGKILL
+    assert _rows(db) == _rows(local_store)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM lost").fetchone()[0] == 0
+
+
+def test_a_worker_running_other_code_is_refused(command_line_cluster: tuple[str, list[subprocess.Popen]],
+                                                tmp_path: Path) -> None:
+    """A third worker started from a copy of the code with one edited file: named,
+    refused before any task, and the sweep runs on the two that match."""
+    address, _ = command_line_cluster
+    copy = tmp_path / "copy"
+    for folder in ("harness", "reference"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    with (copy / "reference" / "formulas.py").open("a") as file:
+        file.write("\n# an edit this worker has and the client has not\n")
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False", "PYTHONPATH": str(copy)}
+    other = subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--name", "edited"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+                             cwd=copy)
+    try:
+        _wait_for_workers(address, 3)
+        proc = _lossbench("sweep", "--loss", "mse", "--framework", "numpy", "--dtype", "float32", "--regime",
+                          "typical", "--sizes", "10", "--no-progress", "--scheduler", address, "--db",
+                          str(tmp_path / "r.sqlite"))
+        assert proc.returncode == 0, proc.stderr
+        refused = [line for line in proc.stdout.splitlines() if "refused" in line]
+        assert len(refused) == 1 and "code " in refused[0], proc.stdout
+        assert "Dask: 2 workers" in proc.stdout
+    finally:
+        os.killpg(other.pid, signal.SIGTERM)
+        other.wait(20)
+
+
+def test_no_matching_worker_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every worker differs: exit 2, one line naming each refused worker."""
+    from harness.running import cluster
+
+    monkeypatch.setattr(cluster, "environment_versions", lambda: {"lossbench": "client-only"})
+    from harness.present.cli import main
+
+    assert main(["sweep", "--loss", "mse", "--framework", "numpy", "--dtype", "float32", "--regime", "typical",
+                 "--sizes", "10", "--no-progress", "--scheduler", "local", "--jobs", "1",
+                 "--db", str(tmp_path / "r.sqlite")]) == 2
+
+
+def test_versions_name_what_differs() -> None:
+    mine = environment_versions()
+    assert {"lossbench", "numpy", "torch", "code"} <= set(mine)
+    assert differences(mine, {**mine, "torch": "0.0"}) == [f"torch 0.0 (client {mine['torch']})"]
+    assert differences(mine, mine) == []
