@@ -195,10 +195,7 @@ def check_devices(config: SweepConfig) -> None:
     sweep asks them, so this process imports none."""
     if set(config.devices) <= {"cpu"}:
         return
-    with WorkerPool(1) as pool:
-        ((_, info),) = list(pool.run(describe_frameworks, [config.frameworks]))
-    if isinstance(info, Failure):
-        raise RuntimeError(f"could not ask the frameworks for their devices: {info.message}")
+    info = framework_info(config.frameworks)
     for device in config.devices:
         if not any(device in fw.devices for fw in info.values() if fw.available):
             raise DeviceUnavailable(f"no chosen framework offers device {device} on this machine "
@@ -282,11 +279,25 @@ def _needed(task: CellTask, config: SweepConfig) -> list[RefKey]:
     return ([(s, config.value)] if task.value else []) + ([(s, config.gradient(s.loss))] if task.grad else [])
 
 
+def needed_references(tasks: Sequence[CellTask], config: SweepConfig) -> dict[RefKey, list[int]]:
+    """Every set reference the tasks read, with the sizes it must cover."""
+    return {k: sizes_for(k[0], config) for t in tasks for k in _needed(t, config)}
+
+
+def framework_info(frameworks: Sequence[str]) -> dict[str, FrameworkInfo]:
+    """What each framework offers here, asked in a worker (this process imports none)."""
+    with WorkerPool(1) as pool:
+        ((_, info),) = list(pool.run(describe_frameworks, [tuple(frameworks)]))
+    if isinstance(info, Failure):
+        raise RuntimeError(f"could not start a worker: {info.message}")
+    return info
+
+
 def _references(tasks: Sequence[CellTask], config: SweepConfig, cache: ReferenceCache, pool: WorkerPool,
                 report: SweepReport, progress: Callable[..., Any] | None) -> dict[RefKey, str]:
     """Compute every missing set reference (values and gradients), chunks of all
     sets in parallel; returns those that failed, with why."""
-    needed = {k: sizes_for(k[0], config) for t in tasks for k in _needed(t, config)}
+    needed = needed_references(tasks, config)
     missing = {k: sizes for k, sizes in needed.items() if not cache.has(k[0], sizes, k[1])}
     report.reference_sets, report.reference_cached = len(needed), len(needed) - len(missing)
     chunks = [c for (s, quantity), sizes in missing.items() for c in chunk_tasks(s, sizes, quantity)]

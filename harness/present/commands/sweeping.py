@@ -22,11 +22,13 @@ from harness.present.options import (
     reference_engine_argument,
 )
 from harness.running.cell import DEFAULT_CELL_TIMEOUT
+from harness.running import costs
 from harness.running.cluster import ClusterRefused
 from harness.running.sweep import (
-    DEFAULT_TIMED_REGIMES, DeviceUnavailable, SweepConfig, check_devices, default_config, run_sweep,
+    DEFAULT_TIMED_REGIMES, DeviceUnavailable, SweepConfig, check_devices, default_config, framework_info,
+    needed_references, plan, run_sweep,
 )
-from harness.store import DEFAULT_DB
+from harness.store import DEFAULT_DB, StoredKeys
 
 
 # A cell holds its input, its reference (hi, lo, rounded, settled, precision) and its
@@ -167,11 +169,38 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
                              "the new rows replace the old")
     reference_engine_argument(parser)
     scheduler_argument(parser)
+    parser.add_argument("--plan", action="store_true",
+                        help="print the cells, input sets, reference items and estimated CPU-hours; run nothing")
     parser.set_defaults(full=False)
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
+    if args.plan:
+        return print_plan(sweep_config(args), args.db)
     return run_and_print(sweep_config(args), args.db, args.no_progress)
+
+
+def print_plan(config: SweepConfig, db: Path) -> int:
+    """What the sweep would measure and what it would cost, running nothing."""
+    info = framework_info(config.frameworks)
+    if db.exists():
+        with opened(db, "lossbench sweep") as store:
+            stored, rows = store.stored_keys(), list(store.cells())
+    else:
+        stored, rows = StoredKeys({}, set()), []
+    planned = plan(config, info, stored)
+    cache = ReferenceCache(db.parent / "refcache")
+    found = costs.estimate(planned.tasks, planned.cells, needed_references(planned.tasks, config), cache, rows)
+    print(f"plan: {found.cells:,} cells, {found.tasks:,} to measure ({found.timed:,} timed), "
+          f"{found.input_sets:,} input sets")
+    print(f"reference: {found.value_sets:,} value references to compute ({found.value_items:,} items), "
+          f"{found.gradient_sets:,} gradient references ({found.gradient_items:,} components)")
+    cells = f"{found.cell_seconds / 3600:,.2f} CPU-hours" if found.cell_seconds is not None else "unknown"
+    print(f"estimated: reference {found.reference_seconds / 3600:,.2f} CPU-hours (rates measured now on typical "
+          f"inputs; other regimes cost more), cells {cells} ({found.cell_basis})")
+    if found.cpu_hours is not None:
+        print(f"total {found.cpu_hours:,.2f} CPU-hours; " + "; ".join(costs.hours_on(found)))
+    return 0
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
