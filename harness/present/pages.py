@@ -25,14 +25,17 @@ STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}"
 def squares(rows: Sequence[Row], value: Callable[[Row], float | None]) -> str:
     """Choice x regime: the worst value over sizes in a square coloured by its band,
     the number printed; (nf) marks unexpected non-finite results, grey a failure."""
-    regimes = [g for g in ALL_REGIMES if any(r["regime"] == g for r in rows)]
-    choices = sorted({choice(r) for r in rows})
+    grouped: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        grouped.setdefault((choice(r), r["regime"]), []).append(r)
+    regimes = [g for g in ALL_REGIMES if any(regime == g for _, regime in grouped)]
+    choices = sorted({c for c, _ in grouped})
     head = "<tr><th>framework:impl dtype</th>" + "".join(f"<th>{html.escape(g)}</th>" for g in regimes) + "</tr>"
     body = []
     for c in choices:
         cells = []
         for g in regimes:
-            here = [r for r in rows if choice(r) == c and r["regime"] == g]
+            here = grouped.get((c, g), [])
             values = [v for r in here if r["status"] == "ok" and (v := value(r)) is not None]
             nonfinite = any(r["status"] == "ok" and r.get("unexpected_nonfinite") for r in here)
             if values:
