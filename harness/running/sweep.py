@@ -203,16 +203,17 @@ def check_devices(config: SweepConfig) -> None:
 
 
 def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
-              progress: Callable[..., Any] | None = None, announce: Callable[[str], Any] = lambda line: None
-              ) -> SweepReport:
+              progress: Callable[..., Any] | None = None, announce: Callable[[str], Any] = lambda line: None,
+              info: dict[str, FrameworkInfo] | None = None) -> SweepReport:
     """Run (or resume) a sweep. ``progress(total=, desc=, unit=)`` returns an object
     with update(n) and close(), like tqdm; ``announce`` takes lines worth saying
-    before the work starts (a cluster's dashboard, refused workers)."""
+    before the work starts (a cluster's dashboard, refused workers); ``info``, what
+    the frameworks offer where the caller has asked them already (else a worker asks)."""
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     cache.remove_stale()
     if config.scheduler is None:
         with WorkerPool(config.jobs, threads) as pool:
-            return _run(config, store, cache, progress, pool)
+            return _run(config, store, cache, progress, pool, info)
     client, local = cluster.connect(config.scheduler, config.jobs)
     try:
         workers, refused = cluster.checked_workers(client)
@@ -220,7 +221,7 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
             announce(f"lossbench: warning: {line}")
         announce(f"Dask: {len(workers)} workers at {client.scheduler.address}; dashboard {client.dashboard_link}")
         with cluster.DaskPool(client, workers, threads) as pool:
-            return _run(config, store, cache, progress, pool)
+            return _run(config, store, cache, progress, pool, info)
     finally:
         client.close()
         if local is not None:
@@ -228,13 +229,14 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
 
 
 def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Callable[..., Any] | None,
-         pool: WorkerPool | cluster.DaskPool) -> SweepReport:
+         pool: WorkerPool | cluster.DaskPool, info: dict[str, FrameworkInfo] | None) -> SweepReport:
     """The sweep on ``pool``; timed cells on this machine alone, one at a time."""
     run_id = None
     try:
-        ((_, info),) = list(pool.run(describe_frameworks, [config.frameworks]))
-        if isinstance(info, Failure):
-            raise RuntimeError(f"could not start a worker: {info.message}")
+        if info is None:
+            ((_, info),) = list(pool.run(describe_frameworks, [config.frameworks]))
+            if isinstance(info, Failure):
+                raise RuntimeError(f"could not start a worker: {info.message}")
         timing_threads = (os.cpu_count() or 1) if config.time else None
         run_id = store.start_run(config.describe(), Environment.collect(info, config.jobs, pool.threads,
                                                                         timing_threads))

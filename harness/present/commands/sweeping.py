@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from harness import adapters
 from harness.adapters import FRAMEWORKS
+from harness.measure.environment import FrameworkInfo
 from harness.measure.refcache import ReferenceCache
 from harness.model import registry
 from harness.model.spec import ALL_REGIMES, DEVICES, DTYPES, MODES
@@ -86,7 +87,8 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
     )
 
 
-def run_and_print(config: SweepConfig, db: Path, no_progress: bool, required: bool = True) -> int:
+def run_and_print(config: SweepConfig, db: Path, no_progress: bool, required: bool = True,
+                  info: dict[str, FrameworkInfo] | None = None) -> int:
     """Run the sweep into ``db`` and print what it did; returns the exit code
     (3 where cells were lost to a signal from outside, 70 to lossbench itself:
     either way not stored, and the next run measures them). A grid with no cell
@@ -100,7 +102,7 @@ def run_and_print(config: SweepConfig, db: Path, no_progress: bool, required: bo
     with opened(db) as store:
         store.check()
         try:
-            done = run_sweep(config, store, cache, progress, lambda line: print(line, flush=True))
+            done = run_sweep(config, store, cache, progress, lambda line: print(line, flush=True), info)
         except ClusterRefused as exc:
             raise UsageError(str(exc)) from None
     for line in cache.discarded:
@@ -247,8 +249,10 @@ def _run_run(args: argparse.Namespace) -> int:
     print(f"lossbench run: quick sweep of {len(config.losses)} losses into {args.db}; gradients on "
           f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs, timing on them at sizes {timed[0]} and {timed[1]}; then "
           f"compiled execution in {', '.join(COMPILED_DTYPES)} at size {COMPILED_SIZE}", flush=True)
-    code = max(run_and_print(config, args.db, args.no_progress),
-               run_and_print(compiled, args.db, args.no_progress, required=False))
+    # Asked once for both sweeps (a worker imports every framework); a cluster's workers answer for themselves.
+    info = framework_info(config.frameworks) if config.scheduler is None else None
+    code = max(run_and_print(config, args.db, args.no_progress, info=info),
+               run_and_print(compiled, args.db, args.no_progress, required=False, info=info))
     with opened(args.db) as store:
         stored = store.atlas()
     entries = build_atlas(list(registry.names()), chosen_frameworks(None), ["float32"], args.no_progress, stored)
