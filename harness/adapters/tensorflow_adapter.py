@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its C++ log lines, errors included: failures raise
 
 import numpy as np  # noqa: E402
 
