@@ -9,7 +9,8 @@ the workers through Dask (scattered once per input set), never as a path on the
 client's disk: the workers need no shared file system.
 
 Isolation is the local pool's: each Dask worker keeps one child process
-(harness.running.workers) and runs every task in it, so a task that crashes or
+(harness.running.workers) and runs every task in it (tasks travel in small
+batches, one Dask round trip each, and run one by one in the child), so a task that crashes or
 hangs kills only that child and is reported as locally (a fault signal, an exit,
 a timeout), the cell timeout's SIGALRM fires in the child's main thread, and
 framework threads are set there as locally. A Dask worker killed from outside
@@ -77,20 +78,29 @@ _CHILD: dict[str, WorkerPool] = {}
 _CHILD_LOCK = threading.Lock()
 
 
-def _in_child(function: Callable[[Any], Any], task: Any, limit: float, threads: int, *references: bytes | None) -> Any:
-    """Run on a Dask worker: the task in this worker's child process, as the local
-    pool runs it; a cell job gets its references' bytes in place of their paths."""
+def _in_child(function: Callable[[Any], Any], tasks: list[Any], limits: list[float], threads: int,
+              references: dict[str, bytes]) -> list[Any]:
+    """Run on a Dask worker: a batch of tasks in this worker's child process, one
+    after another as the local pool runs them (a task that kills the child costs
+    that task alone); a cell job gets its references' bytes in place of their paths."""
     if references:
-        task = dataclasses.replace(task, value_reference=references[0], gradient_reference=references[1])
+        tasks = [dataclasses.replace(t, value_reference=references.get(t.value_reference),
+                                     gradient_reference=references.get(t.gradient_reference)) for t in tasks]
+    limit = dict(zip(map(id, tasks), limits))
     with _CHILD_LOCK:
         pool = _CHILD.setdefault("pool", WorkerPool(1, threads))
-        ((_, outcome),) = list(pool.run(function, [task], lambda _: limit))
-    return outcome
+        done = {id(task): outcome for task, outcome in pool.run(function, tasks, lambda t: limit[id(t)])}
+    return [done[id(task)] for task in tasks]
+
+
+# Tasks travel in batches: one Dask round trip per batch, not per task, while
+# leaving each worker several batches to share out. At most this many per batch.
+BATCH = 16
 
 
 class DaskPool:
     """The WorkerPool interface over a Dask client: ``run`` yields (task, result or
-    Failure) as tasks finish, on the checked workers only."""
+    Failure) as tasks finish (a batch at a time), on the checked workers only."""
 
     def __init__(self, client: Any, workers: list[str], threads: int) -> None:
         self.client, self.workers, self.threads = client, workers, threads
@@ -106,35 +116,41 @@ class DaskPool:
     def close(self) -> None:
         self._scattered.clear()
 
-    def _reference(self, path: str | None) -> Any:
-        """A reference file's bytes on the cluster, scattered once per file."""
-        if path is None:
-            return None
-        if path not in self._scattered:
-            self._scattered[path] = self.client.scatter(Path(path).read_bytes(), hash=False, broadcast=False)
-        return self._scattered[path]
+    def _references(self, batch: list[Any]) -> dict[str, Any]:
+        """The batch's reference files as bytes on the cluster, each scattered once."""
+        found = {}
+        for task in batch:
+            for path in (getattr(task, "value_reference", None), getattr(task, "gradient_reference", None)):
+                if path is None:
+                    continue
+                if path not in self._scattered:
+                    self._scattered[path] = self.client.scatter(Path(path).read_bytes(), hash=False, broadcast=False)
+                found[path] = self._scattered[path]
+        return found
 
     def run(self, function: Callable[[Any], Any], tasks: Iterable[Any],
             hard_limit: Callable[[Any], float] = lambda task: float("inf")) -> Iterator[tuple[Any, Any]]:
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
 
+        queue = list(tasks)
+        size = max(1, min(BATCH, len(queue) // (4 * self.jobs)))
         futures = {}
-        for task in tasks:
-            references = (self._reference(task.value_reference), self._reference(task.gradient_reference)) \
-                if hasattr(task, "value_reference") else ()
-            future = self.client.submit(_in_child, function, task, hard_limit(task), self.threads, *references,
-                                        pure=False, workers=self.workers, allow_other_workers=False)
-            futures[future] = task
+        for start in range(0, len(queue), size):
+            batch = queue[start:start + size]
+            future = self.client.submit(_in_child, function, batch, [hard_limit(t) for t in batch], self.threads,
+                                        self._references(batch), pure=False, workers=self.workers,
+                                        allow_other_workers=False)
+            futures[future] = batch
         for future in as_completed(list(futures)):
-            task = futures.pop(future)
+            batch = futures.pop(future)
             try:
-                outcome = future.result()
+                outcomes = future.result()
             except KilledWorker as exc:
-                outcome = Failure("crashed", f"its Dask worker died on every try ({exc})", signal=9)
-            except Exception as exc:  # noqa: BLE001  the task raised outside the child: lossbench's, not the cell's
-                outcome = Failure("error", f"{type(exc).__name__}: {exc}")
-            yield task, outcome
+                outcomes = [Failure("crashed", f"its Dask worker died on every try ({exc})", signal=9)] * len(batch)
+            except Exception as exc:  # noqa: BLE001  raised outside the child: lossbench's, not the cells'
+                outcomes = [Failure("error", f"{type(exc).__name__}: {exc}")] * len(batch)
+            yield from zip(batch, outcomes)
 
 
 def connect(address: str, jobs: int) -> tuple[Any, Any]:
