@@ -19,7 +19,8 @@ COMMANDS: tuple[Command, ...] = (*catalog.COMMANDS, *evaluate.COMMANDS, *sweepin
 
 EXIT_CODES = {
     0: "success",
-    1: "the measured thing failed: a framework raised (eval), nothing qualifies (recommend)",
+    1: "the measured thing failed: a framework raised (eval), nothing qualifies (recommend), "
+       "something got worse (compare)",
     2: "bad input or usage, an unusable results store",
     3: "the environment failed: disk full, read-only file system, permission denied, "
        "a worker killed from outside (the OS's reason and the path)",
