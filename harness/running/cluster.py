@@ -28,17 +28,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.metadata
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness import adapters
 from harness.running.workers import Failure, WorkerPool
 
 LOCAL = "local"
-# The distributions whose versions a worker must share with the client.
-DISTRIBUTIONS = ("lossbench", "numpy", "ml_dtypes", "mpmath", "python-flint", "torch", "tensorflow-cpu", "keras",
-                 "jax", "jaxlib", "optax", "pytensor", "dask", "distributed")
+# Besides each framework's own distribution (harness.adapters.FRAMEWORKS), what a
+# worker must share with the client: lossbench, the reference's libraries, the
+# frameworks' companions whose code computes losses, and Dask itself.
+COMPANIONS = ("lossbench", "ml_dtypes", "mpmath", "python-flint", "keras", "jaxlib", "optax", "dask", "distributed")
 
 
 class ClusterRefused(ValueError):
@@ -49,8 +52,8 @@ def environment_versions() -> dict[str, str]:
     """This process's versions of every distribution that changes a result, and a
     digest of the harness and reference code (installed editable, the version alone
     would not see an edit)."""
-    versions = {}
-    for name in DISTRIBUTIONS:
+    versions = {name: adapters.installed_version(name) or "absent" for name in adapters.FRAMEWORKS}
+    for name in COMPANIONS:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -147,7 +150,8 @@ class DaskPool:
             try:
                 outcomes = future.result()
             except KilledWorker as exc:
-                outcomes = [Failure("crashed", f"its Dask worker died on every try ({exc})", signal=9)] * len(batch)
+                lost = Failure("crashed", f"its Dask worker died on every try ({exc})", signal=signal.SIGKILL)
+                outcomes = [lost] * len(batch)
             except Exception as exc:  # noqa: BLE001  raised outside the child: lossbench's, not the cells'
                 outcomes = [Failure("error", f"{type(exc).__name__}: {exc}")] * len(batch)
             yield from zip(batch, outcomes)

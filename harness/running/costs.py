@@ -12,7 +12,6 @@ items escalate, so the reference estimate is a lower bound.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.measure.quantity import Quantity
+from harness.measure.quantity import LossGradient, Quantity
 from harness.measure.refcache import ReferenceCache
 from harness.measure.refsets import InputSet
 from harness.model import registry
@@ -56,7 +55,7 @@ def reference_rate(loss: str, dtype: str, quantity: Quantity, rates: dict[tuple[
     """Seconds per item (a row for row-wise losses) of ``quantity`` on typical inputs
     of ``loss`` in a dtype like ``dtype``, measured once on a small sample."""
     kind = "float64" if dtype == "float64" else "narrow"
-    key = (loss, kind, quantity.label)
+    key = (loss, kind, type(quantity).__name__)
     if key not in rates:
         sample = InputSet.with_defaults(loss, "float64" if kind == "float64" else "float32", "typical")
         size = SAMPLE_ITEMS * sample.width
@@ -97,7 +96,7 @@ def estimate(tasks: Sequence[Any], cells: int, references: Mapping[tuple[InputSe
             continue
         items = inputset.items(max(sizes))
         reference_seconds += items * reference_rate(inputset.loss, inputset.dtype, quantity, rates)
-        if quantity.label == "reference":
+        if not isinstance(quantity, LossGradient):
             value_sets, value_items = value_sets + 1, value_items + items
         else:
             gradient_sets, gradient_items = gradient_sets + 1, gradient_items + _components(inputset, items)
@@ -120,4 +119,4 @@ def hours_on(estimate: Estimate, workers: Sequence[int] = (1, 2, 8, 32, 128)) ->
     """Wall hours on N workers, if the work divided perfectly (timed cells need a host each)."""
     if estimate.cpu_hours is None:
         return []
-    return [f"{n} workers: {estimate.cpu_hours / n:,.2f} h" for n in workers if not math.isnan(estimate.cpu_hours)]
+    return [f"{n} workers: {estimate.cpu_hours / n:,.2f} h" for n in workers]
