@@ -17,12 +17,11 @@ from typing import Any
 from harness.measure.deviations import CLAMPED
 from harness.model.spec import ALL_REGIMES
 from harness.present.recommend import Candidate, recommend
-from harness.present.scales import BANDS, band
+from harness.present.scales import BANDS, backward_ratio, band, far_worse_backward
 
 Row = Mapping[str, Any]
 STRICT_ULP = 4.0
 LOOSE_REL = 1e-3
-GRADIENT_FACTOR = 100  # a gradient this many times worse (in ulp) than the value is worth a warning
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,8 @@ def warning(c: Candidate, cells: Sequence[Row], gradients: Sequence[Row], atlas:
     if worst is not None and band(worst["max_ulp"], c.dtype) == len(BANDS) - 1:  # past 2^(p/2) ulp
         return f"loses half its digits or more on {worst['regime']} inputs ({worst['max_ulp']:.3g} ulp)"
     for g in gradients:
-        if _is(g, c) and g["status"] == "ok" and g["max_ulp"] is not None and g["forward_max_ulp"] is not None \
-                and g["max_ulp"] > GRADIENT_FACTOR * max(g["forward_max_ulp"], 1.0):
-            return f"its gradient is {g['max_ulp'] / max(g['forward_max_ulp'], 1.0):.3g}x worse than its value " \
-                   f"({g['regime']} inputs)"
+        if _is(g, c) and far_worse_backward(g):
+            return f"its gradient is {backward_ratio(g):.3g}x worse than its value ({g['regime']} inputs)"
     if c.result_dtype != c.dtype:
         return f"silently computes in {c.result_dtype}"
     for entry in atlas:

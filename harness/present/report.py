@@ -25,7 +25,10 @@ from harness.running.benchgrid import ANCHORS, BenchCase
 from harness.present.answers import LOOSE_REL, STRICT_ULP, Answer, answers
 from harness.present.compare import MATCHED_ON, Comparison
 from harness.present.pages import loss_page
-from harness.present.scales import BAND_COLOURS, BANDS, DTYPE_MARKERS, FRAMEWORK_COLOURS, band, choice, worst_ulp
+from harness.present.scales import (
+    BAND_COLOURS, BANDS, DTYPE_MARKERS, FRAMEWORK_COLOURS, WORSE_BACKWARD, backward_ratio, band, choice,
+    far_worse_backward, worst_ulp,
+)
 from harness.present.render import describe, format_cell
 from harness.model import registry
 from harness.model.spec import DTYPES
@@ -303,7 +306,6 @@ def _pareto(rows: Sequence[Row], path: Path) -> bool:
     return True
 
 
-
 def mode_pairs(cells: Sequence[Row]) -> list[tuple[Row, Row]]:
     """(eager, compiled) rows of the same cell, both ok and measured."""
     def key(r: Row) -> tuple[Any, ...]:
@@ -507,14 +509,8 @@ def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, 
     ok = [r for r in cells if r["status"] == "ok"]
     worst = sorted(_at_worst_size((r for r in ok if worst_ulp(r) is not None), worst_ulp),
                    key=lambda r: -(worst_ulp(r) or 0))[:15]
-
-    def backward_ratio(g: Row) -> float:
-        return g["max_ulp"] / max(g["forward_max_ulp"], 1.0)
-
-    worse_backward = sorted(_at_worst_size(
-        (g for g in gradients if g["status"] == "ok" and g["max_ulp"] is not None and g["forward_max_ulp"] is not None
-         and g["max_ulp"] > WORSE_BACKWARD * max(g["forward_max_ulp"], 1.0)), backward_ratio),
-        key=lambda g: -backward_ratio(g))[:15]
+    worse_backward = sorted(_at_worst_size((g for g in gradients if far_worse_backward(g)), backward_ratio),
+                            key=lambda g: -backward_ratio(g))[:15]
     return {
         "environment": last.environment if last else Environment({}),
         "config": last.config if last else {},
@@ -542,7 +538,7 @@ def _at_worst_size(rows: Iterable[Row], badness: Callable[[Row], Any]) -> list[R
     return [{**max(g, key=badness), "sizes": len(g)} for g in groups.values()]
 
 
-_CELL_APART_FROM_SIZE = ("loss", "params", "framework", "impl", "dtype", "device", "mode", "regime", "width", "seed")
+_CELL_APART_FROM_SIZE = tuple(c for c in MATCHED_ON if c != "size")  # framework versions grouped too
 
 
 def _latest_bandwidth(store: Store) -> list[Row]:
@@ -556,8 +552,6 @@ WORST_NOTE = ("One row per cell at its worst size (sizes: how many sizes of that
               "worst of max_ulp and reduced_ulp first. max_bits: bits of error, log2(1 + floats of the dtype "
               "between result and correctly rounded reference), 0 to the dtype's width; empty for rows stored "
               "before schema 8.")
-# A gradient is listed as far worse than its forward value past this ratio of max ulps.
-WORSE_BACKWARD = 100
 WORST_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime", "size", "sizes", "max_ulp", "max_bits",
                  "reduced_ulp", "max_rel", "unexpected_nonfinite")
 MODE_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "eager_ulp", "compiled_ulp")

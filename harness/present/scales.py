@@ -35,3 +35,17 @@ def band(ulp: float, dtype: str) -> int:
         if ulp <= bound:
             return index
     return len(BANDS) - 1
+
+
+# A gradient this many times worse (in ulp) than its forward value is listed and warned of.
+WORSE_BACKWARD = 100
+
+
+def backward_ratio(gradient: Row) -> float:
+    """How many times the gradient's worst ULP error exceeds its forward value's (at least 1 ulp)."""
+    return gradient["max_ulp"] / max(gradient["forward_max_ulp"], 1.0)
+
+
+def far_worse_backward(gradient: Row) -> bool:
+    return (gradient["status"] == "ok" and gradient["max_ulp"] is not None
+            and gradient["forward_max_ulp"] is not None and backward_ratio(gradient) > WORSE_BACKWARD)
