@@ -20,6 +20,8 @@ import pytest
 from harness.running.cluster import differences, environment_versions
 
 ROOT = Path(__file__).resolve().parents[1]
+# The test adapter whose implementations raise, crash, hang or sleep (tests/support).
+FAULTY = {"PYTHONPATH": str(ROOT), "LOSSBENCH_ADAPTERS": "faulty=tests.support.faulty_adapter"}
 DASK = str(Path(sys.executable).parent / "dask")
 SWEEP = ["sweep", "--loss", "mse", "bce", "cross_entropy", "--framework", "numpy", "--dtype", "float32",
          "bfloat16", "--regime", "typical", "edge", "--sizes", "10", "100", "--jobs", "2", "--no-progress"]
@@ -62,7 +64,7 @@ def test_a_local_cluster_stores_what_the_local_pool_stores(local_store: Path, tm
 def command_line_cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
     """A `dask scheduler` and two `dask worker` processes on localhost: (address, workers)."""
     file = tmp_path / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}  # workers start their own children
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False", **FAULTY}  # workers start children
     scheduler = subprocess.Popen([DASK, "scheduler", "--scheduler-file", str(file), "--port", "0",
                                   "--dashboard-address", ":0"], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -122,6 +124,71 @@ def test_a_command_line_cluster_stores_what_the_local_pool_stores_and_survives_a
     assert _rows(db) == _rows(local_store)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM lost").fetchone()[0] == 0
+
+
+def _sweep_until_stored(argv: list[str], db: Path, env: dict) -> subprocess.Popen:
+    """A sweep started in the background, returned once its first cell is stored."""
+    sweep = subprocess.Popen([sys.executable, "-m", "harness", *argv, "--db", str(db)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and sweep.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    if conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    assert sweep.poll() is None, "the sweep finished before it could be killed"
+    return sweep
+
+
+DTYPES, SIZES = ("float32", "float16", "bfloat16", "float64"), (10, 100, 1000, 10000)
+
+
+def test_a_client_killed_mid_sweep_resumes_on_the_cluster_with_nothing_lost_or_duplicated(
+        command_line_cluster: tuple[str, list[subprocess.Popen]], tmp_path: Path) -> None:
+    """A real SIGKILL of the `lossbench sweep` client while the cluster works for it;
+    the same command run again against the same scheduler completes the sweep."""
+    address, _ = command_line_cluster
+    db = tmp_path / "r.sqlite"
+    argv = ["sweep", "--loss", "mse", "--framework", "faulty", "--impl", "slow", "--dtype", *DTYPES, "--sizes",
+            *map(str, SIZES), "--no-progress", "--scheduler", address]
+    env = {**os.environ, **FAULTY}
+    sweep = _sweep_until_stored(argv, db, env)
+    sweep.kill()
+    assert sweep.wait(10) == -signal.SIGKILL
+    with sqlite3.connect(db) as conn:
+        before = conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+    again = _lossbench(*argv, "--db", str(db), env=env)
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(db) as conn:
+        keys = conn.execute("SELECT dtype, regime, size, status FROM cells").fetchall()
+        runs = [status for (status,) in conn.execute("SELECT status FROM runs ORDER BY id")]
+    regimes = {regime for _, regime, _, _ in keys}
+    assert len(keys) == len(set(keys)) == len(DTYPES) * len(regimes) * len(SIZES), "lost or duplicated cells"
+    assert 0 < before < len(keys) and {status for *_, status in keys} == {"ok"}
+    assert f"{before} already stored, {len(keys) - before} stored now" in again.stdout
+    assert runs == ["interrupted", "complete"]
+
+
+def test_cell_timeout_and_cell_faults_hold_on_a_cluster(tmp_path: Path) -> None:
+    """On Dask workers as in the local pool: a hanging cell ends at --cell-timeout, a
+    crashing one names its signal, a raising one its exception, and the sweep goes on."""
+    db = tmp_path / "r.sqlite"
+    proc = _lossbench("sweep", "--loss", "mse", "--framework", "faulty", "--impl", "ok", "raises", "crashes",
+                      "hangs", "--dtype", "float32", "--regime", "typical", "--sizes", "10", "--cell-timeout", "2",
+                      "--jobs", "2", "--no-progress", "--scheduler", "local", "--db", str(db),
+                      env={**os.environ, **FAULTY})
+    assert proc.returncode == 0, proc.stderr
+    with sqlite3.connect(db) as conn:
+        status = dict((impl, (status, error)) for impl, status, error in
+                      conn.execute("SELECT impl, status, error FROM cells"))
+    assert status["ok"][0] == "ok"
+    assert status["raises"] == ("error", "RuntimeError: deliberate failure inside the framework")
+    assert status["crashes"] == ("crashed", "the worker process was killed by SIGSEGV")
+    assert status["hangs"] == ("timeout", "exceeded the 2 s cell limit")
 
 
 def test_a_worker_running_other_code_is_refused(command_line_cluster: tuple[str, list[subprocess.Popen]],
