@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import collections
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from harness.measure.refcache import ReferenceCache
-from harness.running.sweep import (
-    DEFAULT_TIMED_REGIMES, SweepConfig, SweepReport, _references, default_config, framework_info, plan,
-)
-from harness.running.workers import WorkerPool
-from harness.store import StoredKeys
+from harness.running.sweep import DEFAULT_TIMED_REGIMES, SweepConfig, default_config, prepare_references
 
 
 def main() -> None:
@@ -27,13 +22,9 @@ def main() -> None:
     sizes = defaults["sizes"]
     config = SweepConfig(**defaults, jobs=2, time=True, timed_sizes=(min(sizes), max(sizes)), grad=True,
                          grad_regimes=DEFAULT_TIMED_REGIMES)
-    planned = plan(config, framework_info(config.frameworks), StoredKeys({}, set()))
     folder = Path(tempfile.mkdtemp())
-    report = SweepReport(0, 0, 0, 0)
-    started = time.perf_counter()
-    with WorkerPool(2, 1) as pool:
-        failed = _references(planned.tasks, config, ReferenceCache(folder), pool, report, None)
-    print(f"reference: {report.reference_sets} sets in {time.perf_counter() - started:.1f} s, {len(failed)} failed")
+    report, failed = prepare_references(config, ReferenceCache(folder))
+    print(f"reference: {report.reference_sets} sets in {report.reference_seconds:.1f} s, {len(failed)} failed")
     values, gradients = collections.Counter(), collections.Counter()
     for path in folder.glob("*.npz"):
         with np.load(path) as data:

@@ -25,8 +25,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
-import flint
 import mpmath
+
+try:
+    import flint
+except ImportError:  # a machine without python-flint (the lent GPU one) has the mpmath engine only
+    flint = None
 from mpmath.libmp import libmpf
 
 from reference.mpexact import guarded_total, ratio
@@ -230,9 +234,13 @@ DEFAULT_ENGINE = "flint"
 
 def engine(name: str) -> Arithmetic:
     try:
-        return ENGINES[name]
+        found = ENGINES[name]
     except KeyError:
         raise ValueError(f"unknown reference engine {name!r}; expected one of {', '.join(ENGINES)}") from None
+    if isinstance(found, Balls) and flint is None:
+        raise ValueError("reference engine flint needs python-flint, which is not installed here; "
+                         "use --reference-engine mpmath")
+    return found
 
 
 def bounds(c: Arithmetic, result: Any) -> tuple[Raw, Raw]:

@@ -30,8 +30,9 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import flint
 import numpy as np
+
+from reference.arith import flint
 
 U = 2.0**-53          # unit roundoff of float64
 TINY = 2.0**-1074     # the absolute rounding of a result in float64's subnormals
@@ -343,5 +344,6 @@ def worst_ulps(count: int = 400) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=1)
 def libm_checked() -> bool:
-    """Whether every function the pre-pass uses is within CHECKED_ULPS here."""
-    return all(u <= CHECKED_ULPS for u in worst_ulps().values())
+    """Whether every function the pre-pass uses is within CHECKED_ULPS here (never,
+    where python-flint is missing to measure them: the balls settle everything)."""
+    return flint is not None and all(u <= CHECKED_ULPS for u in worst_ulps().values())

@@ -226,6 +226,25 @@ def test_version_7_store_gains_bits_of_error(tmp_path) -> None:
             db.execute("UPDATE cells SET max_bits = -1")
 
 
+@pytest.mark.parametrize("version", [5, 7])
+def test_merging_an_older_store_upgrades_a_copy_and_leaves_it_as_it_was(tmp_path, version: int) -> None:
+    """`lossbench merge` reads a store of an earlier schema through an upgraded copy:
+    its file is not touched, and its cell lands in the target under a run of its own."""
+    from harness.present.cli import main
+
+    old = tmp_path / "old.sqlite"
+    _stored_as_version(old, version)
+    before = old.read_bytes()
+    with open_store(tmp_path / "r.sqlite") as store:
+        store.add(store.start_run({}, NO_ENV), [CellRow(CellKey(*(asdict(KEY) | {"size": 7}).values()), "ok")])
+    assert main(["merge", str(old), "--db", str(tmp_path / "r.sqlite")]) == 0
+    assert old.read_bytes() == before
+    with open_store(tmp_path / "r.sqlite") as store:
+        assert sorted((r["run_id"], r["size"], r["max_ulp"]) for r in store.cells()) == [(1, 7, None),
+                                                                                        (2, KEY.size, 3.0)]
+        assert [run.status for run in store.runs()] == ["running", "interrupted"]  # never ended: copied interrupted
+
+
 def test_other_schema_version_is_refused(tmp_path) -> None:
     path = tmp_path / "r.sqlite"
     Store(path).close()

@@ -306,13 +306,31 @@ def _pareto(rows: Sequence[Row], path: Path) -> bool:
     return True
 
 
-def mode_pairs(cells: Sequence[Row]) -> list[tuple[Row, Row]]:
-    """(eager, compiled) rows of the same cell, both ok and measured."""
+def pairs(cells: Sequence[Row], column: str, sides: tuple[str, str], apart: tuple[str, ...] = ()) -> list[tuple[Row, Row]]:
+    """Rows of the same cell on the two ``sides`` of ``column`` (also apart in the
+    ``apart`` columns), both ok and measured: (first side's, second side's)."""
     def key(r: Row) -> tuple[Any, ...]:
-        return tuple(r[c] for c in KEY_COLUMNS if c != "mode")
-    eager = {key(r): r for r in cells if r["mode"] == "eager" and r["status"] == "ok" and worst_ulp(r) is not None}
-    return [(eager[key(r)], r) for r in cells
-            if r["mode"] == "compiled" and r["status"] == "ok" and worst_ulp(r) is not None and key(r) in eager]
+        return tuple(r[c] for c in KEY_COLUMNS if c != column and c not in apart)
+    first = {key(r): r for r in cells if r[column] == sides[0] and r["status"] == "ok" and worst_ulp(r) is not None}
+    return [(first[key(r)], r) for r in cells
+            if r[column] == sides[1] and r["status"] == "ok" and worst_ulp(r) is not None and key(r) in first]
+
+
+def mode_pairs(cells: Sequence[Row]) -> list[tuple[Row, Row]]:
+    """(eager, compiled) rows of the same cell."""
+    return pairs(cells, "mode", ("eager", "compiled"))
+
+
+def device_pairs(cells: Sequence[Row]) -> list[tuple[Row, Row]]:
+    """(cpu, cuda) rows of the same cell, whatever the framework version on each
+    machine (a device run's store merged beside this machine's)."""
+    return pairs(cells, "device", ("cpu", "cuda"), apart=("framework_version",))
+
+
+def _by_difference(found: Iterable[tuple[Row, Row]], names: tuple[str, str]) -> list[Row]:
+    """The second rows of differing pairs, with both worst errors, largest ratio first."""
+    rows = [{**b, names[0]: worst_ulp(a), names[1]: worst_ulp(b)} for a, b in found if worst_ulp(a) != worst_ulp(b)]
+    return sorted(rows, key=lambda r: -abs(math.log(max(r[names[1]], 1e-3) / max(r[names[0]], 1e-3))))[:15]
 
 
 def _modes_figure(pairs: Sequence[tuple[Row, Row]], path: Path) -> None:
@@ -505,7 +523,9 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
 
 def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, Any]:
     runs = store.runs()
-    last = runs[-1] if runs else None
+    # This machine's environment is its latest CPU run's; a merged device run adds its own lines.
+    last = next((r for r in reversed(runs) if "cpu" in r.config.get("devices", ["cpu"])), runs[-1] if runs else None)
+    devices = {d: r for r in runs for d in r.config.get("devices", ()) if d != "cpu"}
     ok = [r for r in cells if r["status"] == "ok"]
     worst = sorted(_at_worst_size((r for r in ok if worst_ulp(r) is not None), worst_ulp),
                    key=lambda r: -(worst_ulp(r) or 0))[:15]
@@ -513,6 +533,8 @@ def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, 
                             key=lambda g: -backward_ratio(g))[:15]
     return {
         "environment": last.environment if last else Environment({}),
+        "device_runs": {d: [f"{d} run (run {r.id}): {line}" for line in r.environment.lines()]
+                        for d, r in sorted(devices.items())},
         "config": last.config if last else {},
         "runs": len(runs),
         "cells": len(cells),
@@ -520,10 +542,12 @@ def _context(store: Store, cells: list[Row], gradients: list[Row]) -> dict[str, 
         "gradients": len(gradients),
         "worst": worst,
         "worse_backward": worse_backward,
-        "mode_differences": sorted(
-            ({**c, "eager_ulp": worst_ulp(e), "compiled_ulp": worst_ulp(c)} for e, c in mode_pairs(cells)
-             if worst_ulp(e) != worst_ulp(c)),
-            key=lambda r: -abs(math.log(max(r["compiled_ulp"], 1e-3) / max(r["eager_ulp"], 1e-3))))[:15],
+        "mode_differences": _by_difference(mode_pairs(cells), ("eager_ulp", "compiled_ulp")),
+        "device_differences": _by_difference(
+            ((a, {**b, "cpu_version": a["framework_version"]}) for a, b in device_pairs(cells)
+             if a["reduced_reference"] is not None and b["reduced_reference"] is not None),  # both over every item
+            ("cpu_ulp", "cuda_ulp")),
+        "device_speed": _device_speed(cells),
         "bandwidth": _latest_bandwidth(store),
     }
 
@@ -542,10 +566,21 @@ _CELL_APART_FROM_SIZE = tuple(c for c in MATCHED_ON if c != "size")  # framework
 
 
 def _latest_bandwidth(store: Store) -> list[Row]:
-    """The STREAM results of the latest run that measured them (a later untimed run measures none)."""
+    """Each device's STREAM results of the latest run that measured it (a later
+    untimed run measures none; a merged device run measures its own device)."""
     rows = store.bandwidth()
-    latest = max((r["run_id"] for r in rows), default=None)
-    return [r for r in rows if r["run_id"] == latest]
+    latest = {r["device"]: r["run_id"] for r in sorted(rows, key=lambda r: r["run_id"])}
+    return [r for r in rows if r["run_id"] == latest[r["device"]]]
+
+
+def _device_speed(cells: Sequence[Row]) -> list[Row]:
+    """Cells timed on both CPU and CUDA at the largest size timed on both: each
+    device's elements per second and fraction of its own bandwidth limit."""
+    timed = [(a, b) for a, b in device_pairs(cells) if a.get("forward_seconds") and b.get("forward_seconds")]
+    largest = max((a["size"] for a, _ in timed), default=None)
+    return [{**b, "cpu_elements_per_s": a["elements_per_s"], "cuda_elements_per_s": b["elements_per_s"],
+             "cpu_bw_fraction": a["forward_bw_fraction"], "cuda_bw_fraction": b["forward_bw_fraction"]}
+            for a, b in timed if a["size"] == largest]
 
 
 WORST_NOTE = ("One row per cell at its worst size (sizes: how many sizes of that cell are stored); "
@@ -555,6 +590,13 @@ WORST_NOTE = ("One row per cell at its worst size (sizes: how many sizes of that
 WORST_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime", "size", "sizes", "max_ulp", "max_bits",
                  "reduced_ulp", "max_rel", "unexpected_nonfinite")
 MODE_COLUMNS = ("loss", "framework", "impl", "dtype", "regime", "size", "eager_ulp", "compiled_ulp")
+DEVICE_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime", "size", "cpu_ulp", "cuda_ulp", "cpu_version",
+                  "framework_version")
+DEVICE_NOTE = ("The same inputs on this machine's CPU and a CUDA device (a device run merged in: its framework "
+               "version is the last column, the CPU's the one before): the largest differences of worst ULP error, "
+               "at the sizes both measured over every item.")
+DEVICE_SPEED_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "size", "cpu_elements_per_s",
+                        "cuda_elements_per_s", "cpu_bw_fraction", "cuda_bw_fraction")
 WORSE_BACKWARD_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime", "size", "sizes", "max_ulp",
                           "forward_max_ulp")
 
@@ -572,6 +614,8 @@ def _environment_lines(context: dict[str, Any]) -> list[str]:
     if config:
         lines.append("last run: " + ", ".join(f"{k}={v}" for k, v in config.items()
                                          if k in ("dtypes", "devices", "sizes", "widths", "seeds", "time", "grad")))
+    for device_lines in context["device_runs"].values():
+        lines += device_lines
     for device in sorted({b["device"] for b in context["bandwidth"]}):
         best = max((b for b in context["bandwidth"] if b["device"] == device), key=lambda b: b["gbps"])
         lines.append(f"memory bandwidth limit ({device}): {best['gbps']:.1f} GB/s, STREAM {best['kernel']} "
@@ -600,6 +644,12 @@ def _html(report: Report, context: dict[str, Any], entries: list[dict[str, Any]]
     if context["mode_differences"]:
         parts.append("<h2>Largest compiled-against-eager accuracy differences</h2>"
                      + _html_table(context["mode_differences"], MODE_COLUMNS))
+    if context["device_differences"]:
+        parts.append("<h2>Largest CPU-against-CUDA accuracy differences</h2><p>" + html.escape(DEVICE_NOTE) + "</p>"
+                     + _html_table(context["device_differences"], DEVICE_COLUMNS))
+    if context["device_speed"]:
+        parts.append("<h2>CPU against CUDA: throughput and fraction of each device's bandwidth</h2>"
+                     + _html_table(context["device_speed"], DEVICE_SPEED_COLUMNS))
     if context["worse_backward"]:
         parts.append(f"<h2>Gradients far worse than the forward value (over {WORSE_BACKWARD}x the forward max "
                      "ulp)</h2>" + _html_table(context["worse_backward"], WORSE_BACKWARD_COLUMNS))
@@ -675,9 +725,14 @@ def _markdown(report: Report, context: dict[str, Any]) -> str:
                   *(f"- {markdown_text(line)}" for line in rest), ""]
     for f in report.figures:
         lines += [f"## {f.title}", "", f.how_to_read, "", f"![{f.title}]({f.file})", ""]
-    if context["worst"]:
-        lines += ["## Least accurate cells", "", WORST_NOTE, "", "| " + " | ".join(WORST_COLUMNS) + " |",
-                  "|" + "---|" * len(WORST_COLUMNS)]
-        lines += ["| " + " | ".join(markdown_text(format_cell(r.get(c))) for c in WORST_COLUMNS) + " |"
-                  for r in context["worst"]]
-    return "\n".join(lines) + "\n"
+    for title, note, rows, columns in (("Least accurate cells", WORST_NOTE, context["worst"], WORST_COLUMNS),
+                                       ("Largest CPU-against-CUDA accuracy differences", DEVICE_NOTE,
+                                        context["device_differences"], DEVICE_COLUMNS),
+                                       ("CPU against CUDA: throughput and fraction of each device's bandwidth", "",
+                                        context["device_speed"], DEVICE_SPEED_COLUMNS)):
+        if rows:
+            lines += [f"## {title}", "", *([note, ""] if note else []), "| " + " | ".join(columns) + " |",
+                      "|" + "---|" * len(columns)]
+            lines += ["| " + " | ".join(markdown_text(format_cell(r.get(c))) for c in columns) + " |" for r in rows]
+            lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -196,8 +196,13 @@ def _value_row(task: CellTask, spec: LossSpec, per_item: Output, reduced: Output
     if per_item.values.shape != (count,) or reduced.values.shape != (1,):
         return CellRow(key, "error", result_dtype=per_item.result_dtype, seconds=time.perf_counter() - started,
                        error=f"framework returned {per_item.values.shape[0]} values for {count} items")
-    element = summary(per_item.values, items_ref, s.dtype)
-    reduced_ref = reference.reduced[(task.size, spec.default_reduction)]
+    # A reference shorter than the cell (SweepConfig.reference_size) measures its first items.
+    element = summary(per_item.values[:len(items_ref)], items_ref, s.dtype)
+    reduced_ref = reference.reduced.get((task.size, spec.default_reduction))
+    if reduced_ref is None:
+        return CellRow(key, "ok", result_dtype=per_item.result_dtype, items=count, **element,
+                       reduced_value=float(reduced.values[0]), ref_unsettled=int((~items_ref.settled).sum()),
+                       seconds=time.perf_counter() - started, **timed)
     reduced_code = metrics.classify_many(reduced.values, reduced_ref.hi, reduced_ref.rounded)
     reduced_ok = reduced_code[0] == 0 and bool(reduced_ref.settled[0])
     return CellRow(

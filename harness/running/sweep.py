@@ -90,6 +90,14 @@ class SweepConfig:
     retry_failed: bool = False  # measure stored error, timeout and crashed cells (and gradients) again
     modes: tuple[str, ...] | None = None  # None: each framework's default mode (eager where it has one)
     scheduler: str | None = None  # a Dask scheduler's address, or "local" (harness.running.cluster); None: this machine
+    # The largest size whose references are settled (None: every size). A larger
+    # cell is measured on its first items, against that size's reference (its
+    # items_measured says how many; its reduction and gradient have no reference):
+    # a device run carries small references to time large sizes.
+    reference_size: int | None = None
+    # False: use the reference cache as it is; a cell whose reference is not there is
+    # lost to lossbench, not stored (a device run without python-flint says which).
+    compute_references: bool = True
 
     @property
     def value(self) -> LossValue:
@@ -149,6 +157,17 @@ def sizes_for(inputset: InputSet, config: SweepConfig) -> list[int]:
     return [n for n in config.sizes if n >= inputset.width]
 
 
+def referenced(size: int, config: SweepConfig) -> bool:
+    """Whether cells of this size have a reference of their own (see reference_size)."""
+    return config.reference_size is None or size <= config.reference_size
+
+
+def reference_sizes(inputset: InputSet, config: SweepConfig) -> list[int]:
+    """The sizes a set's references cover: its referenced sizes, else its smallest."""
+    sizes = sizes_for(inputset, config)
+    return [n for n in sizes if referenced(n, config)] or sizes[:1]
+
+
 def plan(config: SweepConfig, info: dict[str, FrameworkInfo], stored: StoredKeys) -> Plan:
     """Each cell asked only for what is missing: a stored cell is neither measured
     nor timed again, a stored gradient not measured again, and a stored untimed
@@ -178,7 +197,7 @@ def plan(config: SweepConfig, info: dict[str, FrameworkInfo], stored: StoredKeys
                                    and (config.timed_sizes is None or size in config.timed_sizes)
                                    and not stored.cells.get(key, False))
                         grad = (config.grad and (config.grad_regimes is None or inputset.regime in config.grad_regimes)
-                                and key not in stored.gradients)
+                                and referenced(size, config) and key not in stored.gradients)
                         value = key not in stored.cells or time_it
                         if value or grad:
                             tasks.append(dataclasses.replace(cell, value=value, grad=grad, time=time_it))
@@ -283,7 +302,7 @@ def _needed(task: CellTask, config: SweepConfig) -> list[RefKey]:
 
 def needed_references(tasks: Sequence[CellTask], config: SweepConfig) -> dict[RefKey, list[int]]:
     """Every set reference the tasks read, with the sizes it must cover."""
-    return {k: sizes_for(k[0], config) for t in tasks for k in _needed(t, config)}
+    return {k: reference_sizes(k[0], config) for t in tasks for k in _needed(t, config)}
 
 
 def framework_info(frameworks: Sequence[str]) -> dict[str, FrameworkInfo]:
@@ -302,6 +321,8 @@ def _references(tasks: Sequence[CellTask], config: SweepConfig, cache: Reference
     needed = needed_references(tasks, config)
     missing = {k: sizes for k, sizes in needed.items() if not cache.has(k[0], sizes, k[1])}
     report.reference_sets, report.reference_cached = len(needed), len(needed) - len(missing)
+    if not config.compute_references:
+        return {k: f"{k[1].label} not in the reference cache {cache.directory}" for k in missing}
     chunks = [c for (s, quantity), sizes in missing.items() for c in chunk_tasks(s, sizes, quantity)]
     remaining = Counter((c.inputset, c.quantity) for c in chunks)
     results: dict[RefKey, list[Any]] = {k: [] for k in missing}
@@ -321,6 +342,20 @@ def _references(tasks: Sequence[CellTask], config: SweepConfig, cache: Reference
     if bar:
         bar.close()
     return failed
+
+
+def prepare_references(config: SweepConfig, cache: ReferenceCache,
+                       progress: Callable[..., Any] | None = None) -> tuple[SweepReport, dict[RefKey, str]]:
+    """Every reference a sweep of ``config`` reads from an empty store, computed into
+    ``cache`` without measuring a cell: for a machine that cannot compute them (a
+    device run) or to time the reference alone. Returns the report and those that failed."""
+    planned = plan(config, framework_info(config.frameworks), StoredKeys({}, set()))
+    report = SweepReport(0, planned.cells, 0, 0)
+    started = time.perf_counter()
+    with WorkerPool(config.jobs, max(1, (os.cpu_count() or 1) // config.jobs)) as pool:
+        failed = _references(planned.tasks, config, cache, pool, report, progress)
+    report.reference_seconds = time.perf_counter() - started
+    return report, failed
 
 
 def _measure_bandwidth(tasks: Sequence[CellTask], pool: WorkerPool, store: Store, report: SweepReport,

@@ -35,7 +35,7 @@ from urllib.parse import quote
 from harness.measure.bandwidth import StreamResult
 from harness.measure.environment import Environment
 from harness.store.rows import KEY_COLUMNS, BadRow, CellKey, CellRow, GradientRow, Measured, Stored, row_columns
-from harness.store.schema import SCHEMA, SCHEMA_VERSION, STORE_TABLES, upgrade
+from harness.store.schema import RUN_PROCESS_COLUMNS, SCHEMA, SCHEMA_VERSION, STORE_TABLES, upgrade
 
 DEFAULT_DB = Path("reports/results.sqlite")
 _ORDER = "ORDER BY loss, framework, impl, dtype, device, regime, size, width, seed"
@@ -180,6 +180,17 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Merged:
+    """What a merge brought: runs copied, and rows each table added (or replaced)."""
+
+    runs: int
+    cells: int
+    gradients: int
+    bandwidth: int
+    kept: int  # rows not brought in: this store's row of the same cell stands
+
+
+@dataclass(frozen=True)
 class StoredKeys:
     """What a sweep finds stored: cells (-> whether a timed sweep has nothing left
     to do there: timed, or not ok), the cells whose gradient is stored, and of
@@ -314,6 +325,42 @@ class Store:
                     stored.append(row)
                     self.db.execute(f"DELETE FROM lost WHERE {where}", tuple(asdict(row.key).values()))
         return stored
+
+    def merge(self, source: Store) -> Merged:
+        """Bring another store's runs (with their environment: host, device names,
+        framework versions), value and gradient rows and bandwidth results into
+        this one. Each row keeps its run, and meets this store's rows under the
+        tables' own conflict rules (the first row stands, a failed or untimed one
+        is replaced). A run already merged (same host, pid and start) is not
+        copied again, so merging twice adds nothing. A source run still marked
+        running is copied interrupted: the copy will never see it end."""
+        process = ", ".join(name for name, _ in RUN_PROCESS_COLUMNS)
+        columns = f"started, ended, status, config, environment, {process}"
+        runs, bandwidth, known = {}, 0, set(self.db.execute(f"SELECT {process}, started FROM runs"))
+        with _machine_faults(self.path), self.db:
+            for row in source.db.execute(f"SELECT id, {columns} FROM runs ORDER BY id"):
+                old_id, started, ended, status, config, environment, *where = row
+                if (*where, started) in known:
+                    continue
+                values = (started, ended, "interrupted" if status == "running" else status, config, environment,
+                          *where)
+                runs[old_id] = int(self.db.execute(
+                    f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * len(values))})", values).lastrowid)
+        for old_id, new_id in runs.items():
+            found = source.bandwidth(old_id)
+            self.add_bandwidth(new_id, [StreamResult(r["framework"], r["device"], r["kernel"], r["elements"],
+                                                     r["best_seconds"], r["median_seconds"]) for r in found])
+            bandwidth += len(found)
+        added, offered = {}, 0
+        for table, rows in (("cells", source.cells()), ("gradients", source.gradients())):
+            by_run: dict[int, list[Measured]] = {}
+            for stored in rows:
+                if stored.run_id in runs:
+                    by_run.setdefault(runs[stored.run_id], []).append(stored.row)
+                    offered += 1
+            added[table] = sum(len(self.add(run_id, group)) for run_id, group in by_run.items())
+        return Merged(len(runs), added["cells"], added["gradients"], bandwidth,
+                      offered - added["cells"] - added["gradients"])
 
     def count_lost(self, run_id: int, key: CellKey, reason: str) -> int:
         """Record that a cell's worker was lost to an outside signal; returns how

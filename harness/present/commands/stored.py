@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import errno
 import json
 import os
+import sqlite3
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ from harness.model.spec import ALL_REGIMES, DEVICES, MODES
 from harness.present import compare, render, report
 from harness.present.options import Command, UsageError, loss_spec, opened, positive_float, positive_int
 from harness.present.recommend import recommend
-from harness.store import DEFAULT_DB, KEY_COLUMNS, SHOWN_TIMING_COLUMNS
+from harness.store import DEFAULT_DB, KEY_COLUMNS, SCHEMA_VERSION, SHOWN_TIMING_COLUMNS, Store, StoreError, inspect
 
 # What a table shows of a row: the cell (key columns that vary in a sweep), then the row's own.
 _CELL = tuple(c for c in KEY_COLUMNS if c not in ("params", "framework_version", "width", "seed"))  # with mode
@@ -170,6 +174,50 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 1 if found.worse else 0
 
 
+def _merge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stores", metavar="STORE", nargs="+", type=Path,
+                        help="stores to bring in (a device run's, another machine's)")
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"the store they go into (default {DEFAULT_DB})")
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    """Each store read as it is (one of an earlier schema is upgraded in a copy,
+    never in place), then merged into --db."""
+    target = args.db.resolve()
+    for path in args.stores:
+        if path.resolve() == target:
+            raise UsageError(f"{path} is the store being merged into (--db)")
+    with opened(args.db) as store:
+        for path in args.stores:
+            with _as_current(path) as source:
+                merged = store.merge(source)
+            print(f"merged {path}: {merged.runs} runs, {merged.cells} cells, {merged.gradients} gradients, "
+                  f"{merged.bandwidth} bandwidth results added; {merged.kept} rows kept as this store had them")
+    return 0
+
+
+@contextlib.contextmanager
+def _as_current(path: Path) -> Iterator[Store]:
+    """The store at ``path`` opened read-only, or a copy upgraded to this schema."""
+    try:
+        version = inspect(path)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    if version is None:
+        raise UsageError(f"no results store at {path}" if not path.exists() else f"{path} holds no results yet")
+    if version == SCHEMA_VERSION:
+        with opened(path, "a sweep") as source:
+            yield source
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / path.name
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as original, \
+                contextlib.closing(sqlite3.connect(copy)) as duplicate:
+            original.backup(duplicate)
+        with opened(copy) as source:
+            yield source
+
+
 COMMANDS = (
     Command("results", "export stored cells (or gradients), one record per cell",
             _results_arguments, _run_results),
@@ -179,4 +227,6 @@ COMMANDS = (
             _recommend_arguments, _run_recommend),
     Command("compare", "cells that got less or more accurate, slower or faster between two stores or runs "
                        "(exit 1 when any got worse)", _compare_arguments, _run_compare),
+    Command("merge", "bring other stores' runs and rows (a device run's) into the results store",
+            _merge_arguments, _run_merge),
 )
