@@ -1,7 +1,7 @@
 """A float64 pre-pass that settles most items of a float16, bfloat16 or float32 set
-before any ball is made.
+before any ball is made: loss values (FORMULAS) and derivatives (DERIVATIVES).
 
-A loss is evaluated over whole arrays in float64 with a running error bound: a
+A loss (or its derivative) is evaluated over whole arrays in float64 with a running error bound: a
 ``Bounded`` holds values v and bounds e with |exact - v| <= e for every item.
 Each step adds the error of its inputs carried through the step (through the
 function's derivative, bounded on the whole interval) and its own rounding:
@@ -293,6 +293,231 @@ def kl_div(q: np.ndarray, p: np.ndarray) -> Bounded:
 FORMULAS: dict[str, Callable[..., Bounded]] = {
     f.__name__: f for f in (bce, bce_logits, soft_margin, log_cosh, msle, poisson_nll, gaussian_nll, focal,
                             cross_entropy, soft_cross_entropy, categorical_ce, kl_div)
+}
+
+
+# --- the derivatives: the same as reference.derivatives, over arrays ------------
+#
+# d(loss)/d(input) of each item before the reduction divides it by the item
+# count (harness.measure.quantity scales it): one value per item, or per input
+# element of a row. Where reference.derivatives gives nan, no derivative or an
+# exact special value, or where the bound does not prove which branch holds,
+# the item is unusable here and goes to the balls.
+
+def _proven_sign(a: Bounded) -> np.ndarray:
+    """Where a's sign is proven: its bound is below its magnitude."""
+    return np.abs(a.v) > a.e
+
+
+def _sign_of_difference(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """sign(x - y), exactly: a float64 subtraction keeps the sign and is 0 only for x = y."""
+    return np.sign(x - y)
+
+
+def _corner(h: Bounded, slope: np.ndarray) -> Bounded:
+    """d/dh max(0, h) times an exact ``slope``: the slope above the corner, 0 below."""
+    return exact(np.where(h.v > 0, slope, 0.0))
+
+
+def _tanh(d: Bounded) -> Bounded:
+    """tanh d as reference.derivatives.log_cosh takes it: expm1(2|d|) / (expm1(2|d|) + 2)
+    up to |d| = 1, 1 - 2e / (1 + e) with e = exp(-2|d|) beyond; the sign put back."""
+    m = d.magnitude()
+    small = m.v <= 1
+    near, far = pick(small, m, exact(0.5)), pick(small, exact(2.0), m)
+    e = expm1(near + near)
+    two = exact(2.0)
+    tail = exp(-(far + far))
+    value = pick(small, e / (e + two), ONE - two * tail / (ONE + tail))
+    return pick(d.v > 0, value, -value)
+
+
+def _clipped(x: np.ndarray, y: np.ndarray, limit: float, inside: Callable[[Bounded], Bounded],
+             beyond: float) -> Bounded:
+    """inside(d) where |d| < limit, sign(d) beyond past it (d = x - y), each branch
+    taken where the bound proves it (at |d| = limit the two agree: the balls take it)."""
+    usable = _finite(x, y)
+    x, y = _inside(usable, x, 0.0), _inside(usable, y, 0.0)
+    d = exact(x) - exact(y)
+    gap = exact(np.full(np.shape(x), float(limit))) - d.magnitude()
+    result = pick(gap.v > 0, inside(d), exact(_sign_of_difference(x, y) * beyond))
+    return _where_usable(usable & _proven_sign(gap), result)
+
+
+def d_mse(x: np.ndarray, y: np.ndarray) -> Bounded:
+    usable = _finite(x, y)
+    d = exact(_inside(usable, x, 1.0)) - exact(_inside(usable, y, 0.0))
+    return _where_usable(usable, d + d)
+
+
+def d_mae(x: np.ndarray, y: np.ndarray) -> Bounded:
+    usable = _finite(x, y) & (x != y)
+    return _where_usable(usable, exact(_sign_of_difference(_inside(usable, x, 1.0), _inside(usable, y, 0.0))))
+
+
+def d_huber(x: np.ndarray, y: np.ndarray, delta: float) -> Bounded:
+    return _clipped(x, y, delta, lambda d: d, delta)
+
+
+def d_smooth_l1(x: np.ndarray, y: np.ndarray, beta: float) -> Bounded:
+    return _clipped(x, y, beta, lambda d: d / exact(np.full(np.shape(x), float(beta))), 1.0)
+
+
+def d_log_cosh(x: np.ndarray, y: np.ndarray) -> Bounded:
+    usable = _finite(x, y) & (x != y)
+    return _where_usable(usable, _tanh(exact(_inside(usable, x, 1.0)) - exact(_inside(usable, y, 0.0))))
+
+
+def d_msle(x: np.ndarray, y: np.ndarray) -> Bounded:
+    """2 (log1p(x) - log1p(y)) / (1 + x), the difference taken as msle's value takes it."""
+    usable = _finite(x, y) & (x > -1) & (y > -1) & (x != y)
+    x, y = _inside(usable, x, 1.0), _inside(usable, y, 0.0)
+    gap, base = exact(x) - exact(y), ONE + exact(y)
+    close = np.abs(gap.v) < base.v / 2
+    d = pick(close, log1p(gap / base), log((ONE + exact(x)) / base))
+    return _where_usable(usable, (d + d) / (ONE + exact(x)))
+
+
+def d_poisson_nll(x: np.ndarray, y: np.ndarray) -> Bounded:
+    """(x - y) / x; 1 where y = 0 (left to the balls: exact)."""
+    usable = _finite(x, y) & (x != 0) & (y != 0)
+    x, y = _inside(usable, x, 1.0), _inside(usable, y, 0.5)
+    return _where_usable(usable, (exact(x) - exact(y)) / exact(x))
+
+
+def d_gaussian_nll(x: np.ndarray, y: np.ndarray, var: np.ndarray) -> Bounded:
+    usable = _finite(x, y, var) & (var != 0)
+    x, y, var = _inside(usable, x, 1.0), _inside(usable, y, 0.0), _inside(usable, var, 1.0)
+    return _where_usable(usable, (exact(x) - exact(y)) / exact(var))
+
+
+def d_bce(p: np.ndarray, y: np.ndarray) -> Bounded:
+    """(p - y) / (p (1 - p)) inside (0, 1)."""
+    usable = _finite(p, y) & (p > 0) & (p < 1)
+    p, y = _inside(usable, p, 0.5), _inside(usable, y, 0.0)
+    return _where_usable(usable, (exact(p) - exact(y)) / (exact(p) * (ONE - exact(p))))
+
+
+def d_bce_logits(z: np.ndarray, y: np.ndarray) -> Bounded:
+    """(1 - y) - sigmoid(-z) for z > 0, sigmoid(z) - y otherwise."""
+    usable = _finite(z, y)
+    z, y = _inside(usable, z, 0.0), _inside(usable, y, 0.0)
+    above = (ONE - exact(y)) - sigmoid(exact(-z))
+    below = sigmoid(exact(z)) - exact(y)
+    return _where_usable(usable, pick(z > 0, above, below))
+
+
+def d_soft_margin(s: np.ndarray, y: np.ndarray) -> Bounded:
+    """-y sigmoid(-y s)."""
+    usable = _finite(s, y)
+    s, y = _inside(usable, s, 0.0), _inside(usable, y, 1.0)
+    return _where_usable(usable, -(exact(y) * sigmoid(-(exact(y) * exact(s)))))
+
+
+def d_focal(z: np.ndarray, y: np.ndarray, gamma: float) -> Bounded:
+    """With t = z for label 1 and -z otherwise: dL/dt = -sigmoid(-t)^gamma (gamma
+    sigmoid(t) softplus(-t) + sigmoid(-t)), and dL/dz = +-dL/dt."""
+    usable = _finite(z, y)
+    z, y = _inside(usable, z, 0.0), _inside(usable, y, 0.0)
+    label_one = y == 1
+    t = exact(np.where(label_one, z, -z))
+    other = sigmoid(-t)
+    power = other * other if gamma == 2 else exp(exact(gamma) * log(other))
+    slope = -(power * (exact(gamma) * sigmoid(t) * softplus(-t) + other))
+    return _where_usable(usable, pick(label_one, slope, -slope))
+
+
+def d_hinge(s: np.ndarray, y: np.ndarray) -> Bounded:
+    usable = _finite(s, y)
+    s, y = _inside(usable, s, 0.0), _inside(usable, y, 0.0)
+    h = ONE - exact(y) * exact(s)
+    return _where_usable(usable & _proven_sign(h), _corner(h, -y))
+
+
+def d_squared_hinge(s: np.ndarray, y: np.ndarray) -> Bounded:
+    """-2 y max(0, 1 - y s)."""
+    usable = _finite(s, y)
+    s, y = _inside(usable, s, 0.0), _inside(usable, y, 0.0)
+    m = (ONE - exact(y) * exact(s)).positive_part()
+    return _where_usable(usable, -(exact(y) * (m + m)))
+
+
+def d_margin_ranking(x1: np.ndarray, y: np.ndarray, x2: np.ndarray, margin: float) -> Bounded:
+    usable = _finite(x1, y, x2)
+    x1, y, x2 = _inside(usable, x1, 0.0), _inside(usable, y, 0.0), _inside(usable, x2, 0.0)
+    h = -(exact(y) * (exact(x1) - exact(x2))) + exact(np.full(np.shape(y), float(margin)))
+    return _where_usable(usable & _proven_sign(h), _corner(h, -y))
+
+
+def _softmax(z: np.ndarray) -> tuple[np.ndarray, Bounded, Bounded, np.ndarray]:
+    """(the rows with one largest logit, softmax, 1 - softmax at the largest logit
+    spread over its row, where the largest is not), as reference.derivatives takes
+    it: with a = argmax and S = sum over k != a of exp(z_k - z_a), softmax_k =
+    exp(z_k - z_a) / (1 + S) off a, and 1 - S / (1 + S) at a. Rows with tied largest
+    logits are left to the balls."""
+    width = z.shape[-1]
+    finite = _rows_usable(z)
+    safe = np.where(finite[:, None], z, 0.0)
+    usable = finite & (width > 1) & ((safe == safe.max(axis=-1, keepdims=True)).sum(axis=-1) == 1)
+    z = np.where(usable[:, None], z, np.arange(width, dtype=np.float64))  # a stand-in with one largest
+    top = np.argmax(z, axis=-1)[:, None]
+    others = np.ones(z.shape, dtype=bool)
+    np.put_along_axis(others, top, False, axis=-1)
+    terms = exp(exact(z) - exact(np.broadcast_to(np.take_along_axis(z, top, axis=-1), z.shape)))
+    terms = Bounded(np.where(others, terms.v, 0.0), np.where(others, terms.e, 0.0))
+    tail = total(terms)
+    share = _per_element(tail / (ONE + tail), z.shape)
+    return usable, pick(others, terms / _per_element(ONE + tail, z.shape), ONE - share), share, others
+
+
+def _per_element(a: Bounded, shape: tuple[int, ...]) -> Bounded:
+    """A per-row value repeated over its row."""
+    return Bounded(np.broadcast_to(a.v[:, None], shape), np.broadcast_to(a.e[:, None], shape))
+
+
+def _rows(usable: np.ndarray, result: Bounded) -> Bounded:
+    return _where_usable(np.broadcast_to(usable[:, None], result.v.shape), result)
+
+
+def d_cross_entropy(z: np.ndarray, t: np.ndarray) -> Bounded:
+    """softmax(z) - onehot(t); at the largest logit minus one is -S / (1 + S) exactly."""
+    target = t.astype(np.int64)
+    usable, softmax, share, others = _softmax(z)
+    usable &= (target >= 0) & (target < z.shape[-1])
+    is_target = np.zeros(z.shape, dtype=bool)
+    np.put_along_axis(is_target, np.where(usable, target, 0)[:, None], True, axis=-1)
+    return _rows(usable, pick(is_target, pick(others, softmax - ONE, -share), softmax))
+
+
+def d_soft_cross_entropy(z: np.ndarray, q: np.ndarray) -> Bounded:
+    """(sum_c q_c) softmax_j - q_j."""
+    usable, softmax, _, _ = _softmax(z)
+    usable &= _rows_usable(q)
+    q = np.where(usable[:, None], q, 0.0)
+    return _rows(usable, _per_element(total(exact(q)), z.shape) * softmax - exact(q))
+
+
+def _minus_ratios(weight: np.ndarray, value: np.ndarray) -> Bounded:
+    """-weight / value, rows with every value positive and every weight non-zero
+    (a zero weight's exact zero is the balls')."""
+    usable = _rows_usable(weight, value) & (value > 0).all(axis=-1) & (weight != 0).all(axis=-1)
+    weight, value = np.where(usable[:, None], weight, 1.0), np.where(usable[:, None], value, 1.0)
+    return _rows(usable, -(exact(weight) / exact(value)))
+
+
+def d_categorical_ce(p: np.ndarray, q: np.ndarray) -> Bounded:
+    return _minus_ratios(q, p)
+
+
+def d_kl_div(q: np.ndarray, p: np.ndarray) -> Bounded:
+    return _minus_ratios(p, q)
+
+
+DERIVATIVES: dict[str, Callable[..., Bounded]] = {
+    f.__name__.removeprefix("d_"): f for f in (d_mse, d_mae, d_huber, d_smooth_l1, d_log_cosh, d_msle, d_poisson_nll,
+                                              d_gaussian_nll, d_bce, d_bce_logits, d_soft_margin, d_focal, d_hinge,
+                                              d_squared_hinge, d_margin_ranking, d_cross_entropy,
+                                              d_soft_cross_entropy, d_categorical_ce, d_kl_div)
 }
 
 

@@ -18,7 +18,7 @@ from harness.measure.items import reference_items, with_params
 from harness.measure.quantity import VALUE
 from harness.measure.refsets import InputSet
 from harness.model import registry
-from reference import certify, formats, prepass
+from reference import certify, formats, gradients, prepass
 from reference.arith import ENGINES
 
 NARROW = ("float16", "bfloat16", "float32")
@@ -184,3 +184,90 @@ def _raw(x: float) -> tuple:
 def test_rounding_determined(lower: float, upper: float, expected: bool) -> None:
     fmt = formats.get_format("float32")
     assert certify.rounding_determined(_raw(min(lower, upper)), _raw(max(lower, upper)), fmt) is expected
+
+
+GRADIENT_CASES = [(loss, dtype, regime) for loss in sorted(prepass.DERIVATIVES) for dtype in NARROW
+                  for regime in registry.get(loss).regimes]
+
+
+@pytest.mark.parametrize(("loss", "dtype", "regime"), GRADIENT_CASES, ids=["-".join(c) for c in GRADIENT_CASES])
+def test_gradient_sets_store_what_balls_alone_store(loss: str, dtype: str, regime: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every size's components: the same roundings, settled and defined flags; a
+    pre-passed component within 2**-36 of the balls' pair."""
+    inputset = InputSet.with_defaults(loss, dtype, regime)
+    sizes = (10, 100, 200)
+    gradient = quantity.gradient_of(loss)
+    fast = gradient.compute(inputset, sizes)
+    monkeypatch.setattr(prepass, "DERIVATIVES", {})
+    balls = gradient.compute(inputset, sizes)
+    for size in sizes:
+        f, b = fast[size], balls[size]
+        assert np.array_equal(f.defined, b.defined), size
+        assert np.array_equal(f.ref.rounded, b.ref.rounded, equal_nan=True), size
+        assert np.array_equal(f.ref.settled, b.ref.settled), size
+        prepassed = f.ref.precision == certify.PREPASS_PRECISION
+        assert np.array_equal(f.ref.hi[~prepassed], b.ref.hi[~prepassed], equal_nan=True)
+        exact = b.ref.hi[prepassed] + b.ref.lo[prepassed]
+        assert np.all(np.abs(f.ref.hi[prepassed] - exact) <= np.abs(exact) * 2.0**-certify.RELATIVE_BITS)
+
+
+def test_every_derivative_settles_most_typical_items() -> None:
+    """The point of it: on typical inputs most items skip the balls. The hinges' are
+    exact zeros past the margin (15% of typical items, half of margin_ranking's), and
+    soft_cross_entropy's sum_c q_c softmax_j - q_j cancels in float32 rows where the
+    softmax is close to the target: those the balls settle."""
+    zeros = {"hinge": 0.7, "squared_hinge": 0.7, "margin_ranking": 0.4, "soft_cross_entropy": 0.1}
+    for loss in prepass.DERIVATIVES:
+        reference = quantity.gradient_of(loss).compute(InputSet.with_defaults(loss, "float32", "typical"), (300,))
+        share = (reference[300].ref.precision == certify.PREPASS_PRECISION).mean()
+        assert share > zeros.get(loss, 0.9), (loss, share)
+
+
+def _assert_derivative_contains(loss: str, arrays: dict[str, np.ndarray], params: dict) -> int:
+    """Every finite pre-pass enclosure of a derivative component holds the balls'
+    enclosure of the exact one; returns how many were checked."""
+    spec = registry.get(loss)
+    with np.errstate(all="ignore"):
+        lower, upper = prepass.enclosure(prepass.DERIVATIVES[loss](*(arrays[a.name] for a in spec.args), **params))
+    items = reference_items(spec, arrays)
+    exact = gradients.settle(with_params(spec.derivative, params), items, [(1,)] * len(items), ENGINES["flint"])
+    lower, upper = lower.reshape(len(items), -1), upper.reshape(len(items), -1)
+    checked = 0
+    for i, (components,) in enumerate(exact):
+        for k, ref in enumerate(components):
+            if not (math.isfinite(lower[i, k]) and math.isfinite(upper[i, k])) or ref.lower is None:
+                continue
+            assert libmpf.mpf_le(libmpf.from_float(lower[i, k]), ref.lower), (loss, i, k, lower[i, k])
+            assert libmpf.mpf_le(ref.upper, libmpf.from_float(upper[i, k])), (loss, i, k, upper[i, k])
+            checked += 1
+    return checked
+
+
+DERIVATIVES_ELEMENTWISE = [n for n in prepass.DERIVATIVES if registry.get(n).layout.name == "ELEMENTWISE"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(loss=st.sampled_from(DERIVATIVES_ELEMENTWISE), dtype=st.sampled_from(sorted(BITS)), data=st.data())
+def test_derivative_enclosures_hold_the_exact_value_on_bit_patterns(loss: str, dtype: str,
+                                                                     data: st.DataObject) -> None:
+    unsigned, floating = BITS[dtype]
+    width = 8 * np.dtype(unsigned).itemsize
+    spec = registry.get(loss)
+    arrays = {}
+    for a in spec.args:
+        bits = data.draw(st.lists(st.integers(0, 2**width - 1), min_size=20, max_size=20))
+        values = np.array(bits, dtype=unsigned).view(floating).astype(np.float64)
+        arrays[a.name] = np.where(np.isfinite(values), values, 0.5)
+    _assert_derivative_contains(loss, arrays, spec.resolve_params({}))
+
+
+@settings(max_examples=40, deadline=None)
+@given(loss=st.sampled_from(sorted(prepass.DERIVATIVES)), dtype=st.sampled_from(NARROW),
+       seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_derivative_enclosures_hold_the_exact_value_in_every_regime(loss: str, dtype: str, seed: int,
+                                                                    data: st.DataObject) -> None:
+    spec = registry.get(loss)
+    regime = data.draw(st.sampled_from(spec.regimes))
+    arrays = regimes.generate_items(spec, dtype, regime, seed, 0, 30, regimes.DEFAULT_WIDTH)
+    _assert_derivative_contains(loss, arrays, spec.resolve_params({}))

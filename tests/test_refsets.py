@@ -126,8 +126,11 @@ def test_set_gradient_matches_the_single_case_gradient(inputset: InputSet, reduc
                                     ENGINES["flint"])
         shared = grads[size]
         assert shared.defined.tolist() == [r.value is not None for r in direct]
-        expected = [r.pair[0] if r.value is not None else np.nan for r in direct]
-        assert np.array_equal(shared.ref.hi, expected, equal_nan=True), size
+        expected = np.array([r.pair[0] if r.value is not None else np.nan for r in direct])
+        prepassed = shared.ref.precision == PREPASS_PRECISION  # the float64 value, proven close enough
+        assert np.array_equal(shared.ref.hi[~prepassed], expected[~prepassed], equal_nan=True), size
+        assert np.all(np.abs(shared.ref.hi[prepassed] - expected[prepassed])
+                      <= np.abs(expected[prepassed]) * 2.0**-RELATIVE_BITS), size
         assert shared.ref.settled.tolist() == [r.settled for r in direct]
     if inputset.loss == "mae":
         assert not grads[SIZES[-1]].defined.all()

@@ -33,13 +33,6 @@ _VALUE_CODE = ("reference/formulas.py", "reference/mpexact.py", "reference/arith
                "harness/measure/items.py", "harness/measure/refsets.py", "harness/measure/quantity.py")
 
 
-def _items(task: ChunkTask) -> tuple[LossSpec, list[tuple]]:
-    s = task.inputset
-    spec = registry.get(s.loss)
-    arrays = regimes.generate_items(spec, s.dtype, s.regime, s.seed, task.start, task.stop, s.width)
-    return spec, reference_items(spec, arrays)
-
-
 class Quantity(ABC):
     """The interface both quantities share (see the module docstring). ``engine``
     names the arithmetic that computes the reference (reference.arith.ENGINES):
@@ -221,20 +214,33 @@ class LossGradient(Quantity):
 
     def settle(self, task: ChunkTask) -> GradientChunk:
         """Every item's derivative divided by each scale it needs: under 'mean' the item
-        counts of the sizes holding it, under 'sum' nothing (one scale for all sizes)."""
+        counts of the sizes holding it, under 'sum' nothing (one scale for all sizes).
+        A narrower dtype's items come from the float64 pre-pass where it proves the
+        rounding of every scaled component (reference.prepass; not for the mpmath
+        engine), the others are certified one by one."""
         s = task.inputset
-        spec, items = _items(task)
-        derivative = with_params(spec.derivative, dict(s.params))
-        holders = [[n for n in task.boundaries if n > i] for i in range(task.start, task.stop)]
+        spec = registry.get(s.loss)
+        arrays = regimes.generate_items(spec, s.dtype, s.regime, s.seed, task.start, task.stop, s.width)
+        items = reference_items(spec, arrays)
+        count = task.stop - task.start
+        held = {n: min(n, task.stop) - task.start for n in task.boundaries if n > task.start}  # items each size holds
+        scales = {n: (n if self.reduction == "mean" else 1) for n in held}
+        fast = _prepassed_gradient(s, spec, arrays, held, scales) if self.engine == DEFAULT_ENGINE else None
+        ok = fast[0] if fast is not None else np.zeros(count, dtype=bool)
+        rest = np.flatnonzero(~ok)
+        holders = [[n for n in task.boundaries if n > task.start + i] for i in rest]
         item_scales = [gradients.scales(self.reduction, counts) for counts in holders]  # type: ignore[arg-type]
-        per_item = gradients.settle(derivative, items, item_scales, engine(self.engine))
+        derivative = with_params(spec.derivative, dict(s.params))
+        per_item = gradients.settle(derivative, [items[i] for i in rest], item_scales, engine(self.engine))
         by_count = {}
-        for n in task.boundaries:
-            if n <= task.start:
-                continue
+        for n, held_items in held.items():
             values = [v for item, counts in zip(per_item, holders) if n in counts
                       for v in item[0 if self.reduction == "sum" else counts.index(n)]]
-            by_count[n] = gradient_arrays(values, s.dtype)
+            balls = gradient_arrays(values, s.dtype)
+            if fast is None:
+                by_count[n] = balls
+                continue
+            by_count[n] = _merged(fast[1][n][:held_items], ok[:held_items], balls, s.dtype)
         return GradientChunk(task, by_count)
 
     def assemble(self, inputset: InputSet, sizes: Sequence[int],
@@ -290,7 +296,7 @@ def _holds_none(lower: np.ndarray, upper: np.ndarray, dtype: str) -> np.ndarray:
     """Whether [lower, upper] holds no number of ``dtype``: a result in that dtype (or
     one upcast to float32) then never measures a zero error where the exact value
     is not that number."""
-    zeros = np.zeros(len(lower))
+    zeros = np.zeros(lower.shape)
     below, above = round_pairs(lower, zeros, dtype), round_pairs(upper, zeros, dtype)
     return (below == above) & ((below < lower) | (below > upper))
 
@@ -308,18 +314,63 @@ def _vectorized(s: InputSet, spec: LossSpec, arrays: dict[str, np.ndarray]) -> _
     with np.errstate(all="ignore"):
         result = bounded(*inputs, **dict(s.params))
         lower, upper = prepass.enclosure(result)
-        zeros = np.zeros(len(lower))
-        rounded = round_pairs(lower, zeros, s.dtype)
-        binade = np.frexp(lower)[1] - 1
-        width = upper - lower  # rounded up: an overestimate is safe here
-        spacing = np.ldexp(1.0, formats.get_format(s.dtype).ulp_exponents(binade) - certify.SPACING_BITS)
-        ok = (np.isfinite(lower) & np.isfinite(upper) & (lower != 0) & (np.sign(lower) == np.sign(upper))
-              & (np.frexp(upper)[1] - 1 == binade)  # one binade: the ulp is known
-              & (rounded == round_pairs(upper, zeros, s.dtype))
-              & _holds_none(lower, upper, s.dtype) & _holds_none(lower, upper, "float32")
-              & (np.isinf(rounded) | (np.nextafter(width, np.inf) <= spacing))  # past the range: relative only
-              & (np.nextafter(width, np.inf) <= np.ldexp(np.abs(lower), -certify.RELATIVE_BITS)))
+        ok = _rounding_determined(lower, upper, s.dtype)
+    zeros = np.zeros(len(lower))
     return _Vectorized(np.where(ok, result.v, 0.0), zeros, lower, upper, ok, certify.PREPASS_PRECISION)
+
+
+def _rounding_determined(lower: np.ndarray, upper: np.ndarray, dtype: str) -> np.ndarray:
+    """reference.certify.rounding_determined over arrays of float64 ends: one binade
+    and one rounding into ``dtype``, no number of it or of float32 inside, and narrow
+    enough that any point measures errors as the exact value would."""
+    zeros = np.zeros(lower.shape)
+    rounded = round_pairs(lower, zeros, dtype)
+    binade = np.frexp(lower)[1] - 1
+    width = upper - lower  # rounded up: an overestimate is safe here
+    spacing = np.ldexp(1.0, formats.get_format(dtype).ulp_exponents(binade) - certify.SPACING_BITS)
+    return (np.isfinite(lower) & np.isfinite(upper) & (lower != 0) & (np.sign(lower) == np.sign(upper))
+            & (np.frexp(upper)[1] - 1 == binade)  # one binade: the ulp is known
+            & (rounded == round_pairs(upper, zeros, dtype))
+            & _holds_none(lower, upper, dtype) & _holds_none(lower, upper, "float32")
+            & (np.isinf(rounded) | (np.nextafter(width, np.inf) <= spacing))  # past the range: relative only
+            & (np.nextafter(width, np.inf) <= np.ldexp(np.abs(lower), -certify.RELATIVE_BITS)))
+
+
+def _prepassed_gradient(s: InputSet, spec: LossSpec, arrays: dict[str, np.ndarray], held: dict[int, int],
+                        scales: dict[int, int]) -> tuple[np.ndarray, dict[int, np.ndarray]] | None:
+    """(which items the pre-pass settles, each size's components (items, width) of
+    them), or None where it has no derivative for the loss or the dtype: an item
+    settles when every component of every scale it is divided by does."""
+    bounded = prepass.DERIVATIVES.get(s.loss)
+    if bounded is None or s.dtype == "float64" or not prepass.libm_checked():
+        return None
+    with np.errstate(all="ignore"):
+        derivative = bounded(*(arrays[a.name] for a in spec.args), **dict(s.params))
+        count = len(derivative.v)
+        derivative = prepass.Bounded(derivative.v.reshape(count, -1), derivative.e.reshape(count, -1))
+        ok = np.ones(count, dtype=bool)
+        values = {}
+        for n, held_items in held.items():
+            scaled = derivative / prepass.exact(float(scales[n])) if scales[n] != 1 else derivative
+            lower, upper = prepass.enclosure(scaled)
+            ok[:held_items] &= _rounding_determined(lower, upper, s.dtype).all(axis=1)[:held_items]
+            values[n] = scaled.v
+    return ok, values
+
+
+def _merged(prepassed: np.ndarray, ok: np.ndarray, balls: GradArrays, dtype: str) -> GradArrays:
+    """One size's components: the pre-passed items' (precision 53, as the values') and
+    the balls' for the rest, in item order."""
+    width = prepassed.shape[1]
+    rows = np.repeat(ok, width)
+    hi, lo = np.zeros(rows.size), np.zeros(rows.size)
+    settled, precision, defined = np.ones(rows.size, dtype=bool), np.full(rows.size, certify.PREPASS_PRECISION,
+                                                                          dtype=np.int32), np.ones(rows.size, dtype=bool)
+    hi[rows] = prepassed[ok].reshape(-1)
+    for target, source in ((hi, balls.ref.hi), (lo, balls.ref.lo), (settled, balls.ref.settled),
+                           (precision, balls.ref.precision), (defined, balls.defined)):
+        target[~rows] = source
+    return GradArrays(RefArrays(hi, lo, round_pairs(hi, lo, dtype), settled, precision), defined)
 
 
 VALUE = LossValue()
