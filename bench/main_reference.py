@@ -1,7 +1,8 @@
 """The main job's reference alone: every value and gradient reference the first sweep
 of `lossbench run` reads, computed into an empty cache by two worker processes, timed,
-then counted by how each item settled (exact in float64, the float64 pre-pass at
-precision 53, balls at the first precision of 128 bits, escalated, unsettled).
+then counted by how each item (and gradient component) settled (exact in float64,
+the float64 pre-pass at precision 53, balls at the first precision of 128 bits,
+escalated, unsettled).
 
     .venv/bin/python bench/main_reference.py
 """
@@ -35,7 +36,8 @@ def main() -> None:
                                "unsettled": int((~data["items_settled"]).sum())})
             for name in (n for n in data.files if n.endswith("_precision") and not n.startswith("items")
                          and not n.startswith(("mean", "sum"))):
-                gradients.update({"128": int((data[name] == 128).sum()), "escalated": int((data[name] > 128).sum())})
+                gradients.update({"pre-pass": int((data[name] == 53).sum()), "128": int((data[name] == 128).sum()),
+                                  "escalated": int((data[name] > 128).sum())})
     total = values["exact"] + values["pre-pass"] + values["balls at 128"] + values["escalated"]
     print(f"value items: {total:,}; " + ", ".join(f"{k} {v:,} ({v / max(total, 1):.1%})" for k, v in values.items()))
     print("gradient components (every size's file entries): " + ", ".join(f"{k} {v:,}" for k, v in gradients.items()))
