@@ -247,7 +247,8 @@ def test_gradient_sweep_completes_stored_cells_and_matches_a_direct_evaluation(t
         direct = evaluate_gradient(Case("mse", "numpy", "stable", "float32", reduction=spec.default_reduction),
                                    arrays)
         stored = rows[("mse", "stable", "typical", 100)]
-        assert stored["max_ulp"] == pytest.approx(max(direct.ulp_errors), rel=1e-12)
+        # The set's components come from the float64 pre-pass: exact to 1e-6 ulp (README).
+        assert stored["max_ulp"] == pytest.approx(max(direct.ulp_errors), abs=1e-6)
         assert stored["elements_measured"] == stored["elements"] == 100
         again = run_sweep(SweepConfig(**base, grad=True), store, cache)
         assert (again.skipped, again.gradients, again.reference_sets) == (again.planned, 0, 0)
