@@ -43,9 +43,7 @@ from harness.measure import regimes  # noqa: E402
 from harness.measure.refcache import ReferenceCache  # noqa: E402
 from harness.model import registry  # noqa: E402
 from harness.model.spec import DTYPES  # noqa: E402
-from harness.running.sweep import (  # noqa: E402
-    DeviceUnavailable, SweepConfig, check_devices, prepare_references, run_sweep,
-)
+from harness.running.sweep import SweepConfig, framework_info, prepare_references, run_sweep  # noqa: E402
 from harness.store import open_store  # noqa: E402
 from reference.arith import DEFAULT_ENGINE, flint  # noqa: E402
 
@@ -100,15 +98,14 @@ def prepare(args: argparse.Namespace) -> int:
 def measure(args: argparse.Namespace) -> int:
     """The device run: the cells with the carried references, then (asked) the rest."""
     started = time.perf_counter()
-    try:
-        check_devices(config(args, args.device))
-    except DeviceUnavailable as exc:
-        _say(f"device_run: {exc}")
+    info = framework_info(FRAMEWORKS)  # asked once (a worker imports both): every sweep below reuses it
+    if not any(args.device in fw.devices for fw in info.values() if fw.available):
+        _say(f"device_run: no framework offers {args.device} here ({'; '.join(fw.line(n) for n, fw in info.items())})")
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     cache = ReferenceCache(args.references)
     with open_store(args.out / STORE) as store:
-        done = run_sweep(config(args, args.device), store, cache, Lines, _say)
+        done = run_sweep(config(args, args.device), store, cache, Lines, _say, info)
         for name, reason in done.unavailable.items():
             _say(f"skipped {name}: {reason}")
         _say(f"{done.planned} cells, {done.stored} stored ({done.statuses}), {done.timed} timed, "
@@ -118,7 +115,7 @@ def measure(args: argparse.Namespace) -> int:
             engine = DEFAULT_ENGINE if flint is not None else "mpmath"
             _say(f"{missing} cells had no carried reference: computing their references here with the {engine} "
                  f"engine")
-            done = run_sweep(config(args, args.device, engine, compute=True), store, cache, Lines, _say)
+            done = run_sweep(config(args, args.device, engine, compute=True), store, cache, Lines, _say, info)
             _say(f"then {done.stored} stored, references in {done.reference_seconds:.1f} s")
             missing = sum(done.lost_to_harness.values())
         for reason, count in done.lost_to_harness.most_common():

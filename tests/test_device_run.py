@@ -34,7 +34,8 @@ def _device_machine(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def device_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str], subprocess.CompletedProcess]:
+def device_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str],
+                                                                   subprocess.CompletedProcess]:
     """(references, out, the device machine's environment, the run)."""
     folder = tmp_path_factory.mktemp("device")
     references, out = folder / "references", folder / "out"

@@ -286,6 +286,11 @@ def entry(framework: str, loss: str, impl: str, dtype: str) -> AtlasEntry:
     )
 
 
+def entry_json(item: tuple[str, str, str, str]) -> dict[str, Any]:
+    """entry(framework, loss, impl, dtype) as stored (runs in a worker)."""
+    return entry(*item).to_json()
+
+
 @functools.cache
 def code_version() -> str:
     """A hash of the code an atlas entry comes from: this module, the adapters, the

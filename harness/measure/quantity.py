@@ -364,8 +364,8 @@ def _merged(prepassed: np.ndarray, ok: np.ndarray, balls: GradArrays, dtype: str
     width = prepassed.shape[1]
     rows = np.repeat(ok, width)
     hi, lo = np.zeros(rows.size), np.zeros(rows.size)
-    settled, precision, defined = np.ones(rows.size, dtype=bool), np.full(rows.size, certify.PREPASS_PRECISION,
-                                                                          dtype=np.int32), np.ones(rows.size, dtype=bool)
+    settled, defined = np.ones(rows.size, dtype=bool), np.ones(rows.size, dtype=bool)
+    precision = np.full(rows.size, certify.PREPASS_PRECISION, dtype=np.int32)
     hi[rows] = prepassed[ok].reshape(-1)
     for target, source in ((hi, balls.ref.hi), (lo, balls.ref.lo), (settled, balls.ref.settled),
                            (precision, balls.ref.precision), (defined, balls.defined)):

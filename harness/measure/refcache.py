@@ -14,7 +14,7 @@ import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class ReferenceCache:
             partial.unlink(missing_ok=True)
 
     @staticmethod
-    def read_arrays(path: Path | BinaryIO, key: str | None) -> dict[str, np.ndarray]:
+    def read_arrays(path: Path, key: str | None) -> dict[str, np.ndarray]:
         """The entry's arrays, verified intact and, unless ``key`` is None (a worker
         reading what its parent has just verified), to be that set's."""
         try:
@@ -115,5 +115,5 @@ class ReferenceCache:
         return data
 
     @classmethod
-    def read(cls, path: Path | BinaryIO, quantity: Quantity, key: str | None = None) -> Any:
+    def read(cls, path: Path, quantity: Quantity, key: str | None = None) -> Any:
         return quantity.decode(cls.read_arrays(path, key))

@@ -306,7 +306,8 @@ def _pareto(rows: Sequence[Row], path: Path) -> bool:
     return True
 
 
-def pairs(cells: Sequence[Row], column: str, sides: tuple[str, str], apart: tuple[str, ...] = ()) -> list[tuple[Row, Row]]:
+def pairs(cells: Sequence[Row], column: str, sides: tuple[str, str],
+          apart: tuple[str, ...] = ()) -> list[tuple[Row, Row]]:
     """Rows of the same cell on the two ``sides`` of ``column`` (also apart in the
     ``apart`` columns), both ok and measured: (first side's, second side's)."""
     def key(r: Row) -> tuple[Any, ...]:

@@ -9,7 +9,6 @@ are, the time limit, and the device's measured bandwidth.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import signal
 import time
@@ -60,8 +59,8 @@ class CellJob:
     is not to be measured (not asked, or its reference could not be computed)."""
 
     task: CellTask
-    value_reference: str | bytes | None  # a file in the cache, or its bytes (sent by a Dask client)
-    gradient_reference: str | bytes | None
+    value_reference: str | None  # a file in the cache (on a Dask worker, the worker's copy of it)
+    gradient_reference: str | None
     timeout: float
     bandwidth_limit: float | None = None  # GB/s of this device, for timed cells
 
@@ -99,19 +98,14 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise CellTimeout()
 
 
-def _source(reference: str | bytes) -> Path | io.BytesIO:
-    """A reference file's path here, or its bytes sent from a Dask client."""
-    return io.BytesIO(reference) if isinstance(reference, bytes) else Path(reference)
+@functools.lru_cache(maxsize=8)
+def _value_reference(reference: str) -> ValueReference:
+    return ReferenceCache.read(Path(reference), VALUE)
 
 
 @functools.lru_cache(maxsize=8)
-def _value_reference(reference: str | bytes) -> ValueReference:
-    return ReferenceCache.read(_source(reference), VALUE)
-
-
-@functools.lru_cache(maxsize=8)
-def _gradient_reference(reference: str | bytes, loss: str) -> dict[int, GradArrays]:
-    return ReferenceCache.read(_source(reference), gradient_of(loss))
+def _gradient_reference(reference: str, loss: str) -> dict[int, GradArrays]:
+    return ReferenceCache.read(Path(reference), gradient_of(loss))
 
 
 @functools.lru_cache(maxsize=4)

@@ -81,14 +81,36 @@ _CHILD: dict[str, WorkerPool] = {}
 _CHILD_LOCK = threading.Lock()
 
 
+_COPIES: dict[str, str] = {}  # a reference file on the client -> its copy on this worker
+
+
+def _local_copy(name: str, data: bytes) -> str:
+    """A reference's bytes as a file in this Dask worker's own folder (which Dask
+    removes with the worker), written once: the child reads it from there, and the
+    bytes never cross the pipe to the child with every task."""
+    if name not in _COPIES:
+        from distributed import get_worker
+
+        folder = Path(get_worker().local_directory) / "lossbench-references"
+        folder.mkdir(exist_ok=True)
+        path = folder / Path(name).name
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+        _COPIES[name] = str(path)
+    return _COPIES[name]
+
+
 def _in_child(function: Callable[[Any], Any], tasks: list[Any], limits: list[float], threads: int,
               references: dict[str, bytes]) -> list[Any]:
     """Run on a Dask worker: a batch of tasks in this worker's child process, one
     after another as the local pool runs them (a task that kills the child costs
-    that task alone); a cell job gets its references' bytes in place of their paths."""
+    that task alone); a cell job reads its references from this worker's copies of
+    the bytes the client sent, in place of the client's paths."""
     if references:
-        tasks = [dataclasses.replace(t, value_reference=references.get(t.value_reference),
-                                     gradient_reference=references.get(t.gradient_reference)) for t in tasks]
+        copies = {name: _local_copy(name, data) for name, data in references.items()}
+        tasks = [dataclasses.replace(t, value_reference=copies.get(t.value_reference),
+                                     gradient_reference=copies.get(t.gradient_reference)) for t in tasks]
     limit = dict(zip(map(id, tasks), limits))
     with _CHILD_LOCK:
         pool = _CHILD.setdefault("pool", WorkerPool(1, threads))

@@ -8,6 +8,6 @@ from harness.store.rows import (
 )
 from harness.store.schema import SCHEMA_VERSION
 
-__all__ = ["DEFAULT_DB", "FAILED_STATUSES", "KEY_COLUMNS", "Merged", "SCHEMA_VERSION", "SHOWN_TIMING_COLUMNS", "TIMING_COLUMNS", "BadRow",
-           "CellKey", "CellRow", "GradientRow", "Run", "Store", "StoreError", "Stored", "StoredKeys", "inspect", "machine_fault",
-           "open_store"]
+__all__ = ["DEFAULT_DB", "FAILED_STATUSES", "KEY_COLUMNS", "Merged", "SCHEMA_VERSION", "SHOWN_TIMING_COLUMNS",
+           "TIMING_COLUMNS", "BadRow", "CellKey", "CellRow", "GradientRow", "Run", "Store", "StoreError", "Stored",
+           "StoredKeys", "inspect", "machine_fault", "open_store"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from harness.present import render
 from harness.present.options import (
     Command, UsageError, chosen_frameworks, framework_rows, load_framework, loss_spec, opened, positive_int,
 )
+from harness.running.workers import Failure, WorkerPool
 from harness.store import DEFAULT_DB
 from reference.formats import FORMATS
 
@@ -42,14 +44,30 @@ def listing(what: str) -> list[dict[str, Any]]:
 
 
 def build_atlas(losses: list[str], frameworks: list[str], dtypes: list[str], no_progress: bool,
-                stored: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+                stored: Iterable[dict[str, Any]] = (), jobs: int | None = None) -> list[dict[str, Any]]:
     """The atlas entries of these losses, frameworks and dtypes, but for those among
-    ``stored`` that the same code and framework version made (nothing to redo)."""
+    ``stored`` that the same code and framework version made (nothing to redo),
+    made by ``jobs`` worker processes (default one per core). An entry whose worker
+    fails is named on stderr and left out: the next run makes it."""
     known = {(e["loss"], e["framework"], e["impl"], e["dtype"]): e for e in stored}
     planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(losses, frameworks) for dtype in dtypes
                if not atlas.is_current(known.get((loss, f, impl, dtype)), adapters.load(f).version())]
-    bar = tqdm(planned, desc="atlas", unit="entry", file=sys.stderr, disable=no_progress, mininterval=1.0)
-    return [atlas.entry(*item).to_json() for item in bar]
+    jobs = jobs or os.cpu_count() or 1
+    made: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    with tqdm(total=len(planned), desc="atlas", unit="entry", file=sys.stderr, disable=no_progress,
+              mininterval=1.0) as bar, WorkerPool(jobs, max(1, (os.cpu_count() or 1) // jobs)) as pool:
+        for item, outcome in pool.run(atlas.entry_json, planned, lambda item: ATLAS_ENTRY_LIMIT):
+            if isinstance(outcome, Failure):
+                print(f"lossbench: warning: atlas entry {' '.join(item)} not made ({outcome.kind}): "
+                      f"{outcome.message}", file=sys.stderr)
+            else:
+                made[item] = outcome
+            bar.update(1)
+    return [made[item] for item in planned if item in made]
+
+
+# An atlas entry runs a few dozen small calls: one taking this long is stuck.
+ATLAS_ENTRY_LIMIT = 600.0
 
 
 def store_atlas(db: Path, entries: list[dict[str, Any]]) -> None:

@@ -255,7 +255,8 @@ def _run_run(args: argparse.Namespace) -> int:
                run_and_print(compiled, args.db, args.no_progress, required=False, info=info))
     with opened(args.db) as store:
         stored = store.atlas()
-    entries = build_atlas(list(registry.names()), chosen_frameworks(None), ["float32"], args.no_progress, stored)
+    entries = build_atlas(list(registry.names()), chosen_frameworks(None), ["float32"], args.no_progress, stored,
+                          jobs=args.jobs)
     store_atlas(args.db, entries)
     print(f"atlas: {len(entries)} entries stored" + (" (the others are current)" if stored else ""))
     print(write_report(args.db, args.out))
