@@ -107,16 +107,7 @@ def test_a_command_line_cluster_stores_what_the_local_pool_stores_and_survives_a
     db = tmp_path / "r.sqlite"
     sweep = subprocess.Popen([sys.executable, "-m", "harness", *SWEEP, "--scheduler", address, "--db", str(db)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and sweep.poll() is None:  # the sweep has started measuring
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as conn:
-                    if conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]:
-                        break
-            except sqlite3.OperationalError:
-                pass
-        time.sleep(0.05)
+    _wait_for_a_row(sweep, db, "runs")  # the sweep has started measuring
     os.kill(workers[0].pid, signal.SIGKILL)
     out, err = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, err
@@ -126,20 +117,25 @@ def test_a_command_line_cluster_stores_what_the_local_pool_stores_and_survives_a
         assert conn.execute("SELECT COUNT(*) FROM lost").fetchone()[0] == 0
 
 
-def _sweep_until_stored(argv: list[str], db: Path, env: dict) -> subprocess.Popen:
-    """A sweep started in the background, returned once its first cell is stored."""
-    sweep = subprocess.Popen([sys.executable, "-m", "harness", *argv, "--db", str(db)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+def _wait_for_a_row(sweep: subprocess.Popen, db: Path, table: str) -> None:
+    """Until the sweep's store has a row in ``table`` (or the sweep ends, or 5 minutes pass)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and sweep.poll() is None:
         if db.exists():
             try:
                 with sqlite3.connect(db) as conn:
-                    if conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]:
-                        break
+                    if conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]:
+                        return
             except sqlite3.OperationalError:
                 pass
         time.sleep(0.05)
+
+
+def _sweep_until_stored(argv: list[str], db: Path, env: dict) -> subprocess.Popen:
+    """A sweep started in the background, returned once its first cell is stored."""
+    sweep = subprocess.Popen([sys.executable, "-m", "harness", *argv, "--db", str(db)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+    _wait_for_a_row(sweep, db, "cells")
     assert sweep.poll() is None, "the sweep finished before it could be killed"
     return sweep
 

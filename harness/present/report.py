@@ -608,6 +608,20 @@ WORSE_BACKWARD_COLUMNS = ("loss", "framework", "impl", "dtype", "mode", "regime"
                           "forward_max_ulp")
 
 
+def _tables(context: dict[str, Any]) -> list[tuple[str, str, Sequence[Row], Sequence[str]]]:
+    """The report's tables, in order: (title, note, rows, columns); both the page and
+    summary.md show each that has rows."""
+    return [
+        ("Least accurate cells", WORST_NOTE, context["worst"], WORST_COLUMNS),
+        ("Largest compiled-against-eager accuracy differences", "", context["mode_differences"], MODE_COLUMNS),
+        ("Largest CPU-against-CUDA accuracy differences", DEVICE_NOTE, context["device_differences"], DEVICE_COLUMNS),
+        ("CPU against CUDA: throughput and fraction of each device's bandwidth", "", context["device_speed"],
+         DEVICE_SPEED_COLUMNS),
+        (f"Gradients far worse than the forward value (over {WORSE_BACKWARD}x the forward max ulp)", "",
+         context["worse_backward"], WORSE_BACKWARD_COLUMNS),
+    ]
+
+
 def _html_table(rows: Sequence[Row], columns: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(format_cell(r.get(c)))}</td>" for c in columns) + "</tr>"
@@ -645,21 +659,10 @@ def _html(report: Report, context: dict[str, Any], entries: list[dict[str, Any]]
                      f"<img src='{html.escape(f.file)}' alt='{html.escape(f.title)}'>")
     if context["changes"] is not None:
         parts.append(_html_changes(context["changes"]))
-    if context["worst"]:
-        parts.append("<h2>Least accurate cells</h2><p>" + html.escape(WORST_NOTE) + "</p>"
-                     + _html_table(context["worst"], WORST_COLUMNS))
-    if context["mode_differences"]:
-        parts.append("<h2>Largest compiled-against-eager accuracy differences</h2>"
-                     + _html_table(context["mode_differences"], MODE_COLUMNS))
-    if context["device_differences"]:
-        parts.append("<h2>Largest CPU-against-CUDA accuracy differences</h2><p>" + html.escape(DEVICE_NOTE) + "</p>"
-                     + _html_table(context["device_differences"], DEVICE_COLUMNS))
-    if context["device_speed"]:
-        parts.append("<h2>CPU against CUDA: throughput and fraction of each device's bandwidth</h2>"
-                     + _html_table(context["device_speed"], DEVICE_SPEED_COLUMNS))
-    if context["worse_backward"]:
-        parts.append(f"<h2>Gradients far worse than the forward value (over {WORSE_BACKWARD}x the forward max "
-                     "ulp)</h2>" + _html_table(context["worse_backward"], WORSE_BACKWARD_COLUMNS))
+    for title, note, rows, columns in _tables(context):
+        if rows:
+            parts.append(f"<h2>{html.escape(title)}</h2>" + (f"<p>{html.escape(note)}</p>" if note else "")
+                         + _html_table(rows, columns))
     if entries:
         parts.append("<h2>Conventions atlas</h2><p>How each framework computes each loss, found by running it "
                      "(lossbench atlas); open an entry for its calls, dtypes, mean and edge inputs.</p>")
@@ -732,11 +735,7 @@ def _markdown(report: Report, context: dict[str, Any]) -> str:
                   *(f"- {markdown_text(line)}" for line in rest), ""]
     for f in report.figures:
         lines += [f"## {f.title}", "", f.how_to_read, "", f"![{f.title}]({f.file})", ""]
-    for title, note, rows, columns in (("Least accurate cells", WORST_NOTE, context["worst"], WORST_COLUMNS),
-                                       ("Largest CPU-against-CUDA accuracy differences", DEVICE_NOTE,
-                                        context["device_differences"], DEVICE_COLUMNS),
-                                       ("CPU against CUDA: throughput and fraction of each device's bandwidth", "",
-                                        context["device_speed"], DEVICE_SPEED_COLUMNS)):
+    for title, note, rows, columns in _tables(context):
         if rows:
             lines += [f"## {title}", "", *([note, ""] if note else []), "| " + " | ".join(columns) + " |",
                       "|" + "---|" * len(columns)]
