@@ -301,3 +301,36 @@ def test_schema_is_generated_from_the_rows() -> None:
     sql = table_sql(CellRow)
     assert all(column in sql for column in TIMING_COLUMNS)
     assert "CHECK (max_ulp IS NULL OR max_ulp >= 0)" in sql and "items_measured <= items" in sql
+
+
+def test_a_merge_killed_midway_leaves_nothing_and_the_next_one_brings_everything(tmp_path) -> None:
+    """A real SIGKILL of `lossbench merge` while it writes 40000 rows: the target
+    holds the whole source run or none of it, and merging again completes it once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source, target = tmp_path / "source.sqlite", tmp_path / "target.sqlite"
+    with open_store(source) as store:
+        run = store.start_run({}, NO_ENV)
+        store.add(run, [CellRow(CellKey(*(asdict(KEY) | {"size": n}).values()), "ok", max_ulp=1.0)
+                        for n in range(1, 40001)])
+        store.end_run(run, "complete")
+    Store(target).close()
+    merge = [sys.executable, "-m", "harness", "merge", str(source), "--db", str(target)]
+    proc = subprocess.Popen(merge, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wal = target.with_name(target.name + "-wal")
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and not (wal.exists() and wal.stat().st_size > 2**16):
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open_store(target) as store:
+        assert len(list(store.cells())) in (0, 40000) and len(store.runs()) in (0, 1)
+    again = subprocess.run(merge, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    with open_store(target) as store:
+        assert sorted(r["size"] for r in store.cells()) == list(range(1, 40001))
+        assert [r.status for r in store.runs()] == ["complete"]

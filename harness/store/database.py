@@ -308,22 +308,26 @@ class Store:
         Returns the rows that were added or replaced an older one (a row another
         sweep stored first is not counted as this one's). A stored row forgets
         that its cell was ever lost."""
+        with _machine_faults(self.path), self.db:
+            return self._insert(run_id, rows)
+
+    def _insert(self, run_id: int, rows: Sequence[Measured]) -> list[Measured]:
+        """add's statements, inside the caller's transaction."""
         stored: list[Measured] = []
         now = time.time()
         where = " AND ".join(f"{k} = ?" for k in KEY_COLUMNS)
-        with _machine_faults(self.path), self.db:
-            for row in rows:
-                own = row_columns(type(row))
-                columns = ["run_id", *KEY_COLUMNS, *own, "created"]
-                updates = ", ".join(f"{c} = excluded.{c}" for c in ["run_id", *own, "created"])
-                before = self.db.total_changes
-                self.db.execute(
-                    f"INSERT INTO {row.TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-                    f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) {row.ON_CONFLICT.format(updates=updates)}",
-                    (run_id, *asdict(row.key).values(), *(getattr(row, c) for c in own), now))
-                if self.db.total_changes > before:
-                    stored.append(row)
-                    self.db.execute(f"DELETE FROM lost WHERE {where}", tuple(asdict(row.key).values()))
+        for row in rows:
+            own = row_columns(type(row))
+            columns = ["run_id", *KEY_COLUMNS, *own, "created"]
+            updates = ", ".join(f"{c} = excluded.{c}" for c in ["run_id", *own, "created"])
+            before = self.db.total_changes
+            self.db.execute(
+                f"INSERT INTO {row.TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) {row.ON_CONFLICT.format(updates=updates)}",
+                (run_id, *asdict(row.key).values(), *(getattr(row, c) for c in own), now))
+            if self.db.total_changes > before:
+                stored.append(row)
+                self.db.execute(f"DELETE FROM lost WHERE {where}", tuple(asdict(row.key).values()))
         return stored
 
     def merge(self, source: Store) -> Merged:
@@ -332,12 +336,15 @@ class Store:
         this one. Each row keeps its run, and meets this store's rows under the
         tables' own conflict rules (the first row stands, a failed or untimed one
         is replaced). A run already merged (same host, pid and start) is not
-        copied again, so merging twice adds nothing. A source run still marked
-        running is copied interrupted: the copy will never see it end."""
+        copied again, so merging twice adds nothing; all of it is one transaction,
+        so a merge killed midway leaves nothing and the next one brings everything.
+        A source run still marked running is copied interrupted: the copy will
+        never see it end."""
         process = ", ".join(name for name, _ in RUN_PROCESS_COLUMNS)
         columns = f"started, ended, status, config, environment, {process}"
         runs, bandwidth, known = {}, 0, set(self.db.execute(f"SELECT {process}, started FROM runs"))
-        with _machine_faults(self.path), self.db:
+        added, offered = {"cells": 0, "gradients": 0}, 0
+        with _machine_faults(self.path), self.db:  # one transaction: a merge killed midway left nothing
             for row in source.db.execute(f"SELECT id, {columns} FROM runs ORDER BY id"):
                 old_id, started, ended, status, config, environment, *where = row
                 if (*where, started) in known:
@@ -346,19 +353,16 @@ class Store:
                           *where)
                 runs[old_id] = int(self.db.execute(
                     f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * len(values))})", values).lastrowid)
-        for old_id, new_id in runs.items():
-            found = source.bandwidth(old_id)
-            self.add_bandwidth(new_id, [StreamResult(r["framework"], r["device"], r["kernel"], r["elements"],
-                                                     r["best_seconds"], r["median_seconds"]) for r in found])
-            bandwidth += len(found)
-        added, offered = {}, 0
-        for table, rows in (("cells", source.cells()), ("gradients", source.gradients())):
-            by_run: dict[int, list[Measured]] = {}
-            for stored in rows:
-                if stored.run_id in runs:
-                    by_run.setdefault(runs[stored.run_id], []).append(stored.row)
-                    offered += 1
-            added[table] = sum(len(self.add(run_id, group)) for run_id, group in by_run.items())
+                found = source.bandwidth(old_id)
+                self._insert_bandwidth(runs[old_id], [StreamResult(r["framework"], r["device"], r["kernel"],
+                                                                   r["elements"], r["best_seconds"],
+                                                                   r["median_seconds"]) for r in found])
+                bandwidth += len(found)
+            for table, rows in (("cells", source.cells()), ("gradients", source.gradients())):
+                for stored in rows:
+                    if stored.run_id in runs:
+                        offered += 1
+                        added[table] += len(self._insert(runs[stored.run_id], [stored.row]))
         return Merged(len(runs), added["cells"], added["gradients"], bandwidth,
                       offered - added["cells"] - added["gradients"])
 
@@ -404,11 +408,14 @@ class Store:
     def add_bandwidth(self, run_id: int, results: Iterable[StreamResult]) -> None:
         """Store a run's STREAM results."""
         with _machine_faults(self.path), self.db:
-            self.db.executemany(
-                "INSERT INTO bandwidth (run_id, framework, device, kernel, elements, bytes_moved, best_seconds, "
-                "median_seconds, gbps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, r.framework, r.device, r.kernel, r.elements, r.bytes_moved, r.best_seconds,
-                  r.median_seconds, r.gbps) for r in results])
+            self._insert_bandwidth(run_id, results)
+
+    def _insert_bandwidth(self, run_id: int, results: Iterable[StreamResult]) -> None:
+        self.db.executemany(
+            "INSERT INTO bandwidth (run_id, framework, device, kernel, elements, bytes_moved, best_seconds, "
+            "median_seconds, gbps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, r.framework, r.device, r.kernel, r.elements, r.bytes_moved, r.best_seconds,
+              r.median_seconds, r.gbps) for r in results])
 
     def bandwidth(self, run_id: int | None = None) -> list[dict[str, Any]]:
         where, args = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
