@@ -43,7 +43,9 @@ from harness.measure import regimes  # noqa: E402
 from harness.measure.refcache import ReferenceCache  # noqa: E402
 from harness.model import registry  # noqa: E402
 from harness.model.spec import DTYPES  # noqa: E402
-from harness.running.sweep import SweepConfig, framework_info, prepare_references, run_sweep  # noqa: E402
+from harness.running.sweep import (  # noqa: E402
+    DeviceUnavailable, SweepConfig, check_devices, framework_info, prepare_references, run_sweep,
+)
 from harness.store import open_store  # noqa: E402
 from reference.arith import DEFAULT_ENGINE, flint  # noqa: E402
 
@@ -99,8 +101,10 @@ def measure(args: argparse.Namespace) -> int:
     """The device run: the cells with the carried references, then (asked) the rest."""
     started = time.perf_counter()
     info = framework_info(FRAMEWORKS)  # asked once (a worker imports both): every sweep below reuses it
-    if not any(args.device in fw.devices for fw in info.values() if fw.available):
-        _say(f"device_run: no framework offers {args.device} here ({'; '.join(fw.line(n) for n, fw in info.items())})")
+    try:
+        check_devices(config(args, args.device), info)
+    except DeviceUnavailable as exc:
+        _say(f"device_run: {exc}")
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     cache = ReferenceCache(args.references)

@@ -208,13 +208,13 @@ class DeviceUnavailable(ValueError):
     """A device asked for that no chosen framework offers on this machine."""
 
 
-def check_devices(config: SweepConfig) -> None:
+def check_devices(config: SweepConfig, info: dict[str, FrameworkInfo] | None = None) -> None:
     """Refuse, before any store or run is made, a device no chosen framework has
     here (--device cuda without CUDA). Frameworks are asked in a worker, as the
-    sweep asks them, so this process imports none."""
+    sweep asks them, so this process imports none (``info``: already asked)."""
     if set(config.devices) <= {"cpu"}:
         return
-    info = framework_info(config.frameworks)
+    info = info or framework_info(config.frameworks)
     for device in config.devices:
         if not any(device in fw.devices for fw in info.values() if fw.available):
             raise DeviceUnavailable(f"no chosen framework offers device {device} on this machine "
