@@ -14,13 +14,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness.measure.environment import Environment
 from harness.present import report
 from harness.present.cli import main
-from harness.running.workers import WorkerPool
+from harness.running.workers import WorkerPool, _Queue
 from harness.store import SCHEMA_VERSION, CellKey, CellRow, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,6 +271,17 @@ def test_a_worker_killed_while_idle_is_replaced() -> None:
         worker.process.kill()  # a real SIGKILL while it waits for its next task
         worker.process.join(10)
         assert [r for _, r in pool.run(abs, [-2, -3])] == [2, 3]
+
+
+def test_a_worker_keeps_to_its_group_then_takes_a_fresh_one_then_shares_the_largest_left() -> None:
+    queue = _Queue([("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3), ("a", 4), ("b", 2)], lambda task: task[0])
+    one, two = SimpleNamespace(group=None), SimpleNamespace(group=None)
+    taken = [queue.pop(w) for w in (one, two, one, two, two, two, one)]
+    # b done, two starts c, which nobody had; then none is fresh and two shares a, the largest left.
+    assert taken == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("c", 1), ("a", 3), ("a", 4)]
+    assert len(queue) == 0
+    with WorkerPool(2) as pool:  # grouped tasks all run, once each
+        assert sorted(r for _, r in pool.run(abs, range(-9, 0), group=lambda task: task % 3)) == list(range(1, 10))
 
 
 def test_a_worker_that_cannot_start_is_the_environment_exit_3(tmp_path: Path) -> None:

@@ -252,6 +252,20 @@ def test_a_rerun_draws_only_the_figures_whose_data_changed(store_path: Path, tmp
     assert [name for name in drawn if again[name] != drawn[name]] == ["error_vs_size.png"]
 
 
+def test_figures_drawn_by_several_processes_are_those_one_process_draws(store_path: Path, tmp_path: Path) -> None:
+    """--jobs 2 spawns drawing processes; the files, and every PNG byte, are the same
+    (SVGs differ only in their date and random clip ids)."""
+    for jobs in ("1", "2"):
+        assert main(["report", "--db", str(store_path), "--out", str(tmp_path / jobs), "--jobs", jobs,
+                     "--asv-results", str(tmp_path / "none")]) == 0
+    one, two = ({p.relative_to(tmp_path / j) for p in (tmp_path / j).rglob("*")} for j in ("1", "2"))
+    assert one == two and any(p.suffix == ".png" for p in one)
+    assert all((tmp_path / "1" / p).read_bytes() == (tmp_path / "2" / p).read_bytes()
+               for p in one if p.suffix == ".png" or p.name == report.FIGURE_CACHE)
+    drawn = json.loads((tmp_path / "2" / report.FIGURE_CACHE).read_text())
+    assert drawn and all(entry["drawn"] in (True, False) for entry in drawn.values())
+
+
 def test_compiled_against_eager_takes_errors_beyond_float64(tmp_path: Path) -> None:
     """Cells measured both ways, one with an error too large for float64 (stored inf),
     one near float64's top: the figure is drawn, the axis capped."""

@@ -16,8 +16,11 @@ import re
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from multiprocessing import get_context
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -426,10 +429,43 @@ def _written(out: Path, file: str, write: Callable[[Path], Any]) -> Any:
         Path(temporary).unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class Drawing:
+    """A figure to draw: ``function(data, path, **options)``, all picklable, so that
+    worker processes can draw it."""
+
+    file: str
+    function: Callable[..., bool | None]
+    data: Any
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, out: Path) -> bool:
+        """Draw into ``out``; whether the figure exists (False: nothing to draw)."""
+        return _written(out, self.file, lambda path: self.function(self.data, path, **self.options)) is not False
+
+
+def _draw_all(drawings: Sequence[Drawing], out: Path, jobs: int) -> list[bool]:
+    """Each drawing drawn, by ``jobs`` spawned processes where there are several (the
+    figures are independent, and matplotlib takes one core each)."""
+    if jobs < 2 or len(drawings) < 2:
+        return [drawing(out) for drawing in drawings]
+    # Largest data first, so that no big figure starts last.
+    order = sorted(range(len(drawings)), key=lambda i: -len(drawings[i].data))
+    with ProcessPoolExecutor(min(jobs, len(drawings)), mp_context=get_context("spawn")) as pool:
+        drawn = dict(zip(order, pool.map(_draw_in_worker, [(drawings[i], out) for i in order])))
+    return [drawn[i] for i in range(len(drawings))]
+
+
+def _draw_in_worker(job: tuple[Drawing, Path]) -> bool:
+    drawing, out = job
+    return drawing(out)
+
+
 def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV_RESULTS,
-          changes: Comparison | None = None) -> Report:
+          changes: Comparison | None = None, jobs: int = 1) -> Report:
     """Write the figures, index.html and summary.md into ``out``, each file
-    through a temporary one (_written); with ``changes``, a section of them."""
+    through a temporary one (_written); with ``changes``, a section of them;
+    figures drawn by ``jobs`` processes."""
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     cells = list(store.cells())
@@ -440,82 +476,90 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
     drawn_before = json.loads(cache.read_text()) if cache.exists() else {}
     drawn_now: dict[str, dict[str, Any]] = {}
     code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    listed: list[Figure] = []
+    to_draw: list[Drawing] = []
 
-    def figure(file: str, title: str, how_to_read: str, data: Any, draw: Callable[[Path], bool | None],
-               listed: bool = True) -> bool:
-        """Draw ``file`` from ``data``, unless the same data and code drew it last time;
-        whether it exists. ``listed``: shown on the overview page."""
-        digest = hashlib.sha256(json.dumps([code, data], sort_keys=True, default=str).encode()).hexdigest()
-        before = drawn_before.get(file)
-        if before and before["digest"] == digest and (not before["drawn"] or (out / file).exists()):
-            drawn = before["drawn"]
+    def figure(drawing: Drawing, title: str = "", how_to_read: str = "", shown: bool = True) -> None:
+        """Draw ``drawing``, unless the same data and code drew it last time. ``shown``:
+        listed on the overview page, where it exists."""
+        # The options are this module's constants: its code's digest covers them.
+        digest = hashlib.sha256(json.dumps([code, drawing.data], sort_keys=True, default=str).encode()).hexdigest()
+        before = drawn_before.get(drawing.file)
+        if before and before["digest"] == digest and (not before["drawn"] or (out / drawing.file).exists()):
+            drawn_now[drawing.file] = {"digest": digest, "drawn": before["drawn"]}
         else:
-            drawn = _written(out, file, draw) is not False
-        drawn_now[file] = {"digest": digest, "drawn": drawn}
-        if drawn and listed:
-            report.figures.append(Figure(file, title, how_to_read))
-        return drawn
+            drawn_now[drawing.file] = {"digest": digest, "drawn": None}
+            to_draw.append(drawing)
+        if shown:
+            listed.append(Figure(drawing.file, title, how_to_read))
 
     if cells:
         typical_cells = [r for r in cells if r["regime"] == REGIME]
-        figure("accuracy_typical.svg", "Accuracy on typical inputs",
+        figure(Drawing("accuracy_typical.svg", _heatmap, typical_cells, {"title": "typical inputs", "value": worst_ulp}),
+               "Accuracy on typical inputs",
                "Each square is the worst ULP error of a loss in one framework, impl and dtype over every size "
                "on typical inputs, printed in the square; the colour is its band in that dtype (green: correctly "
                "rounded, <= 0.5 ulp; light green: faithful, <= 1; yellow: <= 4; orange: <= 2^(p/2), half the "
                "digits; red: beyond). A red triangle beside the number marks unexpected non-finite results, grey "
-               "a cell that failed.", typical_cells,
-               lambda p: _heatmap(typical_cells, p, "typical inputs", worst_ulp))
-        figure("accuracy_all_regimes.svg", "Accuracy over every regime",
+               "a cell that failed.")
+        figure(Drawing("accuracy_all_regimes.svg", _heatmap, cells, {"title": "all regimes (worst)", "value": worst_ulp}),
+               "Accuracy over every regime",
                "The same squares over every input regime (wide, saturated, near overflow, cancellation, edge): "
-               "where a choice breaks, not how it usually does.", cells,
-               lambda p: _heatmap(cells, p, "all regimes (worst)", worst_ulp))
-        figure("error_vs_size.png", "Error of the mean against size",
+               "where a choice breaks, not how it usually does.")
+        figure(Drawing("error_vs_size.png", _per_loss, typical,
+                       {"ylabel": "ULP error of the mean", "line": itemgetter("reduced_ulp")}),
+               "Error of the mean against size",
                "A row of panels per loss, a column per framework (its colour), a line per impl (line style) and "
                "dtype (marker): the ULP error of the mean on typical inputs of eager cells; a line rising with size "
-               "is reduction error accumulating.", typical,
-               lambda p: _per_loss(typical, p, "ULP error of the mean", lambda r: r["reduced_ulp"]))
+               "is reduction error accumulating.")
     timed = [r for r in typical if r.get("forward_seconds")]
     if timed:
-        figure("throughput_vs_size.png", "Throughput against size",
+        figure(Drawing("throughput_vs_size.png", _per_loss, timed,
+                       {"ylabel": "elements / s", "line": itemgetter("elements_per_s")}),
+               "Throughput against size",
                "Elements per second of the forward loss (median of calibrated samples) on typical inputs; "
-               "higher is faster.", timed, lambda p: _per_loss(timed, p, "elements / s", lambda r: r["elements_per_s"]))
-        figure("bandwidth_fraction_vs_size.png", "Fraction of the measured memory bandwidth",
+               "higher is faster.")
+        figure(Drawing("bandwidth_fraction_vs_size.png", _per_loss, timed,
+                       {"ylabel": "fraction of bandwidth limit", "line": itemgetter("forward_bw_fraction")}),
+               "Fraction of the measured memory bandwidth",
                "Minimum bytes moved per second divided by the machine's measured STREAM limit: near 1 the "
-               "loss runs as fast as memory allows; far below, it is compute or overhead bound.", timed,
-               lambda p: _per_loss(timed, p, "fraction of bandwidth limit", lambda r: r["forward_bw_fraction"]))
-        figure("accuracy_vs_speed.png", "Accuracy against speed",
+               "loss runs as fast as memory allows; far below, it is compute or overhead bound.")
+        figure(Drawing("accuracy_vs_speed.png", _pareto, timed), "Accuracy against speed",
                "Each point is a choice at the loss's largest timed size; the red line joins the choices no other "
-               "beats on both time and error (the Pareto front): pick from it.", timed, lambda p: _pareto(timed, p))
+               "beats on both time and error (the Pareto front): pick from it.")
     if gradients:
         typical_gradients = [g for g in gradients if g["regime"] == REGIME and g["status"] != "no_gradient"]
-        figure("gradient_accuracy.svg", "Gradient accuracy on typical inputs",
+        figure(Drawing("gradient_accuracy.svg", _heatmap, typical_gradients,
+                       {"title": "gradient, typical inputs", "value": itemgetter("max_ulp")}),
+               "Gradient accuracy on typical inputs",
                "As the accuracy squares, for d(loss)/d(input) against the reference derivative; a square much "
-               "brighter than its forward square is a loss accurate forward and wrong backward.", typical_gradients,
-               lambda p: _heatmap(typical_gradients, p, "gradient, typical inputs", lambda g: g["max_ulp"]))
+               "brighter than its forward square is a loss accurate forward and wrong backward.")
     pairs = mode_pairs(cells)
     if pairs:
-        figure("compiled_vs_eager.png", "Compiled against eager",
+        figure(Drawing("compiled_vs_eager.png", _modes_figure, [[e, c] for e, c in pairs]), "Compiled against eager",
                "Each point is a cell measured both ways (same loss, framework, impl, dtype, regime and size): its "
                "worst ULP error eager (across) and compiled (up). Above the grey diagonal compiling lost accuracy, "
-               "below it gained; the largest differences are listed below.", [[e, c] for e, c in pairs],
-               lambda p: _modes_figure(pairs, p))
+               "below it gained; the largest differences are listed below.")
     history = asv_history(asv_results) if asv_results.is_dir() else {}
     if history:
-        figure("asv_history.png", "Speed history (asv)",
+        figure(Drawing("asv_history.png", _history_figure, history), "Speed history (asv)",
                "Forward time of the asv anchor cases (mse and cross_entropy, torch float32) per commit in "
-               ".asv/results: a step up is a speed regression.", history,
-               lambda p: _history_figure(history, p))
-    atlas = store.atlas()
+               ".asv/results: a step up is a speed regression.")
     (out / "loss").mkdir(exist_ok=True)
-    for spec in registry.iter_losses():
-        mine = [r for r in cells if r["loss"] == spec.name]
-        if not mine:
-            continue
-        sized = [r for r in mine if r["regime"] == REGIME and r["status"] == "ok"]
-        drawn = figure(f"loss/{spec.name}.png", spec.name, "", sized, lambda p, rows=sized: _loss_figure(rows, p),
-                       listed=False)
-        page = loss_page(spec, mine, [g for g in gradients if g["loss"] == spec.name],
-                         [e for e in atlas if e["loss"] == spec.name], f"{spec.name}.png" if drawn else None)
+    losses = [spec for spec in registry.iter_losses() if any(r["loss"] == spec.name for r in cells)]
+    for spec in losses:
+        figure(Drawing(f"loss/{spec.name}.png", _loss_figure,
+                       [r for r in cells if r["loss"] == spec.name and r["regime"] == REGIME and r["status"] == "ok"]),
+               shown=False)
+    for drawing, drawn in zip(to_draw, _draw_all(to_draw, out, jobs)):
+        drawn_now[drawing.file]["drawn"] = drawn
+    report.figures = [f for f in listed if drawn_now[f.file]["drawn"]]
+    atlas = store.atlas()
+    for spec in losses:
+        page = loss_page(spec, [r for r in cells if r["loss"] == spec.name],
+                         [g for g in gradients if g["loss"] == spec.name],
+                         [e for e in atlas if e["loss"] == spec.name],
+                         f"{spec.name}.png" if drawn_now[f"loss/{spec.name}.png"]["drawn"] else None)
         _written(out, f"loss/{spec.name}.html", lambda p, text=page: p.write_text(text))
         report.pages.append(f"loss/{spec.name}.html")
     _written(out, FIGURE_CACHE, lambda p: p.write_text(json.dumps(drawn_now)))

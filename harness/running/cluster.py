@@ -30,7 +30,7 @@ import hashlib
 import importlib.metadata
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +154,16 @@ class DaskPool:
         return found
 
     def run(self, function: Callable[[Any], Any], tasks: Iterable[Any],
-            hard_limit: Callable[[Any], float] = lambda task: float("inf")) -> Iterator[tuple[Any, Any]]:
+            hard_limit: Callable[[Any], float] = lambda task: float("inf"),
+            group: Callable[[Any], Hashable] = lambda task: None) -> Iterator[tuple[Any, Any]]:
+        """As WorkerPool.run; a batch holds tasks of one group where it can."""
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
 
-        queue = list(tasks)
+        groups: dict[Hashable, list[Any]] = {}
+        for task in tasks:
+            groups.setdefault(group(task), []).append(task)
+        queue = [task for members in groups.values() for task in members]
         size = max(1, min(BATCH, len(queue) // (4 * self.jobs)))
         futures = {}
         for start in range(0, len(queue), size):

@@ -19,8 +19,10 @@ duplicating anything; ``retry_failed`` measures stored failures again.
 With ``grad``, every cell (of ``grad_regimes``, default all) also measures the
 gradient of its default-reduction loss with respect to input; with ``time``,
 cells of the timed regimes are also timed (harness.measure.timing), one cell at
-a time in a single worker holding every core. An untimed cell already stored is
-measured again and completed with its timing.
+a time in a single worker holding every core, after the untimed cells have run
+on every worker. An untimed cell already stored is measured again and completed
+with its timing. Workers keep to cells of one framework, loss and dtype while
+there are any, so what a process compiled for one cell serves the next.
 """
 from __future__ import annotations
 
@@ -267,13 +269,12 @@ def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Cal
         report.reference_seconds = time.perf_counter() - started
         started = time.perf_counter()
         if any(t.time for t in planned.tasks):
-            if isinstance(pool, cluster.DaskPool):  # the cluster measures what is not timed
-                _cells([t for t in planned.tasks if not t.time], failed_refs, config, cache, pool, store,
-                       report, progress)
-                timed = [t for t in planned.tasks if t.time]
-            else:
-                timed = list(planned.tasks)
-            pool.close()  # timed cells get the machine to themselves: one worker, every core
+            # What is not timed first, on every worker; then the timed cells get the
+            # machine to themselves: one worker, every core.
+            _cells([t for t in planned.tasks if not t.time], failed_refs, config, cache, pool, store,
+                   report, progress)
+            timed = [t for t in planned.tasks if t.time]
+            pool.close()
             with WorkerPool(1, os.cpu_count() or 1) as timing_pool:
                 _measure_bandwidth(timed, timing_pool, store, report, progress)
                 _cells(timed, failed_refs, config, cache, timing_pool, store, report, progress)
@@ -398,7 +399,7 @@ def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: Sw
     bar = progress(total=len(jobs), desc="cells", unit="cell") if progress else None
     batch: list[CellOutcome] = []
     last_commit = time.monotonic()
-    for job, outcome in pool.run(run_cell, jobs, lambda j: j.timeout + HARD_LIMIT_GRACE):
+    for job, outcome in pool.run(run_cell, jobs, lambda j: j.timeout + HARD_LIMIT_GRACE, _same_process):
         if isinstance(outcome, Failure):
             outcome = _failed(job.task, outcome, store, report)
         if outcome is not None:
@@ -411,6 +412,13 @@ def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: Sw
     _store(store, report, batch, bar)
     if bar:
         bar.close()
+
+
+def _same_process(job: CellJob) -> tuple[str, ...]:
+    """Cells best run in one process, one after another: what the framework compiled
+    (JAX's kernels of each shape, a compiled loss) and the inputs made serve the next."""
+    t = job.task
+    return t.framework, t.mode, t.device, t.inputset.loss, t.inputset.dtype
 
 
 def _failed(task: CellTask, failure: Failure, store: Store, report: SweepReport) -> CellOutcome | None:

@@ -4,7 +4,9 @@ concurrent.futures cannot say which task killed a worker; here each worker gets
 one task at a time over its own pipe, so a worker that dies (segfault, OOM kill)
 or overruns its hard limit costs exactly the task it held: the parent reports it
 and starts a fresh worker. Workers are spawned, never forked, so framework state
-is never shared.
+is never shared. Tasks may come in groups (cells of one framework, loss and
+dtype): a worker keeps to its group while it has tasks, so what a process
+compiles and caches for one cell serves the next.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing import get_context, spawn
 from multiprocessing.connection import Connection, wait
@@ -75,6 +78,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.task: Any = None
+        self.group: Hashable = None
         self.deadline = 0.0
 
     def stop(self, kill: bool = False) -> None:
@@ -89,6 +93,42 @@ class _Worker:
         if self.process.is_alive():
             self.process.kill()
         self.conn.close()
+
+
+class _Queue:
+    """Tasks by group, in order: a worker takes the next task of its own group,
+    else the first group nobody has started, else one from the largest group left."""
+
+    def __init__(self, tasks: Iterable[Any], group: Callable[[Any], Hashable]) -> None:
+        self.pending: dict[Hashable, deque[Any]] = {}
+        for task in tasks:
+            self.pending.setdefault(group(task), deque()).append(task)
+        self.unstarted = deque(self.pending)
+        self.started: set[Hashable] = set()
+        self.count = sum(map(len, self.pending.values()))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def pop(self, worker: _Worker) -> Any:
+        key = worker.group
+        if key not in self.pending:
+            while self.unstarted and self.unstarted[0] in self.started:
+                self.unstarted.popleft()
+            key = (self.unstarted.popleft() if self.unstarted
+                   else max(self.pending, key=lambda k: len(self.pending[k])))
+        self.started.add(key)
+        tasks = self.pending[key]
+        task = tasks.popleft()
+        if not tasks:
+            del self.pending[key]
+        self.count -= 1
+        worker.group = key
+        return task
+
+
+def _one_group(task: Any) -> Hashable:
+    return None
 
 
 class WorkerPool:
@@ -108,28 +148,31 @@ class WorkerPool:
             worker.stop(kill=worker.task is not None)
         self.workers = []
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, group: Hashable = None) -> _Worker:
+        """A fresh worker (keeping to ``group``, where it replaces one that did)."""
         worker = _Worker(self.threads)
+        worker.group = group
         self.workers.append(worker)
         return worker
 
     def run(self, function: Callable[[Any], Any], tasks: Iterable[Any],
-            hard_limit: Callable[[Any], float] = lambda task: float("inf")) -> Iterator[tuple[Any, Any]]:
-        """Yield (task, result or Failure) as tasks finish, in any order."""
-        queue = list(tasks)
-        queue.reverse()
+            hard_limit: Callable[[Any], float] = lambda task: float("inf"),
+            group: Callable[[Any], Hashable] = _one_group) -> Iterator[tuple[Any, Any]]:
+        """Yield (task, result or Failure) as tasks finish, in any order; ``group``
+        keeps a worker on tasks of one group (see _Queue)."""
+        queue = _Queue(tasks, group)
         while len(self.workers) < min(self.jobs, len(queue)):
             self._spawn()
         busy: dict[Connection, _Worker] = {}
 
         def assign(worker: _Worker) -> None:
-            task = queue.pop()
+            task = queue.pop(worker)
             try:
                 worker.conn.send((function, task))
             except OSError:  # it died while idle (killed from outside): a fresh one takes the task
                 worker.stop(kill=True)
                 self.workers.remove(worker)
-                worker = self._spawn()
+                worker = self._spawn(worker.group)
                 try:
                     worker.conn.send((function, task))
                 except OSError:
@@ -167,7 +210,7 @@ class WorkerPool:
                 if isinstance(outcome, Failure) and outcome.kind in ("crashed", "timeout"):
                     worker.stop(kill=True)
                     self.workers.remove(worker)
-                    worker = self._spawn() if queue else worker
+                    worker = self._spawn(worker.group) if queue else worker
                 if queue and worker in self.workers:
                     assign(worker)
                 yield task, outcome

@@ -56,7 +56,8 @@ def build_atlas(losses: list[str], frameworks: list[str], dtypes: list[str], no_
     made: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     with tqdm(total=len(planned), desc="atlas", unit="entry", file=sys.stderr, disable=no_progress,
               mininterval=1.0) as bar, WorkerPool(jobs, max(1, (os.cpu_count() or 1) // jobs)) as pool:
-        for item, outcome in pool.run(atlas.entry_json, planned, lambda item: ATLAS_ENTRY_LIMIT):
+        # A worker keeps to one framework: each is imported, and its kernels compiled, in one process.
+        for item, outcome in pool.run(atlas.entry_json, planned, lambda item: ATLAS_ENTRY_LIMIT, lambda item: item[0]):
             if isinstance(outcome, Failure):
                 print(f"lossbench: warning: atlas entry {' '.join(item)} not made ({outcome.kind}): "
                       f"{outcome.message}", file=sys.stderr)

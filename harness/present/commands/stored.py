@@ -55,9 +55,9 @@ def _read_only_mount(path: Path) -> bool:
 
 
 def write_report(db: Path, out: Path, asv_results: Path = report.DEFAULT_ASV_RESULTS,
-                 baseline: compare.Side | None = None) -> Path:
-    """Write the report (with a "changes since" section against ``baseline``); returns
-    the path of its index.html."""
+                 baseline: compare.Side | None = None, jobs: int = 1) -> Path:
+    """Write the report (with a "changes since" section against ``baseline``; figures
+    drawn by ``jobs`` processes); returns the path of its index.html."""
     report_folder(out)
     changes = None
     if baseline is not None:
@@ -65,7 +65,7 @@ def write_report(db: Path, out: Path, asv_results: Path = report.DEFAULT_ASV_RES
             head = list(store.cells())
         changes = compare.compare(baseline, _side_rows(baseline), compare.Side(db), head)
     with opened(db, "lossbench sweep") as store:
-        written = report.build(store, out, asv_results, changes)
+        written = report.build(store, out, asv_results, changes, jobs)
     print(f"{len(written.figures)} figures: {', '.join(f.file for f in written.figures)}")
     return written.index.resolve()
 
@@ -109,11 +109,13 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"asv results for the speed history, if present (default {report.DEFAULT_ASV_RESULTS})")
     parser.add_argument("--baseline", metavar="STORE[:RUN_ID]",
                         help="add a section of what changed since this store or run (as lossbench compare)")
+    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                        help="processes drawing the figures (default: one per core)")
 
 
 def _run_report(args: argparse.Namespace) -> int:
     baseline = compare.Side.parse(args.baseline) if args.baseline else None
-    print(f"report: {write_report(args.db, args.out, args.asv_results, baseline)}")
+    print(f"report: {write_report(args.db, args.out, args.asv_results, baseline, args.jobs)}")
     return 0
 
 

@@ -259,7 +259,7 @@ def _run_run(args: argparse.Namespace) -> int:
                           jobs=args.jobs)
     store_atlas(args.db, entries)
     print(f"atlas: {len(entries)} entries stored" + (" (the others are current)" if stored else ""))
-    print(write_report(args.db, args.out))
+    print(write_report(args.db, args.out, jobs=args.jobs))
     return code
 
 
