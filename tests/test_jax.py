@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,3 +87,36 @@ def test_half_formats_stay_native_and_float64_is_enabled() -> None:
                           {})
         assert out.result_dtype == dtype and out.values.tolist() == [1.0]
     assert adapter.settings() == {"jax_enable_x64": True}
+
+
+SHARED_CACHE_SCRIPT = """
+import json, os, sys
+import numpy as np
+from harness import adapters
+from harness.model import registry
+folder = os.environ["LOSSBENCH_COMPILE_CACHE"]
+jax_adapter = adapters.load("jax")
+spec = registry.get("mse")
+arrays = {"input": np.linspace(-1, 1, 7), "target": np.zeros(7)}
+def entries():
+    return sum(len(files) for _, _, files in os.walk(folder))
+jax_adapter.run(spec, "native", arrays, "float32", "cpu", "mean", {})
+eager = entries()
+cold, warm = jax_adapter.compile_seconds(spec, "native", arrays, "float64", "cpu", "mean", {})
+jax_adapter.run(spec, "native", {k: v[:5] for k, v in arrays.items()}, "float64", "cpu", "mean", {})
+print(json.dumps([eager, entries()]))
+"""
+
+
+def test_eager_kernels_go_to_the_sweeps_shared_folder_and_a_cold_compile_never_reads_it(tmp_path: Path) -> None:
+    """With the sweep's folder set, eager kernels are written there (the timing
+    worker loads them); once a compile time is measured, the process neither reads
+    nor writes it: new shapes compiled after that add no entry."""
+    root = Path(__file__).resolve().parent.parent
+    folder = tmp_path / "compiled"
+    folder.mkdir()
+    proc = subprocess.run([sys.executable, "-c", SHARED_CACHE_SCRIPT], capture_output=True, text=True, timeout=300,
+                          cwd=root, env=dict(os.environ, PYTHONPATH=str(root), LOSSBENCH_COMPILE_CACHE=str(folder)))
+    assert proc.returncode == 0, proc.stderr
+    eager, after = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert eager > 0 and after == eager

@@ -32,6 +32,12 @@ class ApiCall:
 
 _CALLS: ContextVar[list[ApiCall] | None] = ContextVar("api_calls", default=None)
 
+# A folder the worker processes of one sweep share, where an adapter may keep what
+# its framework compiled for a shape, so that another worker (the timing worker)
+# loads it instead of compiling it again. Never used for a compile-time measurement:
+# reset_compiler stops it.
+COMPILE_CACHE_ENV = "LOSSBENCH_COMPILE_CACHE"
+
 
 def note_call(api: Callable[..., Any], *args: Any, **options: Any) -> None:
     """Inside ``recording()``, note a call of ``api`` for the conventions atlas

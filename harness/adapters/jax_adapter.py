@@ -10,11 +10,14 @@ negates optax.cosine_similarity. float64 needs jax_enable_x64, which this
 module turns on for its process (settings() reports it): with it, Python
 scalars stay weakly typed, so float16, bfloat16 and float32 inputs keep their
 dtype. Calls are eager (op-by-op dispatch); results are read back with
-block_until_ready before a clock is read.
+block_until_ready before a clock is read. In a sweep's workers (COMPILE_CACHE_ENV
+set) every kernel compiled goes to JAX's persistent cache in the sweep's folder,
+so the timing worker loads what the other workers compiled for the same shapes.
 """
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,10 +28,18 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from jax.experimental.compilation_cache import compilation_cache  # noqa: E402
 from jax.scipy.special import xlogy  # noqa: E402
 
-from harness.adapters.base import INACCURATE, Adapter, Impl, Known, Output, api_call, reduce  # noqa: E402
+from harness.adapters.base import (  # noqa: E402
+    COMPILE_CACHE_ENV, INACCURATE, Adapter, Impl, Known, Output, api_call, reduce,
+)
 from harness.model.spec import LossSpec  # noqa: E402
+
+if os.environ.get(COMPILE_CACHE_ENV):  # every kernel, however small: eager JAX compiles one per op and shape
+    jax.config.update("jax_compilation_cache_dir", os.environ[COMPILE_CACHE_ENV])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 _DTYPES = {"float16": jnp.float16, "bfloat16": jnp.bfloat16, "float32": jnp.float32, "float64": jnp.float64}
 
@@ -161,6 +172,10 @@ class JaxAdapter(Adapter):
         return call
 
     def reset_compiler(self) -> None:
+        """In-memory caches emptied, and the sweep's shared cache (COMPILE_CACHE_ENV)
+        no longer read in this process: a cold compilation compiles."""
+        jax.config.update("jax_enable_compilation_cache", False)
+        compilation_cache.reset_cache()
         jax.clear_caches()
 
     def version(self) -> str:

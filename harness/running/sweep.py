@@ -22,7 +22,9 @@ cells of the timed regimes are also timed (harness.measure.timing), one cell at
 a time in a single worker holding every core, after the untimed cells have run
 on every worker. An untimed cell already stored is measured again and completed
 with its timing. Workers keep to cells of one framework, loss and dtype while
-there are any, so what a process compiled for one cell serves the next.
+there are any, so what a process compiled for one cell serves the next; on this
+machine they share a folder of compiled kernels (COMPILE_CACHE_ENV), which the
+sweep removes when it ends.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import dataclasses
 import itertools
 import os
 import signal
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness import adapters
+from harness.adapters.base import COMPILE_CACHE_ENV
 from harness.measure import bandwidth, regimes
 from harness.measure.environment import Environment, FrameworkInfo, describe_frameworks
 from harness.measure.quantity import LossGradient, LossValue, Quantity, gradient_of
@@ -233,7 +237,8 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     cache.remove_stale()
     if config.scheduler is None:
-        with WorkerPool(config.jobs, threads) as pool:
+        with tempfile.TemporaryDirectory(prefix="lossbench-compiled-") as compiled, \
+                WorkerPool(config.jobs, threads, {COMPILE_CACHE_ENV: compiled}) as pool:
             return _run(config, store, cache, progress, pool, info)
     client, local = cluster.connect(config.scheduler, config.jobs)
     try:
@@ -275,7 +280,7 @@ def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Cal
                    report, progress)
             timed = [t for t in planned.tasks if t.time]
             pool.close()
-            with WorkerPool(1, os.cpu_count() or 1) as timing_pool:
+            with WorkerPool(1, os.cpu_count() or 1, pool.environment) as timing_pool:
                 _measure_bandwidth(timed, timing_pool, store, report, progress)
                 _cells(timed, failed_refs, config, cache, timing_pool, store, report, progress)
         else:

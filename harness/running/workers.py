@@ -47,7 +47,8 @@ def _died(process: Any) -> Failure:
     return Failure("crashed", f"the worker process exited with code {code} while running this task")
 
 
-def _worker_loop(conn: Connection, threads: int) -> None:
+def _worker_loop(conn: Connection, threads: int, environment: dict[str, str]) -> None:
+    os.environ.update(environment)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ[var] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
@@ -71,10 +72,10 @@ def _worker_loop(conn: Connection, threads: int) -> None:
 
 
 class _Worker:
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, environment: dict[str, str]) -> None:
         context = get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_loop, args=(child, threads), daemon=True)
+        self.process = context.Process(target=_worker_loop, args=(child, threads, environment), daemon=True)
         self.process.start()
         child.close()
         self.task: Any = None
@@ -132,9 +133,12 @@ def _one_group(task: Any) -> Hashable:
 
 
 class WorkerPool:
-    def __init__(self, jobs: int, threads: int = 1) -> None:
+    """``jobs`` workers of ``threads`` threads each, with ``environment`` added to theirs."""
+
+    def __init__(self, jobs: int, threads: int = 1, environment: dict[str, str] | None = None) -> None:
         self.jobs = max(1, jobs)
         self.threads = threads
+        self.environment = environment or {}
         self.workers: list[_Worker] = []
 
     def __enter__(self) -> WorkerPool:
@@ -150,7 +154,7 @@ class WorkerPool:
 
     def _spawn(self, group: Hashable = None) -> _Worker:
         """A fresh worker (keeping to ``group``, where it replaces one that did)."""
-        worker = _Worker(self.threads)
+        worker = _Worker(self.threads, self.environment)
         worker.group = group
         self.workers.append(worker)
         return worker
