@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from harness.measure import atlas
+from harness.measure.environment import describe_frameworks
 from harness.model import registry
 from harness.present.cli import main
 from harness.store import SCHEMA_VERSION, open_store
@@ -114,7 +115,7 @@ def test_edge_inputs_are_distinct_edge_values() -> None:
 
 
 def test_plan_covers_every_impl_of_every_loss() -> None:
-    planned = set(atlas.plan(registry.names(), ["numpy"]))
+    planned = set(atlas.plan(registry.names(), describe_frameworks(("numpy",))))
     assert planned == {("numpy", loss, impl) for loss in registry.names() for impl in ("naive", "stable")}
 
 

@@ -215,6 +215,23 @@ def test_timed_sweep_records_speed_and_completes_untimed_cells(tmp_path: Path, c
     assert len(lines) == 4 and all(" typical " in line for line in lines)
 
 
+def test_a_later_sweep_of_the_same_job_takes_the_bandwidth_limit_the_first_measured(tmp_path: Path) -> None:
+    """As the main job's compiled sweep does: the limit is passed on, the later run
+    stores no STREAM results of its own and its timed cells carry the first's limit."""
+    base = dict(losses=("mse",), frameworks=("numpy",), impls=None, dtypes=("float32",), devices=("cpu",),
+                regimes=("typical",), widths=(10,), seeds=1, jobs=2, time=True)
+    cache = ReferenceCache(tmp_path / "refcache")
+    limits: dict[str, float] = {}
+    with open_store(tmp_path / "r.sqlite") as store:
+        first = run_sweep(SweepConfig(**base, sizes=(10,)), store, cache, bandwidth_limits=limits)
+        measured = max(b["gbps"] for b in store.bandwidth(first.run_id))
+        assert limits == first.bandwidth_limits == {"cpu": measured}
+        later = run_sweep(SweepConfig(**base, sizes=(100,)), store, cache, bandwidth_limits=limits)
+        assert later.timed == 2 and later.bandwidth_limits == {"cpu": measured}
+        assert store.bandwidth(later.run_id) == []
+        assert {r["bandwidth_limit_gbps"] for r in store.cells() if r["size"] == 100} == {measured}
+
+
 def test_gradient_sweep_completes_stored_cells_and_matches_a_direct_evaluation(tmp_path: Path) -> None:
     """Gradient rows are added to an ungraded store without touching its cells; the
     chunked set reference (shared prefixes, mean scaled per size) gives the same

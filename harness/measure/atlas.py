@@ -16,7 +16,7 @@ import functools
 import inspect
 import math
 from pathlib import Path
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from harness import adapters
 from harness.measure import metrics, refsets, regimes
 from harness.model import registry
 from harness.adapters.base import Adapter, ApiCall, error_line, recording
+from harness.measure.environment import FrameworkInfo
 from harness.measure.deviations import (
     CLAMPED, DEVIATIONS, EPSILON, ERROR, EXACT, FROM_CLASS, INACCURATE, ROUNDING, UNSETTLED,
 )
@@ -309,9 +310,11 @@ def is_current(stored: dict[str, Any] | None, framework_version: str) -> bool:
         and stored.get("framework_version") == framework_version
 
 
-def plan(losses: Sequence[str], frameworks: Sequence[str]) -> Iterator[tuple[str, str, str]]:
-    """(framework, loss, impl) for every impl the loaded frameworks declare."""
+def plan(losses: Sequence[str], frameworks: Mapping[str, FrameworkInfo]) -> Iterator[tuple[str, str, str]]:
+    """(framework, loss, impl) for every impl the available frameworks declare (as a
+    worker found them: planning imports no framework)."""
     for loss in losses:
-        for framework in frameworks:
-            for impl in adapters.load(framework).impl_names(loss):
-                yield framework, loss, impl
+        for framework, found in frameworks.items():
+            if found.available:
+                for impl in found.impls.get(loss, ()):
+                    yield framework, loss, impl

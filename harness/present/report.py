@@ -34,7 +34,6 @@ from harness.present.scales import (
 )
 from harness.present.render import describe, format_cell
 from harness.model import registry
-from harness.model.spec import DTYPES
 from harness.measure.environment import Environment
 from harness.store import KEY_COLUMNS, Store
 

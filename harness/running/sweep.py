@@ -54,7 +54,7 @@ from harness.running.cell import (
 from harness.running import cluster
 from harness.running.workers import Failure, WorkerPool
 from reference.arith import DEFAULT_ENGINE
-from harness.store import GradientRow, Store, StoredKeys
+from harness.store import Store, StoredKeys
 
 QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
 FULL_SIZES = (*QUICK_SIZES, 1_000_000, 10_000_000)
@@ -229,17 +229,21 @@ def check_devices(config: SweepConfig, info: dict[str, FrameworkInfo] | None = N
 
 def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
               progress: Callable[..., Any] | None = None, announce: Callable[[str], Any] = lambda line: None,
-              info: dict[str, FrameworkInfo] | None = None) -> SweepReport:
+              info: dict[str, FrameworkInfo] | None = None,
+              bandwidth_limits: dict[str, float] | None = None) -> SweepReport:
     """Run (or resume) a sweep. ``progress(total=, desc=, unit=)`` returns an object
     with update(n) and close(), like tqdm; ``announce`` takes lines worth saying
     before the work starts (a cluster's dashboard, refused workers); ``info``, what
-    the frameworks offer where the caller has asked them already (else a worker asks)."""
+    the frameworks offer where the caller has asked them already (else a worker
+    asks); ``bandwidth_limits``, each device's limit as an earlier sweep of the same
+    job measured it: a device found there is not measured again (this run stores no
+    STREAM results for it), and the limits this sweep measures are added to it."""
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     cache.remove_stale()
     if config.scheduler is None:
         with tempfile.TemporaryDirectory(prefix="lossbench-compiled-") as compiled, \
                 WorkerPool(config.jobs, threads, {COMPILE_CACHE_ENV: compiled}) as pool:
-            return _run(config, store, cache, progress, pool, info)
+            return _run(config, store, cache, progress, pool, info, bandwidth_limits)
     client, local = cluster.connect(config.scheduler, config.jobs)
     try:
         workers, refused = cluster.checked_workers(client)
@@ -247,7 +251,7 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
             announce(f"lossbench: warning: {line}")
         announce(f"Dask: {len(workers)} workers at {client.scheduler.address}; dashboard {client.dashboard_link}")
         with cluster.DaskPool(client, workers, threads) as pool:
-            return _run(config, store, cache, progress, pool, info)
+            return _run(config, store, cache, progress, pool, info, bandwidth_limits)
     finally:
         client.close()
         if local is not None:
@@ -255,7 +259,8 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
 
 
 def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Callable[..., Any] | None,
-         pool: WorkerPool | cluster.DaskPool, info: dict[str, FrameworkInfo] | None) -> SweepReport:
+         pool: WorkerPool | cluster.DaskPool, info: dict[str, FrameworkInfo] | None,
+         bandwidth_limits: dict[str, float] | None) -> SweepReport:
     """The sweep on ``pool``; timed cells on this machine alone, one at a time."""
     run_id = None
     try:
@@ -281,7 +286,12 @@ def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Cal
             timed = [t for t in planned.tasks if t.time]
             pool.close()
             with WorkerPool(1, os.cpu_count() or 1, pool.environment) as timing_pool:
-                _measure_bandwidth(timed, timing_pool, store, report, progress)
+                known = bandwidth_limits if bandwidth_limits is not None else {}
+                report.bandwidth_limits.update({d: known[d] for d in {t.device for t in timed} if d in known})
+                unknown = [t for t in timed if t.device not in known]
+                if unknown:
+                    _measure_bandwidth(unknown, timing_pool, store, report, progress)
+                known.update(report.bandwidth_limits)
                 _cells(timed, failed_refs, config, cache, timing_pool, store, report, progress)
         else:
             _cells(planned.tasks, failed_refs, config, cache, pool, store, report, progress)

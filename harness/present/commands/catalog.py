@@ -7,14 +7,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tqdm import tqdm
 
-from harness import adapters
 from harness.adapters import FRAMEWORKS
 from harness.measure import atlas, bandwidth
+from harness.measure.environment import FrameworkInfo, describe_frameworks
 from harness.model import registry
 from harness.model.spec import DEVICES, DTYPES
 from harness.present import render
@@ -43,15 +43,16 @@ def listing(what: str) -> list[dict[str, Any]]:
     return [{"name": device, "frameworks": [r["name"] for r in rows if device in r["devices"]]} for device in DEVICES]
 
 
-def build_atlas(losses: list[str], frameworks: list[str], dtypes: list[str], no_progress: bool,
+def build_atlas(losses: list[str], frameworks: Mapping[str, FrameworkInfo], dtypes: list[str], no_progress: bool,
                 stored: Iterable[dict[str, Any]] = (), jobs: int | None = None) -> list[dict[str, Any]]:
-    """The atlas entries of these losses, frameworks and dtypes, but for those among
-    ``stored`` that the same code and framework version made (nothing to redo),
-    made by ``jobs`` worker processes (default one per core). An entry whose worker
-    fails is named on stderr and left out: the next run makes it."""
+    """The atlas entries of these losses, frameworks (as found: this process imports
+    none) and dtypes, but for those among ``stored`` that the same code and framework
+    version made (nothing to redo), made by ``jobs`` worker processes (default one
+    per core). An entry whose worker fails is named on stderr and left out: the next
+    run makes it."""
     known = {(e["loss"], e["framework"], e["impl"], e["dtype"]): e for e in stored}
     planned = [(f, loss, impl, dtype) for f, loss, impl in atlas.plan(losses, frameworks) for dtype in dtypes
-               if not atlas.is_current(known.get((loss, f, impl, dtype)), adapters.load(f).version())]
+               if not atlas.is_current(known.get((loss, f, impl, dtype)), frameworks[f].version or "")]
     jobs = jobs or os.cpu_count() or 1
     made: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     with tqdm(total=len(planned), desc="atlas", unit="entry", file=sys.stderr, disable=no_progress,
@@ -133,8 +134,8 @@ def _atlas_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_atlas(args: argparse.Namespace) -> int:
     losses = [loss_spec(loss).name for loss in dict.fromkeys(args.loss or registry.names())]
-    entries = build_atlas(losses, chosen_frameworks(args.framework), list(dict.fromkeys(args.dtype or ["float32"])),
-                     args.no_progress)
+    found = describe_frameworks(tuple(chosen_frameworks(args.framework)))
+    entries = build_atlas(losses, found, list(dict.fromkeys(args.dtype or ["float32"])), args.no_progress)
     if not args.no_store:
         store_atlas(args.db, entries)
     if args.json:

@@ -19,7 +19,7 @@ from harness.present import report
 from harness.present.commands.catalog import build_atlas, store_atlas
 from harness.present.commands.stored import write_report
 from harness.present.options import (
-    Command, UsageError, bounded, chosen_frameworks, loss_spec, memory, opened, positive_int,
+    Command, UsageError, bounded, loss_spec, memory, opened, positive_int,
     reference_engine_argument,
 )
 from harness.running.cell import DEFAULT_CELL_TIMEOUT
@@ -88,11 +88,12 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def run_and_print(config: SweepConfig, db: Path, no_progress: bool, required: bool = True,
-                  info: dict[str, FrameworkInfo] | None = None) -> int:
+                  info: dict[str, FrameworkInfo] | None = None, bandwidth_limits: dict[str, float] | None = None) -> int:
     """Run the sweep into ``db`` and print what it did; returns the exit code
     (3 where cells were lost to a signal from outside, 70 to lossbench itself:
     either way not stored, and the next run measures them). A grid with no cell
-    is a usage error if ``required``, else said and skipped."""
+    is a usage error if ``required``, else said and skipped. ``info`` and
+    ``bandwidth_limits``: as run_sweep takes them."""
     progress = None if no_progress else functools.partial(tqdm, file=sys.stderr, mininterval=1.0)
     cache = ReferenceCache(db.parent / "refcache")
     try:
@@ -102,7 +103,8 @@ def run_and_print(config: SweepConfig, db: Path, no_progress: bool, required: bo
     with opened(db) as store:
         store.check()
         try:
-            done = run_sweep(config, store, cache, progress, lambda line: print(line, flush=True), info)
+            done = run_sweep(config, store, cache, progress, lambda line: print(line, flush=True), info,
+                             bandwidth_limits)
         except ClusterRefused as exc:
             raise UsageError(str(exc)) from None
     for line in cache.discarded:
@@ -250,13 +252,15 @@ def _run_run(args: argparse.Namespace) -> int:
           f"{', '.join(DEFAULT_TIMED_REGIMES)} inputs, timing on them at sizes {timed[0]} and {timed[1]}; then "
           f"compiled execution in {', '.join(COMPILED_DTYPES)} at size {COMPILED_SIZE}", flush=True)
     # Asked once for both sweeps (a worker imports every framework); a cluster's workers answer for themselves.
+    # The memory bandwidth too: the compiled sweep, minutes later, takes the limit the first one measured.
     info = framework_info(config.frameworks) if config.scheduler is None else None
-    code = max(run_and_print(config, args.db, args.no_progress, info=info),
-               run_and_print(compiled, args.db, args.no_progress, required=False, info=info))
+    limits: dict[str, float] = {}
+    code = max(run_and_print(config, args.db, args.no_progress, info=info, bandwidth_limits=limits),
+               run_and_print(compiled, args.db, args.no_progress, required=False, info=info, bandwidth_limits=limits))
     with opened(args.db) as store:
         stored = store.atlas()
-    entries = build_atlas(list(registry.names()), chosen_frameworks(None), ["float32"], args.no_progress, stored,
-                          jobs=args.jobs)
+    entries = build_atlas(list(registry.names()), info or framework_info(config.frameworks), ["float32"],
+                          args.no_progress, stored, jobs=args.jobs)
     store_atlas(args.db, entries)
     print(f"atlas: {len(entries)} entries stored" + (" (the others are current)" if stored else ""))
     print(write_report(args.db, args.out, jobs=args.jobs))
