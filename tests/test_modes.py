@@ -4,6 +4,9 @@ their compile times, and every command can select a mode."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ from harness.present.cli import main
 from harness.store import open_store
 
 from conftest import need
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +91,24 @@ def test_a_keras_object_first_built_inside_a_trace_serves_every_later_trace() ->
         out = adapter.run(spec, "native", {"input": np.arange(n, dtype=np.float64) - 1.0}, "float32", "cpu", "sum",
                           {}, mode="compiled")
         assert out.values.tolist() == [float(sum(abs(i - 1.0) for i in range(n)))]
+
+
+def test_a_cold_compile_time_comes_before_any_kernel_of_its_loss(tmp_path: Path) -> None:
+    """A timed compiled cell: the compiler is started on a trivial function, its caches
+    emptied, then the loss compiled cold and warm; only then is the loss compiled for
+    the values and the timed calls. The next cell of the process starts no compiler."""
+    log = tmp_path / "compiled.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), LOSSBENCH_ADAPTERS="recording=tests.support.recording_adapter",
+               RECORDING_LOG=str(log))
+    proc = subprocess.run([sys.executable, "-m", "harness", "sweep", "--loss", "mse", "--framework", "recording",
+                           "--mode", "compiled", "--dtype", "float64", "--regime", "typical", "--sizes", "10", "100",
+                           "--time", "--no-progress", "--db", str(tmp_path / "r.sqlite")],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    events = log.read_text().splitlines()
+    assert events[:4] == ["compile _doubled_input", "reset", "compile _mse", "compile _mse"]
+    assert events.count("compile _doubled_input") == 1 and events.count("reset") == 2
+    second = events.index("reset", 1)
+    assert events[second + 1:second + 3] == ["compile _mse", "compile _mse"]
+    with open_store(tmp_path / "r.sqlite", writable=False) as store:
+        assert all(r["compile_cold_seconds"] is not None for r in store.cells())
