@@ -106,9 +106,9 @@ def test_a_cold_compile_time_comes_before_any_kernel_of_its_loss(tmp_path: Path)
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     events = log.read_text().splitlines()
-    assert events[:4] == ["compile _doubled_input", "reset", "compile _mse", "compile _mse"]
+    assert events[:4] == ["compile _doubled_input", "reset", "compile _ok", "compile _ok"]
     assert events.count("compile _doubled_input") == 1 and events.count("reset") == 2
     second = events.index("reset", 1)
-    assert events[second + 1:second + 3] == ["compile _mse", "compile _mse"]
+    assert events[second + 1:second + 3] == ["compile _ok", "compile _ok"]
     with open_store(tmp_path / "r.sqlite", writable=False) as store:
         assert all(r["compile_cold_seconds"] is not None for r in store.cells())
