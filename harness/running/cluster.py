@@ -130,7 +130,6 @@ class DaskPool:
     def __init__(self, client: Any, workers: list[str], threads: int) -> None:
         self.client, self.workers, self.threads = client, workers, threads
         self.jobs = len(workers)
-        self.environment: dict[str, str] = {}  # the timing pool's: the cluster shares no folder with it
         self._scattered: dict[str, Any] = {}
 
     def __enter__(self) -> DaskPool:

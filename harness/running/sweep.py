@@ -240,28 +240,32 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
     STREAM results for it), and the limits this sweep measures are added to it."""
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     cache.remove_stale()
-    if config.scheduler is None:
-        with tempfile.TemporaryDirectory(prefix="lossbench-compiled-") as compiled, \
-                WorkerPool(config.jobs, threads, {COMPILE_CACHE_ENV: compiled}) as pool:
-            return _run(config, store, cache, progress, pool, info, bandwidth_limits)
-    client, local = cluster.connect(config.scheduler, config.jobs)
-    try:
-        workers, refused = cluster.checked_workers(client)
-        for line in refused:
-            announce(f"lossbench: warning: {line}")
-        announce(f"Dask: {len(workers)} workers at {client.scheduler.address}; dashboard {client.dashboard_link}")
-        with cluster.DaskPool(client, workers, threads) as pool:
-            return _run(config, store, cache, progress, pool, info, bandwidth_limits)
-    finally:
-        client.close()
-        if local is not None:
-            local.close()
+    # This machine's workers (the timing worker too) share a folder of compiled kernels.
+    with tempfile.TemporaryDirectory(prefix="lossbench-compiled-") as compiled:
+        environment = {COMPILE_CACHE_ENV: compiled}
+        if config.scheduler is None:
+            with WorkerPool(config.jobs, threads, environment) as pool:
+                return _run(config, store, cache, progress, pool, info, bandwidth_limits, environment)
+        client, local = cluster.connect(config.scheduler, config.jobs)
+        try:
+            workers, refused = cluster.checked_workers(client)
+            for line in refused:
+                announce(f"lossbench: warning: {line}")
+            announce(f"Dask: {len(workers)} workers at {client.scheduler.address}; "
+                     f"dashboard {client.dashboard_link}")
+            with cluster.DaskPool(client, workers, threads) as pool:
+                return _run(config, store, cache, progress, pool, info, bandwidth_limits, environment)
+        finally:
+            client.close()
+            if local is not None:
+                local.close()
 
 
 def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Callable[..., Any] | None,
          pool: WorkerPool | cluster.DaskPool, info: dict[str, FrameworkInfo] | None,
-         bandwidth_limits: dict[str, float] | None) -> SweepReport:
-    """The sweep on ``pool``; timed cells on this machine alone, one at a time."""
+         bandwidth_limits: dict[str, float] | None, environment: dict[str, str]) -> SweepReport:
+    """The sweep on ``pool``; timed cells on this machine alone, one at a time, in a
+    worker with ``environment``."""
     run_id = None
     try:
         if info is None:
@@ -285,7 +289,7 @@ def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Cal
                    report, progress)
             timed = [t for t in planned.tasks if t.time]
             pool.close()
-            with WorkerPool(1, os.cpu_count() or 1, pool.environment) as timing_pool:
+            with WorkerPool(1, os.cpu_count() or 1, environment) as timing_pool:
                 known = bandwidth_limits if bandwidth_limits is not None else {}
                 report.bandwidth_limits.update({d: known[d] for d in {t.device for t in timed} if d in known})
                 unknown = [t for t in timed if t.device not in known]

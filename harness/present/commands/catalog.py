@@ -134,7 +134,8 @@ def _atlas_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_atlas(args: argparse.Namespace) -> int:
     losses = [loss_spec(loss).name for loss in dict.fromkeys(args.loss or registry.names())]
-    found = describe_frameworks(tuple(chosen_frameworks(args.framework)))
+    # The frameworks named (a missing one is a usage error), else all: planning skips the unavailable.
+    found = describe_frameworks(tuple(chosen_frameworks(args.framework) if args.framework else FRAMEWORKS))
     entries = build_atlas(losses, found, list(dict.fromkeys(args.dtype or ["float32"])), args.no_progress)
     if not args.no_store:
         store_atlas(args.db, entries)
