@@ -44,6 +44,7 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 _MACHINE_FAULTS = (("disk is full", errno.ENOSPC), ("readonly database", errno.EROFS),
                    ("disk i/o error", errno.EIO), ("unable to open database file", errno.EACCES))
 FAILED_STATUSES = ("error", "timeout", "crashed")
+_WAIT_SECONDS = 60.0  # how long a process waits for another's lock on the store
 
 
 class StoreError(RuntimeError):
@@ -109,10 +110,26 @@ def _read_only(path: Path) -> sqlite3.Connection:
     files it makes when it closes); elsewhere (a read-only mount, another user's
     file) read-only and immutable, since SQLite could not even keep its lock files."""
     if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
-        db = sqlite3.connect(path, timeout=60)
+        db = sqlite3.connect(path, timeout=_WAIT_SECONDS)
         db.execute("PRAGMA query_only = ON")
         return db
-    return sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1", uri=True, timeout=60)
+    return sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1", uri=True, timeout=_WAIT_SECONDS)
+
+
+def _write_ahead_log(db: sqlite3.Connection) -> None:
+    """Put the store in WAL mode (readers and one writer at once). Turning a new
+    file to WAL needs an exclusive lock that SQLite does not wait for: two sweeps
+    started together on a new store would see "database is locked" here, so this
+    waits for the other one as a locked statement would."""
+    deadline = time.monotonic() + _WAIT_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _refuse_damage(db: sqlite3.Connection, path: Path) -> None:
@@ -222,8 +239,8 @@ class Store:
             return
         with _machine_faults(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=60)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = sqlite3.connect(self.path, timeout=_WAIT_SECONDS)
+            _write_ahead_log(self.db)
             if found != SCHEMA_VERSION:
                 self._create_or_upgrade()
             self._mark_abandoned_runs()
