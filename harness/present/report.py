@@ -150,11 +150,16 @@ def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row],
 def _log_axes(ax: Any) -> None:
     """Log-log axes whose tick labels cannot collide: at most five labelled ticks at
     powers of ten, or three on an axis spanning under a decade and a half; no
-    minor labels. Call it once the data is drawn."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+    minor ticks (in panels this small they are clutter, and making them took a
+    third of a figure's time). Call it once the data is drawn."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
-    ax.set_xscale("log")
-    ax.set_yscale("log")  # before the locators: setting a scale resets them
+    # Before the locators: setting a scale resets them. Panels made log-log (the small
+    # multiples, whose hundred panels share x: setting a scale on each rescaled them all) keep theirs.
+    if ax.get_xscale() != "log":
+        ax.set_xscale("log")
+    if ax.get_yscale() != "log":
+        ax.set_yscale("log")
     for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
         if high < 30 * low:  # under a decade and a half: three ticks, evenly spaced on the log scale
             ticks = sorted({float(f"{low * (high / low) ** k:.2g}") for k in (0.15, 0.5, 0.85)})
@@ -162,7 +167,7 @@ def _log_axes(ax: Any) -> None:
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
         else:
             axis.set_major_locator(LogLocator(base=10, numticks=5))
-        axis.set_minor_formatter(NullFormatter())
+        axis.set_minor_locator(NullLocator())
     ax.tick_params(labelsize=6)
 
 
@@ -235,7 +240,8 @@ def _small_multiples(series: Series, path: Path, ylabel: str) -> None:
     impls = {f: sorted({i for (_, g), lines in series.items() if g == f for i, _ in lines}) for f in frameworks}
     plt = _pyplot()
     width, height = 2.6 * len(frameworks) + 1.6, 1.7 * len(facets) + 1
-    fig, axes = plt.subplots(len(facets), len(frameworks), figsize=(width, height), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(len(facets), len(frameworks), figsize=(width, height), squeeze=False, sharex=True,
+                             subplot_kw={"xscale": "log", "yscale": "log"})
     for i, facet in enumerate(facets):
         for j, framework in enumerate(frameworks):
             ax = axes[i][j]
@@ -248,12 +254,15 @@ def _small_multiples(series: Series, path: Path, ylabel: str) -> None:
                 ax.plot([p[0] for p in points], [p[1] for p in points], _STYLES[impls[framework].index(impl) % 4],
                         color=FRAMEWORK_COLOURS.get(framework, "black"), marker=DTYPE_MARKERS.get(dtype, "."),
                         markersize=3, linewidth=0.8)
-            _log_axes(ax)
             if j == 0 or not axes[i][j - 1].has_data():
                 ax.set_ylabel(facet, fontsize=7)
             if i == 0:
                 ax.set_title(framework + "\n" + ", ".join(f"{_STYLES[k % 4]} {impl}"
                                                           for k, impl in enumerate(impls[framework])), fontsize=7)
+    # Once every panel is drawn: the shared x limits are then found once, not again after each panel.
+    for ax in axes.flat:
+        if ax.has_data():
+            _log_axes(ax)
     fig.legend(handles=_shared_legend(plt, ()), loc="upper right", fontsize=7, title="dtype", title_fontsize=7,
                frameon=False)
     fig.supxlabel("input elements", y=0.1 / height)  # in inches too: the default is a share of a tall figure
