@@ -112,3 +112,71 @@ def test_a_cold_compile_time_comes_before_any_kernel_of_its_loss(tmp_path: Path)
     assert events[second + 1:second + 3] == ["compile _ok", "compile _ok"]
     with open_store(tmp_path / "r.sqlite", writable=False) as store:
         assert all(r["compile_cold_seconds"] is not None for r in store.cells())
+
+
+INDUCTOR_FOLDER_SCRIPT = """
+import json, os
+import numpy as np
+from harness import adapters
+from harness.model import registry
+shared = os.path.join(os.environ["LOSSBENCH_COMPILE_CACHE"], "torchinductor")
+torch_adapter = adapters.load("torch")
+spec = registry.get("mse")
+arrays = {"input": np.linspace(-1, 1, 7), "target": np.zeros(7)}
+def entries():
+    return sum(len(files) for _, _, files in os.walk(shared))
+torch_adapter.run(spec, "native", arrays, "float32", "cpu", "mean", {}, mode="compiled")
+compiled = entries()
+torch_adapter.compile_seconds(spec, "native", arrays, "float64", "cpu", "mean", {})
+measured = entries()
+own = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+torch_adapter.run(spec, "native", {k: v[:5] for k, v in arrays.items()}, "float64", "cpu", "sum", {}, mode="compiled")
+print(json.dumps([compiled, measured, entries(), own.startswith(os.environ["LOSSBENCH_COMPILE_CACHE"]),
+                  sum(len(files) for _, _, files in os.walk(own))]))
+"""
+
+
+def test_torch_compiles_into_the_sweeps_shared_folder_until_a_cold_compile_moves_it_out(tmp_path: Path) -> None:
+    """In a sweep's worker, inductor compiles into the folder the workers share (the
+    next worker loads its CPU checks and kernels); a compile-time measurement moves
+    the process to an empty folder of its own, so it neither reads the shared one
+    nor empties it, and what the process compiles after that goes to its own (the
+    compiler's untimed start, before the measurement, may add to the shared one)."""
+    need("torch")
+    folder = tmp_path / "compiled"
+    folder.mkdir()
+    proc = subprocess.run([sys.executable, "-c", INDUCTOR_FOLDER_SCRIPT], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env={**{k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"},
+                                         "PYTHONPATH": str(ROOT), "LOSSBENCH_COMPILE_CACHE": str(folder)})
+    assert proc.returncode == 0, proc.stderr
+    compiled, measured, after, own_is_shared, own_entries = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert 0 < compiled <= measured == after
+    assert not own_is_shared and own_entries > 0
+
+
+STATIC_SHAPES_SCRIPT = """
+import json
+import numpy as np
+import torch
+from harness import adapters
+from harness.model import registry
+torch_adapter = adapters.load("torch")
+spec = registry.get("mse")
+for n in (5, 6, 7):
+    arrays = {"input": np.linspace(-1, 1, n), "target": np.zeros(n)}
+    torch_adapter.run(spec, "native", arrays, "float32", "cpu", "mean", {}, mode="compiled")
+print(json.dumps(torch._dynamo.utils.counters["stats"]["unique_graphs"]))
+"""
+
+
+def test_torch_compiles_each_shape_for_itself() -> None:
+    """A compiled torch loss met at a new size is compiled again for that size, as
+    when compiled once for it: dynamo's default would compile the second size with
+    dynamic shapes and serve every later size from that kernel, so a cell's values
+    would depend on the sizes the process met before (dynamic kernels round some
+    items differently: cross_entropy's edge inputs by up to 3 ulp in the atlas)."""
+    need("torch")
+    proc = subprocess.run([sys.executable, "-c", STATIC_SHAPES_SCRIPT], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == 3

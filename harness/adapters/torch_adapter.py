@@ -15,16 +15,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.adapters.base import FAILS, INACCURATE, Adapter, Impl, Known, Output, api_call, reduce
+from harness.adapters.base import COMPILE_CACHE_ENV, FAILS, INACCURATE, Adapter, Impl, Known, Output, api_call, reduce
 from harness.model.spec import LossSpec
 
-# Inductor's compiled code goes to a cache folder of this process's own, so that a
-# cold compilation can empty it without touching anybody else's; a folder the
-# user chose (TORCHINDUCTOR_CACHE_DIR) is used and never emptied.
-_OWN_CACHE = "TORCHINDUCTOR_CACHE_DIR" not in os.environ
-if _OWN_CACHE:
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lossbench-inductor-")
-    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], True)
+# Where inductor keeps what it compiles. A folder the user chose (TORCHINDUCTOR_CACHE_DIR)
+# is used and never emptied. A sweep's workers share one in its COMPILE_CACHE_ENV folder:
+# what one compiled, first the C++ builds that check the CPU's vector instructions (about
+# 10 s, once per folder), the others load. Elsewhere, a folder of this process's own. A
+# cold compilation (reset_compiler) moves the process to a new empty folder of its own,
+# so it never empties or reads anybody else's.
+_USER_CACHE = "TORCHINDUCTOR_CACHE_DIR" in os.environ
+_OWN_FOLDERS: list[str] = []
+
+
+def _own_cache() -> None:
+    """Compile into a new empty folder of this process's own (its previous one removed)."""
+    for folder in _OWN_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+    _OWN_FOLDERS[:] = [tempfile.mkdtemp(prefix="lossbench-inductor-")]
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _OWN_FOLDERS[0]
+
+
+if not _USER_CACHE:
+    if os.environ.get(COMPILE_CACHE_ENV):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(os.environ[COMPILE_CACHE_ENV], "torchinductor")
+    else:
+        _own_cache()
+    atexit.register(lambda: [shutil.rmtree(folder, True) for folder in _OWN_FOLDERS])
 
 # A worker compiles many losses through shared adapter code (one code object, one
 # recompilation per loss, dtype, shape and reduction): dynamo's default of 8 per code
@@ -162,12 +179,15 @@ class TorchAdapter(Adapter):
     modes = ("eager", "compiled")
 
     def compile(self, function: Impl) -> Impl:
-        return torch.compile(function)  # inductor, the default backend (C++ on CPU)
+        # Inductor, the default backend (C++ on CPU). Each shape compiled for itself:
+        # dynamo's default compiles a function's second shape with dynamic shapes and
+        # serves later ones from it, so values would depend on what the process met before.
+        return torch.compile(function, dynamic=False)
 
     def reset_compiler(self) -> None:
         torch._dynamo.reset()
-        if _OWN_CACHE:
-            shutil.rmtree(os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
+        if not _USER_CACHE:
+            _own_cache()
 
     def version(self) -> str:
         return torch.__version__

@@ -32,7 +32,6 @@ import dataclasses
 import itertools
 import os
 import signal
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -40,7 +39,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness import adapters
-from harness.adapters.base import COMPILE_CACHE_ENV
 from harness.measure import bandwidth, regimes
 from harness.measure.environment import Environment, FrameworkInfo, describe_frameworks
 from harness.measure.quantity import LossGradient, LossValue, Quantity, gradient_of
@@ -52,7 +50,7 @@ from harness.running.cell import (
     DEFAULT_CELL_TIMEOUT, CellJob, CellOutcome, CellTask, measure_bandwidth, run_cell,
 )
 from harness.running import cluster
-from harness.running.workers import Failure, WorkerPool
+from harness.running.workers import Failure, WorkerPool, sharing_compiled
 from reference.arith import DEFAULT_ENGINE
 from harness.store import Store, StoredKeys
 
@@ -241,8 +239,7 @@ def run_sweep(config: SweepConfig, store: Store, cache: ReferenceCache,
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     cache.remove_stale()
     # This machine's workers (the timing worker too) share a folder of compiled kernels.
-    with tempfile.TemporaryDirectory(prefix="lossbench-compiled-") as compiled:
-        environment = {COMPILE_CACHE_ENV: compiled}
+    with sharing_compiled() as environment:
         if config.scheduler is None:
             with WorkerPool(config.jobs, threads, environment) as pool:
                 return _run(config, store, cache, progress, pool, info, bandwidth_limits, environment)

@@ -12,14 +12,27 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context, spawn
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+from harness.adapters.base import COMPILE_CACHE_ENV
+
+
+@contextmanager
+def sharing_compiled() -> Iterator[dict[str, str]]:
+    """The environment of worker processes on one machine that share a folder of
+    what their frameworks compiled (COMPILE_CACHE_ENV); the folder is removed when
+    the block ends."""
+    with tempfile.TemporaryDirectory(prefix="lossbench-compiled-") as folder:
+        yield {COMPILE_CACHE_ENV: folder}
 
 
 @dataclass(frozen=True)

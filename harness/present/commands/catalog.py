@@ -21,7 +21,7 @@ from harness.present import render
 from harness.present.options import (
     Command, UsageError, chosen_frameworks, framework_rows, load_framework, loss_spec, opened, positive_int,
 )
-from harness.running.workers import Failure, WorkerPool
+from harness.running.workers import Failure, WorkerPool, sharing_compiled
 from harness.store import DEFAULT_DB
 from reference.formats import FORMATS
 
@@ -56,7 +56,8 @@ def build_atlas(losses: list[str], frameworks: Mapping[str, FrameworkInfo], dtyp
     jobs = jobs or os.cpu_count() or 1
     made: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     with tqdm(total=len(planned), desc="atlas", unit="entry", file=sys.stderr, disable=no_progress,
-              mininterval=1.0) as bar, WorkerPool(jobs, max(1, (os.cpu_count() or 1) // jobs)) as pool:
+              mininterval=1.0) as bar, sharing_compiled() as environment, \
+            WorkerPool(jobs, max(1, (os.cpu_count() or 1) // jobs), environment) as pool:
         # A worker keeps to one framework: each is imported, and its kernels compiled, in one process.
         for item, outcome in pool.run(atlas.entry_json, planned, lambda item: ATLAS_ENTRY_LIMIT, lambda item: item[0]):
             if isinstance(outcome, Failure):
