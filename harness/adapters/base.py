@@ -105,7 +105,7 @@ FAILS, INACCURATE = "fails", "inaccurate"
 class Known:
     """A cell a framework cannot run (FAILS) or computes far less accurately than
     its dtype allows (INACCURATE), and why: data, as OpInfo keeps its skips. None
-    in impl, dtypes or device means every one."""
+    in impl, dtypes, device or mode means every one."""
 
     kind: str
     loss: str
@@ -113,14 +113,16 @@ class Known:
     impl: str | None = None
     dtypes: tuple[str, ...] | None = None
     device: str | None = None
+    mode: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in (FAILS, INACCURATE):
             raise ValueError(f"known {self.loss}: kind must be {FAILS!r} or {INACCURATE!r}")
 
-    def covers(self, loss: str, impl: str, dtype: str, device: str | None) -> bool:
+    def covers(self, loss: str, impl: str, dtype: str, device: str | None, mode: str | None = None) -> bool:
+        """Whether this is known of the cell; a device or mode of None asked for is any."""
         return (loss == self.loss and self.impl in (None, impl) and (self.dtypes is None or dtype in self.dtypes)
-                and (device is None or self.device in (None, device)))
+                and (device is None or self.device in (None, device)) and (mode is None or self.mode in (None, mode)))
 
 
 @dataclass(frozen=True)
@@ -171,12 +173,14 @@ class Adapter(ABC):
     @abstractmethod
     def to_output(self, result: Any) -> Output: ...
 
-    def _known(self, kind: str, loss: str, impl: str, dtype: str, device: str | None) -> str | None:
-        return next((k.reason for k in self.known if k.kind == kind and k.covers(loss, impl, dtype, device)), None)
+    def _known(self, kind: str, loss: str, impl: str, dtype: str, device: str | None,
+               mode: str | None = None) -> str | None:
+        return next((k.reason for k in self.known if k.kind == kind and k.covers(loss, impl, dtype, device, mode)),
+                    None)
 
-    def known_failure(self, loss: str, impl: str, dtype: str, device: str) -> str | None:
-        """Why the framework itself cannot run this cell, if it cannot."""
-        return self._known(FAILS, loss, impl, dtype, device)
+    def known_failure(self, loss: str, impl: str, dtype: str, device: str, mode: str | None = None) -> str | None:
+        """Why the framework itself cannot run this cell (in ``mode``; None: in some mode), if it cannot."""
+        return self._known(FAILS, loss, impl, dtype, device, mode)
 
     def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
         """Why this cell is far less accurate than its dtype allows, if it is."""
