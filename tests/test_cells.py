@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness import adapters
+from harness.adapters.base import INACCURATE
 from harness.model import registry
 from harness.measure import regimes
 from harness.measure.evaluate import evaluate, repro_command
@@ -118,8 +119,9 @@ def _judged(loss: str, framework: str, impl: str, dtype: str, mode: str | None =
     """Held to the bound: not naive, runnable (in ``mode``, default the framework's
     own), and not declared inaccurate."""
     adapter = adapters.load(framework)
-    return (impl != "naive" and not adapter.known_failure(loss, impl, dtype, "cpu", mode or adapter.modes[0])
-            and not adapter.known_inaccuracy(loss, impl, dtype))
+    mode = mode or adapter.modes[0]
+    return (impl != "naive" and not adapter.known_failure(loss, impl, dtype, "cpu", mode)
+            and not adapter.known_inaccuracy(loss, impl, dtype, mode))
 
 
 @functools.cache
@@ -142,20 +144,26 @@ def test_cell(loss: str, framework: str, impl: str, dtype: str, mode: str) -> No
 
 
 def _declared() -> Iterator[object]:
+    """Each declared inaccuracy of an impl, in its mode (none: the framework's own)."""
     for spec in registry.iter_losses():
         for framework, adapter, _ in _frameworks():
-            for impl in adapter.impl_names(spec.name) if adapter else ():
-                dtypes = [d for d in DTYPES if adapter.known_inaccuracy(spec.name, impl, d)]
-                if dtypes:
-                    yield pytest.param(spec.name, framework, impl, dtypes, id=f"{spec.name}-{framework}-{impl}")
+            for known in adapter.known if adapter else ():
+                if known.kind != INACCURATE or known.loss != spec.name:
+                    continue
+                mode = known.mode or adapter.modes[0]
+                for impl in adapter.impl_names(spec.name):
+                    dtypes = [d for d in DTYPES if known.covers(spec.name, impl, d, None, mode)]
+                    if dtypes:
+                        yield pytest.param(spec.name, framework, impl, dtypes, mode,
+                                           id=f"{spec.name}-{framework}-{impl}-{'-'.join(dtypes)}-{mode}")
 
 
-@pytest.mark.parametrize("loss, framework, impl, dtypes", list(_declared()))
-def test_declared_inaccuracy_still_shows(loss: str, framework: str, impl: str, dtypes: list[str]) -> None:
+@pytest.mark.parametrize("loss, framework, impl, dtypes, mode", list(_declared()))
+def test_declared_inaccuracy_still_shows(loss: str, framework: str, impl: str, dtypes: list[str], mode: str) -> None:
     """A declaration that no longer holds in any of its dtypes must be removed."""
-    worst = {d: _measure(loss, framework, impl, d) for d in dtypes}
+    worst = {d: _measure(loss, framework, impl, d, mode) for d in dtypes}
     assert any(m.worst > _bound(loss, d) for d, m in worst.items()), \
-        f"declared: {adapters.load(framework).known_inaccuracy(loss, impl, dtypes[0])}; " + \
+        f"declared: {adapters.load(framework).known_inaccuracy(loss, impl, dtypes[0], mode)}; " + \
         "; ".join(f"{d}: max {m.worst:.3g} ulp <= {_bound(loss, d):.3g}" for d, m in worst.items())
 
 

@@ -182,9 +182,10 @@ class Adapter(ABC):
         """Why the framework itself cannot run this cell (in ``mode``; None: in some mode), if it cannot."""
         return self._known(FAILS, loss, impl, dtype, device, mode)
 
-    def known_inaccuracy(self, loss: str, impl: str, dtype: str) -> str | None:
-        """Why this cell is far less accurate than its dtype allows, if it is."""
-        return self._known(INACCURATE, loss, impl, dtype, None)
+    def known_inaccuracy(self, loss: str, impl: str, dtype: str, mode: str | None = None) -> str | None:
+        """Why this cell is far less accurate than its dtype allows (in ``mode``; None:
+        in some mode), if it is."""
+        return self._known(INACCURATE, loss, impl, dtype, None, mode)
 
     def settings(self) -> dict[str, Any]:
         """Framework-wide settings that change loss values, read from the framework."""
