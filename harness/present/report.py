@@ -147,19 +147,18 @@ def _heatmap(rows: Sequence[Row], path: Path, title: str, value: Callable[[Row],
     plt.close(fig)
 
 
+LOG_LOG = {"xscale": "log", "yscale": "log"}  # subplot_kw of the panels _log_axes finishes
+
+
 def _log_axes(ax: Any) -> None:
     """Log-log axes whose tick labels cannot collide: at most five labelled ticks at
     powers of ten, or three on an axis spanning under a decade and a half; no
-    minor ticks (in panels this small they are clutter, and making them took a
-    third of a figure's time). Call it once the data is drawn."""
+    minor ticks (in panels this small they are clutter, and each is an object
+    matplotlib builds on every draw). For axes made log-log (LOG_LOG): setting a
+    scale afterwards resets the locators, and on panels sharing x rescales them all.
+    Call it once the data is drawn."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
-    # Before the locators: setting a scale resets them. Panels made log-log (the small
-    # multiples, whose hundred panels share x: setting a scale on each rescaled them all) keep theirs.
-    if ax.get_xscale() != "log":
-        ax.set_xscale("log")
-    if ax.get_yscale() != "log":
-        ax.set_yscale("log")
     for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
         if high < 30 * low:  # under a decade and a half: three ticks, evenly spaced on the log scale
             ticks = sorted({float(f"{low * (high / low) ** k:.2g}") for k in (0.15, 0.5, 0.85)})
@@ -185,7 +184,7 @@ def _panels(losses: Sequence[str], path: Path, xlabel: str, ylabel: str,
     columns = min(4, len(losses))
     count = math.ceil(len(losses) / columns)
     plt = _pyplot()
-    fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.1 * count), squeeze=False)
+    fig, axes = plt.subplots(count, columns, figsize=(4.2 * columns, 3.1 * count), squeeze=False, subplot_kw=LOG_LOG)
     for ax, loss in zip(axes.flat, losses):
         draw(ax, loss)
         _log_axes(ax)
@@ -241,7 +240,7 @@ def _small_multiples(series: Series, path: Path, ylabel: str) -> None:
     plt = _pyplot()
     width, height = 2.6 * len(frameworks) + 1.6, 1.7 * len(facets) + 1
     fig, axes = plt.subplots(len(facets), len(frameworks), figsize=(width, height), squeeze=False, sharex=True,
-                             subplot_kw={"xscale": "log", "yscale": "log"})
+                             subplot_kw=LOG_LOG)
     for i, facet in enumerate(facets):
         for j, framework in enumerate(frameworks):
             ax = axes[i][j]
