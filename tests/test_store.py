@@ -295,8 +295,7 @@ def _open_at(path: str, start: float) -> int:
 
 def test_processes_creating_one_store_at_once_all_open_it(tmp_path) -> None:
     """Two processes open each new store at the same moment, 30 times: the first
-    one's switch to WAL used to make the other fail with "database is locked"
-    (about 4 pairs in 10)."""
+    one's switch to WAL used to make the other fail with "database is locked"."""
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         pool.map(time.sleep, [0.0, 0.0])  # both workers started
         for round_ in range(30):

@@ -20,19 +20,24 @@ from harness.model.spec import LossSpec
 
 # Where inductor keeps what it compiles. A folder the user chose (TORCHINDUCTOR_CACHE_DIR)
 # is used and never emptied. A sweep's workers share one in its COMPILE_CACHE_ENV folder:
-# what one compiled, first the C++ builds that check the CPU's vector instructions (about
-# 10 s, once per folder), the others load. Elsewhere, a folder of this process's own. A
+# what one compiled, first the C++ builds that check the CPU's vector instructions (seconds,
+# once per folder), the others load. Elsewhere, a folder of this process's own. A
 # cold compilation (reset_compiler) moves the process to a new empty folder of its own,
 # so it never empties or reads anybody else's.
 _USER_CACHE = "TORCHINDUCTOR_CACHE_DIR" in os.environ
 _OWN_FOLDERS: list[str] = []
 
 
-def _own_cache() -> None:
-    """Compile into a new empty folder of this process's own (its previous one removed)."""
+def _remove_own_folders() -> None:
     for folder in _OWN_FOLDERS:
         shutil.rmtree(folder, ignore_errors=True)
-    _OWN_FOLDERS[:] = [tempfile.mkdtemp(prefix="lossbench-inductor-")]
+    _OWN_FOLDERS.clear()
+
+
+def _own_cache() -> None:
+    """Compile into a new empty folder of this process's own (its previous one removed)."""
+    _remove_own_folders()
+    _OWN_FOLDERS.append(tempfile.mkdtemp(prefix="lossbench-inductor-"))
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = _OWN_FOLDERS[0]
 
 
@@ -41,7 +46,7 @@ if not _USER_CACHE:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(os.environ[COMPILE_CACHE_ENV], "torchinductor")
     else:
         _own_cache()
-    atexit.register(lambda: [shutil.rmtree(folder, True) for folder in _OWN_FOLDERS])
+    atexit.register(_remove_own_folders)
 
 # A worker compiles many losses through shared adapter code (one code object, one
 # recompilation per loss, dtype, shape and reduction): dynamo's default of 8 per code
