@@ -1,6 +1,14 @@
 """Shared helpers: random values spread over a dtype's whole exponent range,
-and skipping what needs a framework this installation lacks."""
+skipping what needs a framework this installation lacks, and running a script in
+a fresh process."""
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,3 +39,22 @@ def need(framework: str) -> None:
         adapters.load(framework)
     except adapters.FrameworkUnavailable as exc:
         pytest.skip(str(exc))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def script_result(script: str, **env: str | None) -> Any:
+    """What ``script`` prints as JSON on its last line, run by a fresh Python process
+    with the repository importable (a framework's process-wide state, its compile
+    caches and settings, starts clean there); ``env`` sets variables, None removes one."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=environment)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])

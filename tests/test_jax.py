@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ from harness.adapters.base import recording
 from harness.model import registry
 from harness.present.cli import main
 
-from conftest import need
+from conftest import need, script_result
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -114,11 +111,7 @@ def test_eager_kernels_go_to_the_sweeps_shared_folder_and_a_cold_compile_never_r
     worker loads them); once a compile time is measured, the process neither reads
     nor writes it: new shapes compiled after that add no entry (the compiler's
     untimed start before the measurement may)."""
-    root = Path(__file__).resolve().parent.parent
     folder = tmp_path / "compiled"
     folder.mkdir()
-    proc = subprocess.run([sys.executable, "-c", SHARED_CACHE_SCRIPT], capture_output=True, text=True, timeout=300,
-                          cwd=root, env=dict(os.environ, PYTHONPATH=str(root), LOSSBENCH_COMPILE_CACHE=str(folder)))
-    assert proc.returncode == 0, proc.stderr
-    eager, measured, after = json.loads(proc.stdout.strip().splitlines()[-1])
+    eager, measured, after = script_result(SHARED_CACHE_SCRIPT, LOSSBENCH_COMPILE_CACHE=str(folder))
     assert eager > 0 and after == measured

@@ -14,9 +14,7 @@ import pytest
 from harness.present.cli import main
 from harness.store import open_store
 
-from conftest import need
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, need, script_result
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +143,8 @@ def test_torch_compiles_into_the_sweeps_shared_folder_until_a_cold_compile_moves
     need("torch")
     folder = tmp_path / "compiled"
     folder.mkdir()
-    proc = subprocess.run([sys.executable, "-c", INDUCTOR_FOLDER_SCRIPT], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT, env={**{k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"},
-                                         "PYTHONPATH": str(ROOT), "LOSSBENCH_COMPILE_CACHE": str(folder)})
-    assert proc.returncode == 0, proc.stderr
-    compiled, measured, after, own_is_shared, own_entries = json.loads(proc.stdout.strip().splitlines()[-1])
+    compiled, measured, after, own_is_shared, own_entries = script_result(
+        INDUCTOR_FOLDER_SCRIPT, TORCHINDUCTOR_CACHE_DIR=None, LOSSBENCH_COMPILE_CACHE=str(folder))
     assert 0 < compiled <= measured == after
     assert not own_is_shared and own_entries > 0
 
@@ -174,9 +169,6 @@ def test_torch_compiles_each_shape_for_itself() -> None:
     when compiled once for it: dynamo's default would compile the second size with
     dynamic shapes and serve every later size from that kernel, so a cell's values
     would depend on the sizes the process met before (dynamic kernels round some
-    items differently: cross_entropy's edge inputs by up to 3 ulp in the atlas)."""
+    items differently from static ones)."""
     need("torch")
-    proc = subprocess.run([sys.executable, "-c", STATIC_SHAPES_SCRIPT], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == 3
+    assert script_result(STATIC_SHAPES_SCRIPT) == 3
