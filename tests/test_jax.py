@@ -87,7 +87,7 @@ def test_half_formats_stay_native_and_float64_is_enabled() -> None:
 
 
 SHARED_CACHE_SCRIPT = """
-import json, os, sys
+import contextlib, json, os, sys
 import numpy as np
 from harness import adapters
 from harness.model import registry
@@ -97,21 +97,29 @@ spec = registry.get("mse")
 arrays = {"input": np.linspace(-1, 1, 7), "target": np.zeros(7)}
 def entries():
     return sum(len(files) for _, _, files in os.walk(folder))
+cold_compiler, block = jax_adapter.cold_compiler, []
+@contextlib.contextmanager
+def watched():
+    block.append(entries())
+    with cold_compiler():
+        yield
+        block.append(entries())
+jax_adapter.cold_compiler = watched
 jax_adapter.run(spec, "native", arrays, "float32", "cpu", "mean", {})
 eager = entries()
 cold, warm = jax_adapter.compile_seconds(spec, "native", arrays, "float64", "cpu", "mean", {})
 measured = entries()
 jax_adapter.run(spec, "native", {k: v[:5] for k, v in arrays.items()}, "float64", "cpu", "mean", {})
-print(json.dumps([eager, measured, entries()]))
+print(json.dumps([eager, block, measured, entries()]))
 """
 
 
-def test_eager_kernels_go_to_the_sweeps_shared_folder_and_a_cold_compile_never_reads_it(tmp_path: Path) -> None:
+def test_eager_kernels_go_to_the_sweeps_shared_folder_but_a_cold_compile_never_reads_it(tmp_path: Path) -> None:
     """With the sweep's folder set, eager kernels are written there (the timing
-    worker loads them); once a compile time is measured, the process neither reads
-    nor writes it: new shapes compiled after that add no entry (the compiler's
-    untimed start before the measurement may)."""
+    worker loads them); a compile-time measurement neither reads nor writes it (its
+    compiles add no entry), and after it new shapes go to the folder again (the
+    compiler's untimed start before the measurement may add some too)."""
     folder = tmp_path / "compiled"
     folder.mkdir()
-    eager, measured, after = script_result(SHARED_CACHE_SCRIPT, LOSSBENCH_COMPILE_CACHE=str(folder))
-    assert eager > 0 and after == measured
+    eager, (entering, leaving), measured, after = script_result(SHARED_CACHE_SCRIPT, LOSSBENCH_COMPILE_CACHE=str(folder))
+    assert 0 < eager <= entering == leaving == measured < after

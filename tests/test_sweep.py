@@ -69,13 +69,18 @@ def test_small_sweep_stores_every_planned_cell_and_resumes(tmp_path: Path) -> No
         assert len(store.runs()) == 2
 
 
-def test_failing_framework_does_not_stop_the_sweep(tmp_path: Path) -> None:
+@pytest.mark.parametrize("timed", [False, True])
+def test_failing_framework_does_not_stop_the_sweep(tmp_path: Path, timed: bool) -> None:
+    """Timed, a cell whose values fail is stored as that failure and never timed
+    (its values are measured first, with the untimed cells); the others are timed."""
     db = tmp_path / "r.sqlite"
     proc = _lossbench("sweep", "--loss", "mse", "--framework", "faulty", "numpy", "--dtype", "float32",
                       "--regime", "typical", "--sizes", "10", "100", "--impl", "ok", "raises", "crashes", "hangs",
-                      "stable", "--cell-timeout", "2", "--jobs", "2", "--db", str(db), "--no-progress")
+                      "stable", "--cell-timeout", "2", "--jobs", "2", "--db", str(db), "--no-progress",
+                      *(["--time"] if timed else []))
     assert proc.returncode == 0, proc.stderr
-    status = {(r["impl"], r["size"]): (r["status"], r["error"]) for r in _rows(db)}
+    rows = _rows(db)
+    status = {(r["impl"], r["size"]): (r["status"], r["error"]) for r in rows}
     for size in (10, 100):
         assert status[("ok", size)][0] == "ok"
         assert status[("stable", size)][0] == "ok"
@@ -83,6 +88,7 @@ def test_failing_framework_does_not_stop_the_sweep(tmp_path: Path) -> None:
         assert status[("crashes", size)] == ("crashed", "the worker process was killed by SIGSEGV")
         assert status[("hangs", size)][0] == "timeout"
     assert len(status) == 10
+    assert all((r["forward_seconds"] is not None) == (timed and r["status"] == "ok") for r in rows)
 
 
 def _kill_waiting_worker(args: list[str], folder: Path) -> subprocess.CompletedProcess[str]:

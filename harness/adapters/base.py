@@ -34,8 +34,8 @@ _CALLS: ContextVar[list[ApiCall] | None] = ContextVar("api_calls", default=None)
 
 # A folder the worker processes of one sweep share, where an adapter may keep what
 # its framework compiled for a shape, so that another worker (the timing worker)
-# loads it instead of compiling it again. Never used for a compile-time measurement:
-# reset_compiler stops it.
+# loads it instead of compiling it again. Never read by a compile-time measurement:
+# cold_compiler keeps it out of the block.
 COMPILE_CACHE_ENV = "LOSSBENCH_COMPILE_CACHE"
 
 
@@ -231,8 +231,12 @@ class Adapter(ABC):
         'compiled'); frameworks without one keep the base, which refuses."""
         raise NotImplementedError(f"{self.name} has no compiler")
 
-    def reset_compiler(self) -> None:
-        """Empty the compiler's caches, so that the next compilation is cold."""
+    @contextmanager
+    def cold_compiler(self) -> Iterator[None]:
+        """Compilations in the block are cold: the compiler's caches emptied first,
+        no cache on disk read. After it the process compiles as before (in a sweep,
+        from the shared folder again: what the other workers compiled is loaded)."""
+        yield
 
     def run(
         self, spec: LossSpec, impl: str, arrays: Mapping[str, np.ndarray],
@@ -266,9 +270,9 @@ class Adapter(ABC):
         if not self.__dict__.get("_compiler_started"):
             first_call(_doubled_input)
             self._compiler_started = True
-        self.reset_compiler()
-        cold = first_call(self.impls[impl][spec.name])
-        return cold, first_call(self.impls[impl][spec.name])
+        with self.cold_compiler():
+            cold = first_call(self.impls[impl][spec.name])
+            return cold, first_call(self.impls[impl][spec.name])
 
     def prepare(
         self, spec: LossSpec, impl: str, arrays: Mapping[str, np.ndarray],

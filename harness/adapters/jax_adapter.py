@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import jax
@@ -171,12 +172,19 @@ class JaxAdapter(Adapter):
             return jitted[key](a)
         return call
 
-    def reset_compiler(self) -> None:
+    @contextmanager
+    def cold_compiler(self) -> Iterator[None]:
         """In-memory caches emptied, and the sweep's shared cache (COMPILE_CACHE_ENV)
-        no longer read in this process: a cold compilation compiles."""
+        neither read nor written in the block."""
+        enabled = jax.config.jax_enable_compilation_cache
         jax.config.update("jax_enable_compilation_cache", False)
         compilation_cache.reset_cache()
         jax.clear_caches()
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_compilation_cache", enabled)
+            compilation_cache.reset_cache()  # it remembers that the block used none
 
     def version(self) -> str:
         return f"{jax.__version__} (optax {optax.__version__})"

@@ -16,7 +16,8 @@ float16 operations raise NotImplementedError (KNOWN).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -185,10 +186,12 @@ class PyTensorAdapter(Adapter):
     def compile(self, function: Impl) -> Impl:
         return function
 
-    def reset_compiler(self) -> None:
+    @contextmanager
+    def cold_compiler(self) -> Iterator[None]:
         """The compiled functions of this process are dropped (graphs are rewritten
         and linked again); the C modules PyTensor keeps on disk stay."""
         _compiled.cache_clear()
+        yield
 
     def version(self) -> str:
         return pytensor.__version__

@@ -8,7 +8,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,16 @@ from harness.model.spec import LossSpec
 # Where inductor keeps what it compiles. A folder the user chose (TORCHINDUCTOR_CACHE_DIR)
 # is used and never emptied. A sweep's workers share one in its COMPILE_CACHE_ENV folder:
 # what one compiled, first the C++ builds that check the CPU's vector instructions (seconds,
-# once per folder), the others load. Elsewhere, a folder of this process's own. A
-# cold compilation (reset_compiler) moves the process to a new empty folder of its own,
-# so it never empties or reads anybody else's.
-_USER_CACHE = "TORCHINDUCTOR_CACHE_DIR" in os.environ
+# once per folder), the others load. Elsewhere, a folder of this process's own. A cold
+# compilation (cold_compiler) compiles into a new empty folder, removed after it, so it
+# never reads nor empties anybody else's.
 _OWN_FOLDERS: list[str] = []
+
+
+def _own_folder() -> str:
+    """A new empty folder, removed when the process exits if not before."""
+    _OWN_FOLDERS.append(tempfile.mkdtemp(prefix="lossbench-inductor-"))
+    return _OWN_FOLDERS[-1]
 
 
 def _remove_own_folders() -> None:
@@ -34,19 +40,10 @@ def _remove_own_folders() -> None:
     _OWN_FOLDERS.clear()
 
 
-def _own_cache() -> None:
-    """Compile into a new empty folder of this process's own (its previous one removed)."""
-    _remove_own_folders()
-    _OWN_FOLDERS.append(tempfile.mkdtemp(prefix="lossbench-inductor-"))
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _OWN_FOLDERS[0]
-
-
-if not _USER_CACHE:
-    if os.environ.get(COMPILE_CACHE_ENV):
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(os.environ[COMPILE_CACHE_ENV], "torchinductor")
-    else:
-        _own_cache()
-    atexit.register(_remove_own_folders)
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    _shared = os.environ.get(COMPILE_CACHE_ENV)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(_shared, "torchinductor") if _shared else _own_folder()
+atexit.register(_remove_own_folders)
 
 # A worker compiles many losses through shared adapter code (one code object, one
 # recompilation per loss, dtype, shape and reduction): dynamo's default of 8 per code
@@ -189,10 +186,17 @@ class TorchAdapter(Adapter):
         # serves later ones from it, so values would depend on what the process met before.
         return torch.compile(function, dynamic=False)
 
-    def reset_compiler(self) -> None:
+    @contextmanager
+    def cold_compiler(self) -> Iterator[None]:
         torch._dynamo.reset()
-        if not _USER_CACHE:
-            _own_cache()
+        kept = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+        cold = os.environ["TORCHINDUCTOR_CACHE_DIR"] = _own_folder()
+        try:
+            yield
+        finally:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = kept
+            _OWN_FOLDERS.remove(cold)
+            shutil.rmtree(cold, ignore_errors=True)
 
     def version(self) -> str:
         return torch.__version__
