@@ -115,10 +115,19 @@ def log1p(a: Bounded) -> Bounded:
     return _rounded(v, _guarded(2 * a.e / base, a.e <= base / 2) + _libm(v))
 
 
+# exp of anything below this is under 2**-1075, half float64's smallest spacing
+# (log(2**-1075) = -745.1..., and v + e rounds by far less than the margin).
+EXP_UNDERFLOW = -746.0
+
+
 def exp(a: Bounded) -> Bounded:
-    """|exp x - exp v| <= exp(v) (exp(e) - 1) <= 2 e exp(v) while e <= 1/2."""
+    """|exp x - exp v| <= exp(v) (exp(e) - 1) <= 2 e exp(v) while e <= 1/2. Where
+    the whole interval lies below EXP_UNDERFLOW, 0 within TINY, however wide it is
+    (a difference of huge logits, whose rounding alone exceeds 1/2)."""
     v = np.exp(a.v)
-    return _rounded(v, _guarded(2 * a.e * v, a.e <= 0.5) + _libm(v))
+    below = a.v + a.e < EXP_UNDERFLOW
+    return _rounded(np.where(below, 0.0, v),
+                    np.where(below, TINY, _guarded(2 * a.e * v, a.e <= 0.5) + _libm(v)))
 
 
 def expm1(a: Bounded) -> Bounded:

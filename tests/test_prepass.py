@@ -154,6 +154,20 @@ def test_a_value_next_to_a_float_is_left_to_the_balls() -> None:
     assert _prepassed("bce_logits", "float32", arrays).tolist() == [False, True]
 
 
+def test_a_logit_far_below_the_others_is_settled_by_the_prepass() -> None:
+    """cross_entropy of [2.5, -1e30, 1] at class 0 is log1p(exp(-1.5) + exp(-1e30 - 2.5)).
+    The difference -1e30 - 2.5 rounds by far more than the 1/2 exp's bound allows,
+    but exp of anything below -746 is under float64's smallest spacing: the
+    pre-pass settles the row, with the rounding the balls give."""
+    arrays = {"input": np.array([[2.5, -1e30, 1.0]]), "target": np.array([0])}
+    assert _prepassed("cross_entropy", "float32", arrays).tolist() == [True]
+    fast = quantity._vectorized(InputSet.with_defaults("cross_entropy", "float32", "typical"),
+                                registry.get("cross_entropy"), arrays)
+    ((low, high),) = _exact_enclosures("cross_entropy", arrays, {})
+    assert libmpf.mpf_le(libmpf.from_float(fast.lower[0]), low) and libmpf.mpf_le(high, libmpf.from_float(fast.upper[0]))
+    assert formats.round_mpf(mpmath.mp.make_mpf(low), "float32") == np.float32(fast.hi[0])
+
+
 def test_float64_sets_never_use_the_prepass() -> None:
     arrays = regimes.generate_items(registry.get("bce"), "float64", "typical", 0, 0, 10, 1)
     assert quantity._vectorized(InputSet.with_defaults("bce", "float64", "typical"), registry.get("bce"),
