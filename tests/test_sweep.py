@@ -2,6 +2,7 @@
 resume after SIGKILL with nothing lost or duplicated, invalid filters refused."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -153,6 +154,38 @@ def test_a_cell_lost_to_a_broken_reference_is_not_stored_and_measured_next_time(
         assert again.stored == 2 and not again.lost_to_harness and len(cache.discarded) == 1
         assert [r["status"] for r in store.cells()] == ["ok", "ok"]
         assert [r.status for r in store.runs()] == ["incomplete", "complete"]
+
+
+def test_resume_after_sigkill_while_timing_times_every_cell_once(tmp_path: Path) -> None:
+    """Killed while the timing worker completes the held value rows: the rows timed
+    so far stand, the held ones are measured again and timed by the next run."""
+    db = tmp_path / "r.sqlite"
+    args = ["sweep", "--loss", "mse", "--framework", "faulty", "--impl", "slow", "--dtype", "float32", "float16",
+            "float64", "--regime", "typical", "edge", "--sizes", "10", "100", "1000", "10000", "--time", "--jobs", "1",
+            "--db", str(db), "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    timed = 0
+    while time.monotonic() < deadline and proc.poll() is None and not timed:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+                timed = con.execute("SELECT count(*) FROM cells WHERE forward_seconds IS NOT NULL").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rows = _rows(db)
+    assert 0 < len([r for r in rows if r["forward_seconds"] is not None]) < 12  # rows commit once a second
+    assert not [r for r in rows if r["regime"] == "typical" and r["forward_seconds"] is None]  # none stored untimed
+    finished = _lossbench(*args)
+    assert finished.returncode == 0, finished.stderr
+    rows = _rows(db)
+    keys = [(r["dtype"], r["regime"], r["size"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 24 and all(r["status"] == "ok" for r in rows)
+    assert all((r["forward_seconds"] is not None) == (r["regime"] == "typical") for r in rows)
 
 
 def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> None:
