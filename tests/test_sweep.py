@@ -73,7 +73,7 @@ def test_small_sweep_stores_every_planned_cell_and_resumes(tmp_path: Path) -> No
 @pytest.mark.parametrize("timed", [False, True])
 def test_failing_framework_does_not_stop_the_sweep(tmp_path: Path, timed: bool) -> None:
     """Timed, a cell whose values fail is stored as that failure and never timed
-    (its values are measured first, with the untimed cells); the others are timed."""
+    (its values are measured first); the others are timed."""
     db = tmp_path / "r.sqlite"
     proc = _lossbench("sweep", "--loss", "mse", "--framework", "faulty", "numpy", "--dtype", "float32",
                       "--regime", "typical", "--sizes", "10", "100", "--impl", "ok", "raises", "crashes", "hangs",
@@ -157,8 +157,8 @@ def test_a_cell_lost_to_a_broken_reference_is_not_stored_and_measured_next_time(
 
 
 def test_resume_after_sigkill_while_timing_times_every_cell_once(tmp_path: Path) -> None:
-    """Killed while the timing worker completes the held value rows: the rows timed
-    so far stand, the held ones are measured again and timed by the next run."""
+    """Killed while the timing worker runs: the rows timed so far stand, and the
+    next run measures and times the others, once each."""
     db = tmp_path / "r.sqlite"
     args = ["sweep", "--loss", "mse", "--framework", "faulty", "--impl", "slow", "--dtype", "float32", "float16",
             "float64", "--regime", "typical", "edge", "--sizes", "10", "100", "1000", "10000", "--time", "--jobs", "1",

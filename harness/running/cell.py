@@ -8,7 +8,6 @@ are, the time limit, and the device's measured bandwidth.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import signal
@@ -57,21 +56,13 @@ class CellTask:
 @dataclass(frozen=True)
 class CellJob:
     """A task as a worker runs it. ``gradient_reference`` is None when the gradient
-    is not to be measured (not asked, or its reference could not be computed).
-    ``measured``, a timed task's value row measured earlier (a sweep measures it
-    with the untimed cells, on every worker): the job then only times the cell."""
+    is not to be measured (not asked, or its reference could not be computed)."""
 
     task: CellTask
     value_reference: str | None  # a file in the cache (on a Dask worker, the worker's copy of it)
     gradient_reference: str | None
     timeout: float
     bandwidth_limit: float | None = None  # GB/s of this device, for timed cells
-    measured: CellRow | None = None
-
-    def timing(self, measured: CellRow) -> CellJob:
-        """This timed task's job once its value row is ``measured``: timing alone."""
-        return dataclasses.replace(self, task=dataclasses.replace(self.task, grad=False), value_reference=None,
-                                   gradient_reference=None, measured=measured)
 
     @classmethod
     def of(cls, task: CellTask, cache: ReferenceCache, timeout: float, bandwidth_limit: float | None = None,
@@ -172,11 +163,6 @@ def run_cell(job: CellJob) -> CellOutcome:
             # Compile times first: they empty the compiler's caches, and what is compiled
             # after them (the calls below, then the timed ones) is compiled once.
             compiled = _compile_times(adapter, spec, task, arrays, params) if task.time else {}
-            if job.measured is not None:
-                timed = _time_cell(adapter, spec, job, arrays, params)
-                return CellOutcome(dataclasses.replace(
-                    job.measured, seconds=(job.measured.seconds or 0.0) + time.perf_counter() - started,
-                    **compiled, **timed))
             if gradient_reference is not None:
                 gradient = _gradient_row(adapter, spec, task, arrays, params, gradient_reference)
             if value_reference is None:

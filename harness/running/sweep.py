@@ -18,11 +18,10 @@ duplicating anything; ``retry_failed`` measures stored failures again.
 
 With ``grad``, every cell (of ``grad_regimes``, default all) also measures the
 gradient of its default-reduction loss with respect to input; with ``time``,
-cells of the timed regimes are also timed (harness.measure.timing): their
-values and gradients are measured with the untimed cells on every worker, then
-the timing alone runs, one cell at a time in a single worker holding every core,
-and completes the value row held back till then. An untimed cell already stored
-is measured again and completed with its timing. Workers keep to cells of one framework, loss and dtype while
+cells of the timed regimes are also timed (harness.measure.timing), one cell at
+a time in a single worker holding every core, after the untimed cells have run
+on every worker. An untimed cell already stored is measured again and completed
+with its timing. Workers keep to cells of one framework, loss and dtype while
 there are any, so what a process compiled for one cell serves the next; on this
 machine they share a folder of compiled kernels (COMPILE_CACHE_ENV), which the
 sweep removes when it ends.
@@ -53,7 +52,7 @@ from harness.running.cell import (
 from harness.running import cluster
 from harness.running.workers import Failure, WorkerPool, sharing_compiled
 from reference.arith import DEFAULT_ENGINE
-from harness.store import CellKey, CellRow, Store, StoredKeys
+from harness.store import Store, StoredKeys
 
 QUICK_SIZES = (10, 100, 1_000, 10_000, 100_000)
 FULL_SIZES = (*QUICK_SIZES, 1_000_000, 10_000_000)
@@ -281,13 +280,11 @@ def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Cal
         report.reference_seconds = time.perf_counter() - started
         started = time.perf_counter()
         if any(t.time for t in planned.tasks):
-            # Everything but the timing first, on every worker: the untimed cells, and the
-            # values and gradients of the timed ones, whose value rows are held back. Then
-            # the timing gets the machine to itself: one worker, every core.
-            held: dict[CellKey, CellRow] = {}
-            _cells([dataclasses.replace(t, time=False) for t in planned.tasks], failed_refs, config, cache, pool,
-                   store, report, progress, held={t.key() for t in planned.tasks if t.time}, holding=held)
-            timed = [dataclasses.replace(t, grad=False) for t in planned.tasks if t.time and t.key() in held]
+            # What is not timed first, on every worker; then the timed cells get the
+            # machine to themselves: one worker, every core.
+            _cells([t for t in planned.tasks if not t.time], failed_refs, config, cache, pool, store,
+                   report, progress)
+            timed = [t for t in planned.tasks if t.time]
             pool.close()
             with WorkerPool(1, os.cpu_count() or 1, environment) as timing_pool:
                 known = bandwidth_limits if bandwidth_limits is not None else {}
@@ -296,7 +293,7 @@ def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Cal
                 if unknown:
                     _measure_bandwidth(unknown, timing_pool, store, report, progress)
                 known.update(report.bandwidth_limits)
-                _cells(timed, failed_refs, config, cache, timing_pool, store, report, progress, measured=held)
+                _cells(timed, failed_refs, config, cache, timing_pool, store, report, progress)
         else:
             _cells(planned.tasks, failed_refs, config, cache, pool, store, report, progress)
         report.cell_seconds = time.perf_counter() - started
@@ -400,13 +397,9 @@ def _measure_bandwidth(tasks: Sequence[CellTask], pool: WorkerPool, store: Store
 
 
 def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: SweepConfig, cache: ReferenceCache,
-           pool: WorkerPool, store: Store, report: SweepReport, progress: Callable[..., Any] | None,
-           held: frozenset[CellKey] | set[CellKey] = frozenset(), holding: dict[CellKey, CellRow] | None = None,
-           measured: dict[CellKey, CellRow] | None = None) -> None:
+           pool: WorkerPool, store: Store, report: SweepReport, progress: Callable[..., Any] | None) -> None:
     """Measure every task whose references exist; a task whose reference failed
-    is lost to lossbench (its gradient alone, where the value can be measured).
-    The ok value rows of ``held`` keys go into ``holding`` instead of the store (to be
-    timed); with ``measured``, the tasks are timed and completed from those rows."""
+    is lost to lossbench (its gradient alone, where the value can be measured)."""
     jobs = []
     for t in tasks:
         value_failed = failed_refs.get((t.inputset, config.value)) if t.value else None
@@ -417,24 +410,17 @@ def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: Sw
             continue
         if gradient_failed:
             t = dataclasses.replace(t, grad=False)
-        job = CellJob.of(t, cache, config.cell_timeout, report.bandwidth_limits.get(t.device), config.value,
-                         config.gradient(t.inputset.loss))
-        jobs.append(job.timing(measured[t.key()]) if measured is not None else job)
-    bar = progress(total=len(jobs), desc="timing" if measured is not None else "cells", unit="cell") if progress else None
+        jobs.append(CellJob.of(t, cache, config.cell_timeout, report.bandwidth_limits.get(t.device), config.value,
+                               config.gradient(t.inputset.loss)))
+    bar = progress(total=len(jobs), desc="cells", unit="cell") if progress else None
     batch: list[CellOutcome] = []
     last_commit = time.monotonic()
     for job, outcome in pool.run(run_cell, jobs, lambda j: j.timeout + HARD_LIMIT_GRACE, _same_process):
         if isinstance(outcome, Failure):
             outcome = _failed(job.task, outcome, store, report)
-        if outcome is not None and outcome.value and outcome.value.key in held and outcome.value.status == "ok":
-            assert holding is not None
-            holding[outcome.value.key] = outcome.value
-            outcome = dataclasses.replace(outcome, value=None)
-            if bar and outcome.gradient is None:
-                bar.update(1)
-        if outcome is not None and (outcome.value or outcome.gradient):
+        if outcome is not None:
             batch.append(outcome)
-        elif outcome is None and bar:
+        elif bar:
             bar.update(1)
         if len(batch) >= 64 or time.monotonic() - last_commit > 1.0:
             _store(store, report, batch, bar)
