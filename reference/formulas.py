@@ -144,8 +144,9 @@ def log_cosh(c: Arithmetic, x: mpf, y: mpf) -> V:
     if not mpmath.isfinite(d) or d == 0:
         return d  # +inf, nan, or log cosh 0 = 0
     if d > 20:
-        # log cosh d = d - log 2 + log1p(exp(-2d)): no overflow.
-        return c.num(d) - c.ln2() + c.log1p(c.exp_of(neg(add(d, d))))
+        # log cosh d = d - log 2 + log1p(exp(-2d)): no overflow, and the exact d kept
+        # apart from the tail, which a d far past the working precision would round away.
+        return shift(c, d, c.log1p(c.exp_of(neg(add(d, d)))) - c.ln2())
     # cosh d - 1 = expm1(d)^2 / (2 exp d): log1p of it does not cancel at small d.
     e = c.expm1(c.num(d))
     return c.log1p(e * e / (2 * c.exp(c.num(d))))

@@ -376,3 +376,18 @@ def test_focal_of_float64_near_overflow_settles() -> None:
     from harness.measure.refsets import InputSet
     reference = VALUE.compute(InputSet.with_defaults("focal", "float64", "near_overflow"), [10, 2000])
     assert reference.items.settled.all() and all(r.settled[0] for r in reference.reduced.values())
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_log_cosh_of_a_huge_difference_settles_at_the_first_precision(engine: str) -> None:
+    """log cosh d = d - log 2 + log1p(exp(-2d)): at d = 2**1000 the pair is (d, the
+    float64 nearest -log 2), 1000 bits below d. The exact d is kept apart from the
+    tail, so the first precision settles it (adding them in the arithmetic would
+    need over 1053 bits)."""
+    d = 2.0**1000
+    (ref,) = compute_reference(registry.get("log_cosh"), {"input": np.array([d]), "target": np.array([0.0])}, {},
+                               "none", engine)
+    with mpmath.workprec(200):
+        expected_lo = float(-mpmath.log(2))
+    assert ref.settled and ref.precision == certify.START_PREC
+    assert ref.pair == (d, expected_lo)
