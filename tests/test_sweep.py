@@ -156,6 +156,28 @@ def test_a_cell_lost_to_a_broken_reference_is_not_stored_and_measured_next_time(
         assert [r.status for r in store.runs()] == ["incomplete", "complete"]
 
 
+def _killed_once_stored(args: list[str], db: Path, where: str = "1") -> int:
+    """Run a sweep and, once ``db`` holds a cell row matching ``where``, kill its whole
+    process group with SIGKILL (no chance to clean up). Returns how many rows matched
+    then. The polling connection is read-only and closed after every look: one left
+    open in this process can read a later run's file as malformed."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    found = 0
+    while time.monotonic() < deadline and proc.poll() is None and not found:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+                found = con.execute(f"SELECT count(*) FROM cells WHERE {where}").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return found
+
+
 def test_resume_after_sigkill_while_timing_times_every_cell_once(tmp_path: Path) -> None:
     """Killed while the timing worker runs: the rows timed so far stand, and the
     next run measures and times the others, once each."""
@@ -163,20 +185,7 @@ def test_resume_after_sigkill_while_timing_times_every_cell_once(tmp_path: Path)
     args = ["sweep", "--loss", "mse", "--framework", "faulty", "--impl", "slow", "--dtype", "float32", "float16",
             "float64", "--regime", "typical", "edge", "--sizes", "10", "100", "1000", "10000", "--time", "--jobs", "1",
             "--db", str(db), "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-    timed = 0
-    while time.monotonic() < deadline and proc.poll() is None and not timed:
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-                timed = con.execute("SELECT count(*) FROM cells WHERE forward_seconds IS NOT NULL").fetchone()[0]
-        except sqlite3.OperationalError:  # not created yet
-            pass
-        time.sleep(0.05)
-    assert proc.poll() is None, "the sweep finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert _killed_once_stored(args, db, "forward_seconds IS NOT NULL")
     rows = _rows(db)
     assert 0 < len([r for r in rows if r["forward_seconds"] is not None]) < 12  # rows commit once a second
     assert not [r for r in rows if r["regime"] == "typical" and r["forward_seconds"] is None]  # none stored untimed
@@ -194,23 +203,7 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> No
             "--sizes", "10", "100", "1000", "--jobs", "1", "--db", str(db), "--no-progress"]
     spec = registry.get("mse")
     expected = {(d, r, n) for d in ("float32", "float16") for r in spec.regimes for n in (10, 100, 1000)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-    stored = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as con:
-                    stored = con.execute("SELECT count(*) FROM cells").fetchone()[0]
-            except sqlite3.OperationalError:
-                stored = 0
-            if stored:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the sweep finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers, with no chance to clean up
-    proc.wait()
+    stored = _killed_once_stored(args, db)
     assert 0 < stored < len(expected)
     finished = _lossbench(*args)
     assert finished.returncode == 0, finished.stderr
