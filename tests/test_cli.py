@@ -222,6 +222,8 @@ BAD_INPUTS = {
                                   "--input", "[[0, 0]]", "--arg", "positive=[[1, 0]]"], "needs argument 'negative'"),
     "negative focal gamma": (["eval", "focal", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
                               "--target", "[1]", "--param", "gamma=-1"], "gamma must be >= 0"),
+    "eval zero threads": (["eval", "mse", "--framework", "numpy", "--dtype", "float32", "--input", "[1]",
+                           "--target", "[1]", "--threads", "0"], "--threads: expected a positive integer, got '0'"),
     "unknown list section": (["list", "gpus"], "invalid choice: 'gpus'"),
     "sweep unknown loss": (["sweep", "--loss", "mse", "nosuch"], "unknown loss 'nosuch'"),
     "sweep unknown impl": (["sweep", "--impl", "fast"], "unknown impl 'fast'"),

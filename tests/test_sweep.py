@@ -364,3 +364,62 @@ def test_two_sweeps_on_one_store_count_only_what_each_stored(tmp_path: Path) -> 
         assert "8 cells planned, 0 already stored" in out  # both ran at once: each measured every cell
         assert int(found.group(2) or 0) == stored[-1]
     assert sum(stored) == len(_rows(db)) == 8
+
+
+def test_a_timed_cell_reduces_with_the_threads_of_the_untimed_ones(tmp_path: Path) -> None:
+    """The timing worker runs every core's threads; torch splits a reduction of more
+    than 32768 elements into a part per thread. A timed cell's value and gradient
+    are measured with the other workers' threads, so a store holds one sweep's values
+    whatever was timed: the same bits as an untimed sweep of the same cells (for
+    every framework, which also checks that TensorFlow's and JAX's fixed thread
+    pools do not change them)."""
+    base = dict(losses=("mse", "bce_logits"), frameworks=("torch", "tensorflow", "jax"), impls=None,
+                dtypes=("float32",), devices=("cpu",), regimes=("typical",), sizes=(100_000,), widths=(10,),
+                seeds=1, jobs=2, grad=True)
+    cache = ReferenceCache(tmp_path / "refcache")
+    stored = {}
+    for timed in (False, True):
+        with open_store(tmp_path / f"{timed}.sqlite") as store:
+            run_sweep(SweepConfig(**base, time=timed), store, cache)
+            stored[timed] = {(r["loss"], r["framework"], r["impl"]): (r["reduced_value"], r["max_ulp"])
+                             for r in store.cells()}
+            if timed:
+                assert all(r["forward_seconds"] is not None for r in store.cells())
+                (run,) = store.runs()
+                assert (run.environment["threads_per_worker"], run.environment["timing_threads"]) == (
+                    max(1, (os.cpu_count() or 1) // 2), os.cpu_count())
+            with sqlite3.connect(tmp_path / f"{timed}.sqlite") as db:
+                stored[timed, "gradient"] = sorted(db.execute(
+                    "SELECT loss, framework, impl, max_ulp, median_ulp FROM gradients").fetchall())
+            assert all(r["status"] == "ok" for r in store.cells())
+    assert len(stored[True]) == 6 and stored[True] == stored[False]
+    assert len(stored[True, "gradient"]) == 6 and stored[True, "gradient"] == stored[False, "gradient"]
+
+
+def test_a_loss_page_reproduces_its_worst_cell_with_the_threads_it_was_measured_with(tmp_path: Path,
+                                                                                   capsys) -> None:
+    """torch's sum of 1e5 squares rounds differently on one thread and on two: the
+    command a loss page prints (`eval ... --threads N`) gives the stored value again,
+    and the framework's own thread count (every core) need not."""
+    db, out = tmp_path / "r.sqlite", tmp_path / "report"
+    config = SweepConfig(losses=("l2_penalty",), frameworks=("torch",), impls=None, dtypes=("float32",),
+                         devices=("cpu",), regimes=("typical",), sizes=(100_000,), widths=(10,), seeds=1, jobs=2)
+    with open_store(db) as store:
+        run_sweep(config, store, ReferenceCache(tmp_path / "refcache"))
+        (row,) = store.cells()
+        (run,) = store.runs()
+    assert main(["report", "--db", str(db), "--out", str(out)]) == 0
+    page = (out / "loss" / "l2_penalty.html").read_text()
+    command = re.search(r"<code>(lossbench eval [^<]*)</code>", page).group(1)
+    assert f"--threads {run.environment['value_threads']}" in command
+    capsys.readouterr()
+
+    def evaluated(argv: list[str]) -> dict:
+        main(argv)
+        return json.loads(capsys.readouterr().out)
+
+    argv = [a for a in command.split()[1:] if a != "--reduction" and a != "none"]  # the reduction, as stored
+    assert evaluated(argv)["value"] == row["reduced_value"]
+    threads = argv.index("--threads")
+    others = {evaluated(argv[:threads] + ["--threads", str(n)] + argv[threads + 2:])["value"] for n in (1, 2)}
+    assert len(others) == 2, "one thread and two give different sums (else this test shows nothing)"

@@ -200,6 +200,14 @@ class Adapter(ABC):
         """Where and how the call runs (device placement, autograd off)."""
         return nullcontext()
 
+    def threads(self, count: int | None) -> AbstractContextManager[Any]:
+        """Calls in the block use ``count`` threads (None: the process's own count)
+        where this framework's results depend on its thread count. The base changes
+        nothing: NumPy's and PyTensor's loops run on one thread, and TensorFlow's
+        and XLA's pools, fixed when they start, give the same values on one thread
+        as on two (tests/test_sweep.py checks both, and torch)."""
+        return nullcontext()
+
     def impl_names(self, loss: str) -> list[str]:
         return [impl for impl, table in self.impls.items() if loss in table]
 

@@ -198,6 +198,20 @@ class TorchAdapter(Adapter):
             _OWN_FOLDERS.remove(cold)
             shutil.rmtree(cold, ignore_errors=True)
 
+    @contextmanager
+    def threads(self, count: int | None) -> Iterator[None]:
+        # torch splits reductions and vectorised loops into a part per thread (beyond
+        # 32768 elements eager; inductor's kernels are compiled again for another count).
+        if count is None:
+            yield
+            return
+        kept = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(kept)
+
     def version(self) -> str:
         return torch.__version__
 

@@ -47,7 +47,9 @@ KEYS: tuple[Key, ...] = (
     Key("cores", int, "cores"),
     Key("jobs", int, "worker processes"),
     Key("threads_per_worker", int, "threads per worker"),
-    Key("timing_threads", int, "threads of the timed cells"),
+    # torch's results depend on its thread count: a run records what its values had.
+    Key("value_threads", int, "threads of every value and gradient measured"),
+    Key("timing_threads", int, "threads of the timed calls"),
     # TensorFlow's oneDNN kernels may round differently; its atlas entries say whether they were on.
     Key("tf_enable_onednn_opts", str, "TF_ENABLE_ONEDNN_OPTS"),
 )
@@ -83,7 +85,7 @@ class Environment:
                 timing_threads: int | None) -> Environment:
         return cls({"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
                     "cores": os.cpu_count(), "jobs": jobs, "threads_per_worker": threads,
-                    "timing_threads": timing_threads,
+                    "value_threads": threads, "timing_threads": timing_threads,
                     "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's default)")},
                    dict(frameworks))
 

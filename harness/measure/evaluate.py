@@ -45,22 +45,26 @@ def _rounded(ref: RefValue, dtype: str) -> float | None:
     return float(round_pairs(np.array([hi]), np.array([lo]), dtype)[0])
 
 
-def evaluate(case: Case, arrays: Mapping[str, np.ndarray], engine_name: str = DEFAULT_ENGINE) -> Result:
-    """Evaluate ``case`` on validated ``arrays`` (see harness.measure.inputs.prepare)."""
+def evaluate(case: Case, arrays: Mapping[str, np.ndarray], engine_name: str = DEFAULT_ENGINE,
+             threads: int | None = None) -> Result:
+    """Evaluate ``case`` on validated ``arrays`` (see harness.measure.inputs.prepare),
+    with ``threads`` of the framework's threads (None: its own count)."""
     spec = registry.get(case.loss)
     params = dict(case.params)
     refs = compute_reference(spec, arrays, params, case.reduction, engine_name)
     rounded = tuple(_rounded(r, case.dtype) for r in refs)
     adapter = adapters.load(case.framework)
     try:
-        output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, params,
-                             mode=case.mode)
+        with adapter.threads(threads):
+            output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, params,
+                                 mode=case.mode)
     except Exception as exc:  # a framework failure is a result, not a crash
         return Result(case, (), None, tuple(refs), rounded, (), (), (), error=error_line(exc))
     return _measured(case, output, refs, rounded)
 
 
-def evaluate_gradient(case: Case, arrays: Mapping[str, np.ndarray], engine_name: str = DEFAULT_ENGINE) -> Result:
+def evaluate_gradient(case: Case, arrays: Mapping[str, np.ndarray], engine_name: str = DEFAULT_ENGINE,
+                      threads: int | None = None) -> Result:
     """The gradient of ``case``'s reduced loss with respect to input, one value per
     input element, against the reference derivative. Elements where the loss has no
     derivative (reference value None) carry no metrics."""
@@ -70,8 +74,9 @@ def evaluate_gradient(case: Case, arrays: Mapping[str, np.ndarray], engine_name:
     rounded = tuple(_rounded(r, case.dtype) for r in refs)
     adapter = adapters.load(case.framework)
     try:
-        output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, dict(case.params),
-                             gradient=True, mode=case.mode)
+        with adapter.threads(threads):
+            output = adapter.run(spec, case.impl, arrays, case.dtype, case.device, case.reduction, dict(case.params),
+                                 gradient=True, mode=case.mode)
     except Exception as exc:  # no gradient, or the framework raised: a result, not a crash
         return Result(case, (), None, tuple(refs), rounded, (), (), (), error=error_line(exc))
     return _measured(case, output, refs, rounded)

@@ -9,7 +9,7 @@ import html
 import json
 import math
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.model.spec import ALL_REGIMES, LossSpec
@@ -57,9 +57,10 @@ def _number(value: float) -> str:
     return "inf" if not math.isfinite(value) else f"{value:.3g}"
 
 
-def reproduce(row: Row, spec: LossSpec) -> str:
+def reproduce(row: Row, spec: LossSpec, threads: int | None) -> str:
     """The `lossbench eval` command that measures this cell's inputs again, item by item
-    (or its reduction, where that was the worse error)."""
+    (or its reduction, where that was the worse error), with the ``threads`` its run
+    measured values with (None: a run from before runs recorded them)."""
     per_item = (row["max_ulp"] or 0.0) >= (row.get("reduced_ulp") or 0.0)
     values = row["size"] * len(spec.args)
     argv = ["lossbench", "eval", row["loss"], "--framework", row["framework"], "--impl", row["impl"],
@@ -68,12 +69,14 @@ def reproduce(row: Row, spec: LossSpec) -> str:
     argv += [a for name, v in json.loads(row["params"] or "{}").items() for a in ("--param", f"{name}={v!r}")]
     argv += ["--reduction", "none"] if per_item else []
     argv += ["--max-elements", str(values)] if values > 200_000 else []
+    argv += ["--threads", str(threads)] if threads is not None else []
     return " ".join(shlex.quote(a) for a in [*argv, "--json"])
 
 
 def loss_page(spec: LossSpec, cells: Sequence[Row], gradients: Sequence[Row], entries: Sequence[dict[str, Any]],
-              figure: str | None) -> str:
-    """The page of one loss, from its stored rows (``figure``: its image file, if drawn)."""
+              figure: str | None, value_threads: Mapping[int, int | None]) -> str:
+    """The page of one loss, from its stored rows (``figure``: its image file, if drawn;
+    ``value_threads``: each run's threads of its values)."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(spec.name)} - lossbench</title>"
              f"<style>{STYLE}</style></head><body>",
              f"<p><a href='../index.html'>lossbench report</a></p><h1>{html.escape(spec.name)}</h1>",
@@ -86,10 +89,11 @@ def loss_page(spec: LossSpec, cells: Sequence[Row], gradients: Sequence[Row], en
     ok = [r for r in cells if r["status"] == "ok" and worst_ulp(r) is not None]
     worst = max(ok, key=lambda r: worst_ulp(r) or 0.0, default=None)
     if worst is not None:
+        command = reproduce(worst, spec, value_threads.get(worst["run_id"]))
         parts.append(f"<h2>Worst cell</h2><p>{html.escape(choice(worst))} on {html.escape(worst['regime'])} inputs "
                      f"of {worst['size']:g} elements: {_number(worst_ulp(worst) or 0.0)} ulp"
                      f"{' (max bits ' + format_cell(worst['max_bits']) + ')' if worst.get('max_bits') is not None else ''}"
-                     f". To look at it item by item:</p><p><code>{html.escape(reproduce(worst, spec))}</code></p>")
+                     f". To look at it item by item:</p><p><code>{html.escape(command)}</code></p>")
     parts.append("<h2>Accuracy</h2><p>Worst ULP error over every size (element-wise or of the reduction, the worse), "
                  "per choice and input regime.</p>" + squares(cells, worst_ulp))
     if figure:

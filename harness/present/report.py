@@ -562,11 +562,12 @@ def build(store: Store, out: Path = DEFAULT_OUT, asv_results: Path = DEFAULT_ASV
         drawn_now[drawing.file]["drawn"] = drawn
     report.figures = [f for f in listed if drawn_now[f.file]["drawn"]]
     atlas = store.atlas()
+    value_threads = {r.id: r.environment["value_threads"] for r in store.runs()}
     for spec in losses:
         page = loss_page(spec, [r for r in cells if r["loss"] == spec.name],
                          [g for g in gradients if g["loss"] == spec.name],
                          [e for e in atlas if e["loss"] == spec.name],
-                         f"{spec.name}.png" if drawn_now[f"loss/{spec.name}.png"]["drawn"] else None)
+                         f"{spec.name}.png" if drawn_now[f"loss/{spec.name}.png"]["drawn"] else None, value_threads)
         _written(out, f"loss/{spec.name}.html", lambda p, text=page: p.write_text(text))
         report.pages.append(f"loss/{spec.name}.html")
     _written(out, FIGURE_CACHE, lambda p: p.write_text(json.dumps(drawn_now)))

@@ -63,17 +63,21 @@ class CellJob:
     gradient_reference: str | None
     timeout: float
     bandwidth_limit: float | None = None  # GB/s of this device, for timed cells
+    # Threads the value and gradient are measured with (None: the process's own). A
+    # sweep gives every cell its workers' count, so that a timed cell, measured in
+    # the timing worker with every core's threads, reduces the way the others do.
+    threads: int | None = None
 
     @classmethod
     def of(cls, task: CellTask, cache: ReferenceCache, timeout: float, bandwidth_limit: float | None = None,
-           value: LossValue = VALUE, gradient: LossGradient | None = None) -> CellJob:
+           value: LossValue = VALUE, gradient: LossGradient | None = None, threads: int | None = None) -> CellJob:
         """The job reading ``value``'s reference and, unless None, ``gradient``'s
         (default: the default engine's gradient of the loss)."""
         s = task.inputset
         gradient = gradient or gradient_of(s.loss)
         return cls(task, str(cache.path(s, value)) if task.value else None,
                    str(cache.path(s, gradient)) if task.grad else None,
-                   timeout, bandwidth_limit)
+                   timeout, bandwidth_limit, threads)
 
 
 @dataclass(frozen=True)
@@ -163,13 +167,14 @@ def run_cell(job: CellJob) -> CellOutcome:
             # Compile times first: they empty the compiler's caches, and what is compiled
             # after them (the calls below, then the timed ones) is compiled once.
             compiled = _compile_times(adapter, spec, task, arrays, params) if task.time else {}
-            if gradient_reference is not None:
-                gradient = _gradient_row(adapter, spec, task, arrays, params, gradient_reference)
-            if value_reference is None:
-                return CellOutcome(None, gradient)
-            per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params, mode=task.mode)
-            reduced = adapter.run(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params,
-                                  mode=task.mode)
+            with adapter.threads(job.threads):
+                if gradient_reference is not None:
+                    gradient = _gradient_row(adapter, spec, task, arrays, params, gradient_reference)
+                if value_reference is None:
+                    return CellOutcome(None, gradient)
+                per_item = adapter.run(spec, task.impl, arrays, s.dtype, task.device, "none", params, mode=task.mode)
+                reduced = adapter.run(spec, task.impl, arrays, s.dtype, task.device, spec.default_reduction, params,
+                                      mode=task.mode)
             timed = {**compiled, **_time_cell(adapter, spec, job, arrays, params)} if task.time else {}
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)

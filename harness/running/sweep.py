@@ -283,7 +283,7 @@ def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Cal
             # What is not timed first, on every worker; then the timed cells get the
             # machine to themselves: one worker, every core.
             _cells([t for t in planned.tasks if not t.time], failed_refs, config, cache, pool, store,
-                   report, progress)
+                   report, progress, pool.threads)
             timed = [t for t in planned.tasks if t.time]
             pool.close()
             with WorkerPool(1, os.cpu_count() or 1, environment) as timing_pool:
@@ -293,9 +293,10 @@ def _run(config: SweepConfig, store: Store, cache: ReferenceCache, progress: Cal
                 if unknown:
                     _measure_bandwidth(unknown, timing_pool, store, report, progress)
                 known.update(report.bandwidth_limits)
-                _cells(timed, failed_refs, config, cache, timing_pool, store, report, progress)
+                # Values with the other workers' threads (torch reduces by thread), timing with all.
+                _cells(timed, failed_refs, config, cache, timing_pool, store, report, progress, pool.threads)
         else:
-            _cells(planned.tasks, failed_refs, config, cache, pool, store, report, progress)
+            _cells(planned.tasks, failed_refs, config, cache, pool, store, report, progress, pool.threads)
         report.cell_seconds = time.perf_counter() - started
         store.end_run(run_id, "incomplete" if report.lost_to_harness or report.lost_to_signal else "complete")
         return report
@@ -397,9 +398,11 @@ def _measure_bandwidth(tasks: Sequence[CellTask], pool: WorkerPool, store: Store
 
 
 def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: SweepConfig, cache: ReferenceCache,
-           pool: WorkerPool, store: Store, report: SweepReport, progress: Callable[..., Any] | None) -> None:
-    """Measure every task whose references exist; a task whose reference failed
-    is lost to lossbench (its gradient alone, where the value can be measured)."""
+           pool: WorkerPool, store: Store, report: SweepReport, progress: Callable[..., Any] | None,
+           threads: int) -> None:
+    """Measure every task whose references exist, its value and gradient with
+    ``threads`` threads; a task whose reference failed is lost to lossbench (its
+    gradient alone, where the value can be measured)."""
     jobs = []
     for t in tasks:
         value_failed = failed_refs.get((t.inputset, config.value)) if t.value else None
@@ -411,7 +414,7 @@ def _cells(tasks: Sequence[CellTask], failed_refs: dict[RefKey, str], config: Sw
         if gradient_failed:
             t = dataclasses.replace(t, grad=False)
         jobs.append(CellJob.of(t, cache, config.cell_timeout, report.bandwidth_limits.get(t.device), config.value,
-                               config.gradient(t.inputset.loss)))
+                               config.gradient(t.inputset.loss), threads))
     bar = progress(total=len(jobs), desc="cells", unit="cell") if progress else None
     batch: list[CellOutcome] = []
     last_commit = time.monotonic()

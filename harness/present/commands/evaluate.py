@@ -143,6 +143,10 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{DEFAULT_MAX_VALUES * SECONDS_PER_VALUE:.0f} s by the cost model)")
     parser.add_argument("--grad", action="store_true",
                         help="also the gradient of the reduced loss with respect to input, against the reference derivative")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="run the framework with N threads where its results depend on the count (torch "
+                             "splits reductions and vectorised loops by thread); a sweep measures with its "
+                             "workers' count (default: the framework's own)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     reference_engine_argument(parser)
 
@@ -151,12 +155,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     case, arrays = case_from_args(args)
     if args.grad and case.reduction == "none":
         raise UsageError("--grad needs a reduced loss: use --reduction mean or sum")
-    result = evaluate(case, arrays, args.reference_engine)
+    result = evaluate(case, arrays, args.reference_engine, args.threads)
     adapter = adapters.load(case.framework)
     record = render.result_json(result, adapter.version())
     failed = bool(result.error)
     if args.grad:
-        grad = evaluate_gradient(case, arrays, args.reference_engine)
+        grad = evaluate_gradient(case, arrays, args.reference_engine, args.threads)
         record.update(render.gradient_json(grad, arrays["input"].shape, adapter.gradient_method))
         failed = failed or bool(grad.error)
     if args.json:
