@@ -322,21 +322,16 @@ def test_the_first_screen_answers_per_loss_as_recommend_does(store_path: Path, t
 
 # --- legibility at the full grid size ---------------------------------------------
 
-FULL_GRID_IMPLS = {"numpy": (("naive", "stable"), ("eager",)), "torch": (("native", "composed"), ("eager", "compiled")),
-                   "tensorflow": (("native", "composed"), ("eager", "compiled")),
-                   "jax": (("composed", "native"), ("eager", "compiled")),
-                   "pytensor": (("composed", "unstabilized"), ("compiled",))}
-
-
 def _full_grid_rows() -> list[dict]:
     """Rows shaped like a full sweep's (every loss, framework, impl, mode, dtype, regime
     and size; errors drawn log-uniformly, some non-finite): a layout test, not a result."""
     rng = np.random.default_rng(0)
     rows = []
+    built_in = {name: known.impls for name, known in adapters.FRAMEWORKS.items() if known.impls}
     for loss in registry.names():
-        for framework, (impls, modes) in FULL_GRID_IMPLS.items():
+        for framework, impls in built_in.items():
             for impl in impls:
-                for mode in modes:
+                for mode in adapters.load(framework).modes:
                     for dtype in ("float16", "bfloat16", "float32", "float64"):
                         for regime in ("typical", "wide", "edge"):
                             for size in ((1000,) if mode == "compiled" else (10, 1000, 100_000, 10_000_000)):
