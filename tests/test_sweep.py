@@ -3,10 +3,12 @@ resume after SIGKILL with nothing lost or duplicated, invalid filters refused.""
 from __future__ import annotations
 
 import contextlib
+import html
 import itertools
 import json
 import os
 import re
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -370,30 +372,34 @@ def test_a_timed_cell_reduces_with_the_threads_of_the_untimed_ones(tmp_path: Pat
     """The timing worker runs every core's threads; torch splits a reduction of more
     than 32768 elements into a part per thread. A timed cell's value and gradient
     are measured with the other workers' threads, so a store holds one sweep's values
-    whatever was timed: the same bits as an untimed sweep of the same cells (for
-    every framework, which also checks that TensorFlow's and JAX's fixed thread
-    pools do not change them)."""
-    base = dict(losses=("mse", "bce_logits"), frameworks=("torch", "tensorflow", "jax"), impls=None,
-                dtypes=("float32",), devices=("cpu",), regimes=("typical",), sizes=(100_000,), widths=(10,),
-                seeds=1, jobs=2, grad=True)
+    whatever was timed: the same figures as an untimed sweep of the same cells, for
+    every framework (which also checks Adapter.threads's word that NumPy, PyTensor,
+    TensorFlow and JAX do not depend on the count)."""
+    frameworks = ("numpy", "torch", "tensorflow", "jax", "pytensor")
+    base = dict(losses=("mse", "bce_logits"), frameworks=frameworks, impls=None, dtypes=("float32",),
+                devices=("cpu",), regimes=("typical",), sizes=(100_000,), widths=(10,), seeds=1, jobs=2, grad=True)
+    value_fields = ("status", "reduced_value", "reduced_ulp", "max_ulp", "p99_ulp", "median_ulp", "max_rel",
+                    "nonfinite", "items_measured")
+    gradient_fields = ("status", "max_ulp", "p99_ulp", "median_ulp", "max_rel", "elements_measured")
     cache = ReferenceCache(tmp_path / "refcache")
     stored = {}
     for timed in (False, True):
         with open_store(tmp_path / f"{timed}.sqlite") as store:
             run_sweep(SweepConfig(**base, time=timed), store, cache)
-            stored[timed] = {(r["loss"], r["framework"], r["impl"]): (r["reduced_value"], r["max_ulp"])
-                             for r in store.cells()}
-            if timed:
-                assert all(r["forward_seconds"] is not None for r in store.cells())
-                (run,) = store.runs()
-                assert (run.environment["threads_per_worker"], run.environment["timing_threads"]) == (
-                    max(1, (os.cpu_count() or 1) // 2), os.cpu_count())
-            with sqlite3.connect(tmp_path / f"{timed}.sqlite") as db:
-                stored[timed, "gradient"] = sorted(db.execute(
-                    "SELECT loss, framework, impl, max_ulp, median_ulp FROM gradients").fetchall())
-            assert all(r["status"] == "ok" for r in store.cells())
-    assert len(stored[True]) == 6 and stored[True] == stored[False]
-    assert len(stored[True, "gradient"]) == 6 and stored[True, "gradient"] == stored[False, "gradient"]
+            cells = list(store.cells())
+            stored[timed] = {(r["loss"], r["framework"], r["impl"]): tuple(r[f] for f in value_fields) for r in cells}
+            stored[timed, "gradient"] = {(g["loss"], g["framework"], g["impl"]): tuple(g[f] for f in gradient_fields)
+                                         for g in store.gradients()}
+            (run,) = store.runs()
+        assert all(r["status"] == "ok" for r in cells)
+        assert all((r["forward_seconds"] is not None) == timed for r in cells)
+        threads = max(1, (os.cpu_count() or 1) // 2)
+        assert (run.environment["threads_per_worker"], run.environment["value_threads"],
+                run.environment["timing_threads"]) == (threads, threads, os.cpu_count() if timed else None)
+    assert {framework for _, framework, _ in stored[True]} == set(frameworks)
+    assert stored[True] == stored[False]
+    assert stored[True, "gradient"].keys() == stored[True].keys()
+    assert stored[True, "gradient"] == stored[False, "gradient"]
 
 
 def test_a_loss_page_reproduces_its_worst_cell_with_the_threads_it_was_measured_with(tmp_path: Path,
@@ -418,7 +424,10 @@ def test_a_loss_page_reproduces_its_worst_cell_with_the_threads_it_was_measured_
         main(argv)
         return json.loads(capsys.readouterr().out)
 
-    argv = [a for a in command.split()[1:] if a != "--reduction" and a != "none"]  # the reduction, as stored
+    argv = shlex.split(html.unescape(command))[1:]
+    if "--reduction" in argv:  # the page asks for the items; the stored value is the reduction's
+        at = argv.index("--reduction")
+        del argv[at:at + 2]
     assert evaluated(argv)["value"] == row["reduced_value"]
     threads = argv.index("--threads")
     others = {evaluated(argv[:threads] + ["--threads", str(n)] + argv[threads + 2:])["value"] for n in (1, 2)}

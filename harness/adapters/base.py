@@ -205,7 +205,7 @@ class Adapter(ABC):
         where this framework's results depend on its thread count. The base changes
         nothing: NumPy's and PyTensor's loops run on one thread, and TensorFlow's
         and XLA's pools, fixed when they start, give the same values on one thread
-        as on two (tests/test_sweep.py checks both, and torch)."""
+        as on two (tests/test_sweep.py checks every framework)."""
         return nullcontext()
 
     def impl_names(self, loss: str) -> list[str]:
